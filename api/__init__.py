@@ -1,0 +1,1 @@
+"""The Starlette REST layer: routes, auth, request parsing, error mapping, OpenAPI."""

@@ -1,0 +1,292 @@
+"""Jobs: submitted by clients, claimed and completed (or failed) by miners.
+
+pending -> running (claim) -> completed (complete) | pending again (fail, lease expiry)
+        -> failed (after params.max_attempts) ; pending|running -> cancelled (cancel)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from chain import miners
+from chain.accounts import get_account
+from chain.context import ApplyContext
+from chain.errors import Conflict, InvalidTransaction, NotFound, TooLarge, ValidationError
+from chain.genesis import Params
+from chain.receipts import RECEIPT_FIELDS, receipt_body, receipt_signer
+from chain.state import WorkingState, key
+
+STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+OPEN_STATUSES = ("pending", "running")
+DEFAULT_MODEL = "llama3.2"
+DEFAULT_PARAMS = {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9}
+MAX_ERROR_CHARS = 4096
+
+
+# -- keys ------------------------------------------------------------------------
+
+def job_key(job_id: str) -> bytes:
+    return key("job", job_id)
+
+
+def receipt_key(receipt_id: str) -> bytes:
+    return key("rcpt", receipt_id)
+
+
+def receipt_tx_key(receipt_id: str) -> bytes:
+    return key("rcptx", receipt_id)
+
+
+def counter_key(*parts: str) -> bytes:
+    return key("ctr", *parts)
+
+
+def _status_index_keys(job: dict[str, Any]) -> list[bytes]:
+    seq, status = job["seq"], job["status"]
+    keys = [key("ix", "js", status, seq), key("ix", "jcs", job["client"], status, seq)]
+    if status == "pending":
+        keys.append(key("ix", "pm", job["model"], seq))
+    if status == "running":
+        keys.append(key("ix", "lease", job["lease_deadline"], job["job_id"]))
+    return keys
+
+
+# -- validation shared with the API -----------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_job_request(prompt: Any, model: Any, params: Any, rules: Params) -> tuple[str, dict[str, Any]]:
+    """Check a job request; return the model and the params with defaults filled in."""
+    if prompt is None:
+        raise ValidationError("prompt is required")
+    if not isinstance(prompt, str):
+        raise ValidationError("prompt must be a string")
+    if not prompt.strip():
+        raise ValidationError("prompt must not be empty")
+    if len(prompt.encode("utf-8", "surrogatepass")) > rules.max_prompt_bytes:
+        raise TooLarge(f"prompt is larger than {rules.max_prompt_bytes} bytes")
+    if model is None:
+        model = DEFAULT_MODEL
+    if not isinstance(model, str):
+        raise ValidationError("model must be a string")
+    if model not in rules.prices:
+        known = ", ".join(sorted(rules.prices))
+        raise ValidationError(f"model '{model}' is not offered on this network (known: {known})", error_code="unknown_model")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise ValidationError("params must be an object")
+    unknown = sorted(set(params) - set(DEFAULT_PARAMS))
+    if unknown:
+        raise ValidationError(f"params.{unknown[0]} is not a known parameter (known: max_tokens, temperature, top_p)")
+    merged = {**DEFAULT_PARAMS, **{k: v for k, v in params.items() if v is not None}}
+    max_tokens, temperature, top_p = merged["max_tokens"], merged["temperature"], merged["top_p"]
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= 32768:
+        raise ValidationError("params.max_tokens must be an integer from 1 to 32768")
+    if not _is_number(temperature) or not 0 <= temperature <= 2:
+        raise ValidationError("params.temperature must be a number from 0 to 2")
+    if not _is_number(top_p) or not 0 < top_p <= 1:
+        raise ValidationError("params.top_p must be a number greater than 0 and at most 1")
+    return model, merged
+
+
+def validate_result(result: Any, rules: Params) -> str:
+    if not isinstance(result, str):
+        raise ValidationError("result must be a string")
+    if len(result.encode("utf-8", "surrogatepass")) > rules.max_result_bytes:
+        raise TooLarge(f"result is larger than {rules.max_result_bytes} bytes")
+    return result
+
+
+# -- reads -----------------------------------------------------------------------
+
+def get_job(state: WorkingState, job_id: Any) -> dict[str, Any]:
+    if not isinstance(job_id, str):
+        raise ValidationError("job_id must be a string")
+    job = state.get_record(job_key(job_id))
+    if job is None:
+        raise NotFound(f"job '{job_id}' does not exist", error_code="job_not_found")
+    return job  # type: ignore[no-any-return]
+
+
+def _save(state: WorkingState, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """Write a job and move its status index entries and counters."""
+    if old is not None:
+        for k in _status_index_keys(old):
+            state.delete(k)
+        state.add_int(counter_key("status", old["status"]), -1)
+    for k in _status_index_keys(new):
+        state.put(k, new["job_id"].encode("utf-8"))
+    state.add_int(counter_key("status", new["status"]), 1)
+    state.put_record(job_key(new["job_id"]), new)
+    return new
+
+
+def _running_for(state: WorkingState, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The job and the miner, checking the miner holds the job's current claim."""
+    miner = miners.owned_miner(state, payload.get("miner_id"), payload.get("owner"))
+    job = get_job(state, payload.get("job_id"))
+    if job["status"] != "running":
+        raise Conflict(f"job '{job['job_id']}' is {job['status']}, not running", error_code="job_not_running")
+    if job["miner_id"] != miner["miner_id"]:
+        raise Conflict(f"job '{job['job_id']}' is claimed by another miner", error_code="claim_held_by_other")
+    return job, miner
+
+
+def _release(state: WorkingState, job: dict[str, Any], error: str, ctx: ApplyContext) -> dict[str, Any]:
+    """Requeue a running job, or mark it failed once its attempts are used up."""
+    failed = job["attempts"] >= ctx.genesis.params.max_attempts
+    new = {
+        **job,
+        "status": "failed" if failed else "pending",
+        "error": error,
+        "lease_deadline": None,
+    }
+    if failed:
+        new["completed_at"] = ctx.time_ms
+    else:
+        new.update(miner_id=None, started_at=None)
+    return _save(state, job, new)
+
+
+# -- transitions -----------------------------------------------------------------
+
+def submit(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    job_id = miners.validate_id("job_id", payload.get("job_id"), 64)
+    client = payload.get("client")
+    account = get_account(state, client) if isinstance(client, str) else None
+    if account is None or account["revoked"]:
+        raise ValidationError("client must be an active account")
+    model, params = validate_job_request(payload.get("prompt"), payload.get("model"), payload.get("params"), ctx.genesis.params)
+    if state.get(job_key(job_id)) is not None:
+        raise Conflict(f"job '{job_id}' already exists", error_code="job_exists")
+    seq = state.add_int(counter_key("jobs"), 1)
+    job = {
+        "job_id": job_id,
+        "seq": seq,
+        "client": client,
+        "prompt": payload["prompt"],
+        "model": model,
+        "params": params,
+        "status": "pending",
+        "created_at": ctx.time_ms,
+        "started_at": None,
+        "completed_at": None,
+        "miner_id": None,
+        "result": None,
+        "receipt_id": None,
+        "attempts": 0,
+        "error": None,
+        "lease_deadline": None,
+    }
+    state.put(key("ix", "ja", seq), job_id.encode("utf-8"))
+    state.put(key("ix", "jc", client, seq), job_id.encode("utf-8"))
+    return _save(state, None, job)
+
+
+def claim(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    miner = miners.owned_miner(state, payload.get("miner_id"), payload.get("owner"))
+    job = get_job(state, payload.get("job_id"))
+    if job["status"] != "pending":
+        raise Conflict(f"job '{job['job_id']}' is {job['status']}, not pending", error_code="job_not_pending")
+    if job["model"] not in miner["capabilities"]:
+        raise Conflict(f"miner '{miner['miner_id']}' does not serve model '{job['model']}'", error_code="capability_mismatch")
+    new = {
+        **job,
+        "status": "running",
+        "miner_id": miner["miner_id"],
+        "started_at": ctx.time_ms,
+        "attempts": job["attempts"] + 1,
+        "lease_deadline": ctx.time_ms + ctx.genesis.params.lease_seconds * 1000,
+    }
+    miners.touch(state, miner, ctx)
+    return _save(state, job, new)
+
+
+def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    job, miner = _running_for(state, payload)
+    rules = ctx.genesis.params
+    result = validate_result(payload.get("result"), rules)
+    completed_at = payload.get("completed_at")
+    if not isinstance(completed_at, int) or isinstance(completed_at, bool):
+        raise ValidationError("completed_at must be an integer (Unix milliseconds)")
+    if not job["started_at"] <= completed_at <= ctx.time_ms:
+        raise ValidationError("completed_at must lie between the claim and now")
+    receipt = payload.get("receipt")
+    if not isinstance(receipt, dict) or set(receipt) != {*RECEIPT_FIELDS, "signature"}:
+        raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
+    expected = receipt_body(
+        receipt_id=miners.validate_id("receipt_id", receipt.get("receipt_id"), 64),
+        job=job,
+        provider=miner["miner_id"],
+        result=result,
+        completed_at_ms=completed_at,
+        price_per_unit=rules.price_per_unit(job["model"]),
+    )
+    if {k: receipt[k] for k in RECEIPT_FIELDS} != expected:
+        raise InvalidTransaction("receipt does not match the job and result", error_code="receipt_mismatch")
+    signer = receipt_signer(receipt)
+    if signer is None or signer.hex() not in ctx.genesis.authorities:
+        raise InvalidTransaction("receipt is not signed by an authority", error_code="receipt_signature_invalid")
+    receipt_id = expected["receipt_id"]
+    if state.get(receipt_key(receipt_id)) is not None:
+        raise Conflict(f"receipt '{receipt_id}' already exists", error_code="receipt_exists")
+
+    seq = state.add_int(counter_key("receipts"), 1)
+    state.put_record(receipt_key(receipt_id), receipt)
+    state.put(receipt_tx_key(receipt_id), ctx.tx_hash.encode("ascii"))
+    rid = receipt_id.encode("utf-8")
+    state.put(key("ix", "ra", seq), rid)
+    state.put(key("ix", "rc", job["client"], seq), rid)
+    state.put(key("ix", "rp", miner["miner_id"], seq), rid)
+    state.add_int(counter_key("units"), expected["units"])
+    miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}
+    miners.touch(state, miner, ctx)
+    new = {
+        **job,
+        "status": "completed",
+        "result": result,
+        "completed_at": completed_at,
+        "receipt_id": receipt_id,
+        "lease_deadline": None,
+    }
+    _save(state, job, new)
+    return receipt
+
+
+def fail(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    job, miner = _running_for(state, payload)
+    error = payload.get("error")
+    if not isinstance(error, str) or not error.strip():
+        raise ValidationError("error must be a non-empty string")
+    if len(error) > MAX_ERROR_CHARS:
+        raise TooLarge(f"error is longer than {MAX_ERROR_CHARS} characters")
+    miners.touch(state, miner, ctx)
+    return _release(state, job, error, ctx)
+
+
+def requeue(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    """Lease expiry, decided from block time so that every replica agrees."""
+    job = get_job(state, payload.get("job_id"))
+    deadline = payload.get("lease_deadline")
+    if job["status"] != "running" or job["lease_deadline"] != deadline:
+        raise Conflict(f"job '{job['job_id']}' holds no such lease", error_code="lease_not_held")
+    if deadline > ctx.time_ms:
+        raise Conflict(f"job '{job['job_id']}' lease has not expired", error_code="lease_not_expired")
+    return _release(state, job, "lease expired", ctx)
+
+
+def cancel(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    job = get_job(state, payload.get("job_id"))
+    sender = payload.get("sender")
+    account = get_account(state, sender) if isinstance(sender, str) else None
+    if account is None or (account["role"] != "admin" and job["client"] != sender):
+        # Another client's job is indistinguishable from a missing one.
+        raise NotFound(f"job '{job['job_id']}' does not exist", error_code="job_not_found")
+    if job["status"] not in OPEN_STATUSES:
+        raise Conflict(f"job '{job['job_id']}' is {job['status']} and cannot be cancelled", error_code="job_not_cancellable")
+    new = {**job, "status": "cancelled", "completed_at": ctx.time_ms, "lease_deadline": None}
+    return _save(state, job, new)

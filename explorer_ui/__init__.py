@@ -1,0 +1,1 @@
+"""The explorer website: Jinja2 pages and the live block feed (see the explorer issue)."""

@@ -1,0 +1,209 @@
+"""The data dir: the store, the node key, the admin key and the effective genesis.
+
+  <data-dir>/genesis.json   effective genesis (authorities filled in); its presence marks an initialised dir
+  <data-dir>/node_key       the node's Ed25519 seed, hex, mode 0600
+  <data-dir>/admin_key      the admin API key created at initialisation, mode 0600
+  <data-dir>/chain/         LevelDB
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.crypto import NodeKey, hash_hex
+from chain.errors import InvalidGenesis
+from chain.genesis import Genesis, parse_genesis
+
+BUNDLED_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
+ADMIN_NAME = "admin"
+MIN_KEY_CHARS = 16
+
+
+class DataDirError(Exception):
+    """A problem with the data dir or its files, worded for an operator."""
+
+
+def new_api_key() -> str:
+    return "aitbc_" + secrets.token_urlsafe(32)
+
+
+def api_key_hash(api_key: str) -> str:
+    """Only this hash of an API key is ever stored."""
+    return hash_hex(api_key.encode("utf-8"))
+
+
+def load_genesis_file(path: Path) -> Genesis:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataDirError(f"cannot read genesis file {path}: {exc.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise DataDirError(f"genesis file {path} is not valid JSON: {exc}") from None
+    try:
+        return parse_genesis(raw)
+    except InvalidGenesis as exc:
+        raise DataDirError(f"{path}: {exc.detail}") from None
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write a file atomically with the given mode, never readable by others in between."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    genesis: Genesis
+    created: bool
+    admin_key: str | None
+    """The admin key, only when this call created the data dir."""
+
+
+class DataDir:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser().resolve()
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.path / "genesis.json"
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.path / "node_key"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.path / "admin_key"
+
+    @property
+    def chain_path(self) -> Path:
+        return self.path / "chain"
+
+    @property
+    def initialised(self) -> bool:
+        return self.genesis_path.exists()
+
+    def genesis(self) -> Genesis:
+        if not self.initialised:
+            raise DataDirError(f"{self.path} is not an initialised data dir (run 'aitbc-node init --data-dir {self.path}')")
+        return load_genesis_file(self.genesis_path)
+
+    def node_key(self) -> NodeKey | None:
+        if not self.node_key_path.exists():
+            return None
+        try:
+            return NodeKey.from_seed_hex(self.node_key_path.read_text(encoding="ascii"))
+        except (ValueError, OSError) as exc:
+            raise DataDirError(f"{self.node_key_path} is not a valid node key: {exc}") from None
+
+    def initialise(self, source: Path | None, node_key_file: Path | None = None) -> InitResult:
+        """Create the data dir if it is fresh; otherwise check it matches `source`."""
+        if self.initialised:
+            effective = self.genesis()
+            if source is not None:
+                self._check_same_chain(load_genesis_file(source), effective)
+            return InitResult(effective, created=False, admin_key=None)
+
+        base = load_genesis_file(source or BUNDLED_GENESIS)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.path, 0o700)
+        key = self._install_node_key(node_key_file)
+        admin_key: str | None = None
+        if base.authorities:
+            if key is None or key.public_hex not in base.authorities:
+                raise DataDirError(
+                    "the genesis names its authorities and this node holds none of their keys; "
+                    "pass --node-key FILE with an authority's seed"
+                )
+            effective = base
+        else:
+            # Devnet: this node becomes the authority, and an admin account is created.
+            key = key or NodeKey(secrets.token_bytes(32))
+            write_private(self.node_key_path, key.seed.hex() + "\n")
+            admin_key = new_api_key()
+            write_private(self.admin_key_path, admin_key + "\n")
+            admin = {"name": ADMIN_NAME, "role": "admin", "key_hash": api_key_hash(admin_key)}
+            try:
+                effective = base.with_authorities([key.public_hex], [admin])
+            except InvalidGenesis as exc:
+                raise DataDirError(f"cannot add the admin account to the genesis: {exc.detail}") from None
+        write_private(self.genesis_path, json.dumps(effective.raw, indent=2, sort_keys=True) + "\n", 0o644)
+        return InitResult(effective, created=True, admin_key=admin_key)
+
+    def _install_node_key(self, node_key_file: Path | None) -> NodeKey | None:
+        if node_key_file is None:
+            return self.node_key()
+        try:
+            key = NodeKey.from_seed_hex(node_key_file.read_text(encoding="ascii"))
+        except (ValueError, OSError) as exc:
+            raise DataDirError(f"{node_key_file} is not a valid node key (64 hex characters): {exc}") from None
+        write_private(self.node_key_path, key.seed.hex() + "\n")
+        return key
+
+    @staticmethod
+    def _check_same_chain(source: Genesis, effective: Genesis) -> None:
+        def core(g: Genesis) -> dict[str, Any]:
+            return {k: v for k, v in g.raw.items() if k not in ("authorities", "accounts")}
+
+        if source.hash == effective.hash:
+            return
+        if source.authorities or core(source) != core(effective):
+            raise DataDirError(
+                f"the data dir belongs to chain '{effective.chain_id}' (genesis {effective.hash[:16]}…), "
+                f"not to the given genesis '{source.chain_id}' ({source.hash[:16]}…)"
+            )
+
+
+@dataclass(frozen=True)
+class ProvisionedKey:
+    name: str
+    role: str
+    key_hash: str
+
+
+def load_api_keys(path: Path) -> list[ProvisionedKey]:
+    """Parse an --api-keys file: a JSON list of {"key", "role", "name"}."""
+    from chain.accounts import validate_account_fields
+    from chain.errors import LedgerError
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataDirError(f"cannot read API keys file {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise DataDirError(f"API keys file {path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise DataDirError(f"API keys file {path} must hold a JSON list")
+    keys: list[ProvisionedKey] = []
+    names: set[str] = set()
+    hashes: set[str] = set()
+    for i, item in enumerate(raw):
+        where = f"{path} entry {i}"
+        if not isinstance(item, dict) or set(item) != {"key", "role", "name"}:
+            raise DataDirError(f"{where}: must be an object with exactly key, role and name")
+        try:
+            validate_account_fields(item["name"], item["role"])
+        except LedgerError as exc:
+            raise DataDirError(f"{where}: {exc.detail}") from None
+        if not isinstance(item["key"], str) or len(item["key"]) < MIN_KEY_CHARS:
+            raise DataDirError(f"{where}: key must be a string of at least {MIN_KEY_CHARS} characters")
+        key_hash = api_key_hash(item["key"])
+        if item["name"] in names or key_hash in hashes:
+            raise DataDirError(f"{where}: name or key repeats an earlier entry")
+        names.add(item["name"])
+        hashes.add(key_hash)
+        keys.append(ProvisionedKey(item["name"], item["role"], key_hash))
+    return keys

@@ -1,0 +1,203 @@
+"""Group commit on the authority: a mempool, and a loop that seals what is pending.
+
+A request is answered only after the block holding its transaction is durable. Many
+concurrent submissions share one block, bounded by params.max_block_txs and
+params.block_max_wait_ms. An idle node seals nothing, except lease expiries when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chain.blocks import Block
+from chain.context import ApplyContext
+from chain.crypto import NodeKey
+from chain.errors import LedgerError
+from chain.state import WorkingState, key
+from chain.transactions import Transaction
+from chain.transition import apply_tx, seal_block
+from node.store import Store
+
+log = logging.getLogger("aitbc.producer")
+
+LEASE_PREFIX = key("ix", "lease", "")
+
+
+class NodeUnavailable(Exception):
+    """The node cannot take writes right now (shutting down, mempool full, storage failed)."""
+
+    error_code = "unavailable"
+
+    def __init__(self, detail: str, *, error_code: str = "unavailable") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error_code = error_code
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class _Pending:
+    tx: Transaction
+    future: asyncio.Future[dict[str, Any]] | None
+
+
+class Producer:
+    def __init__(self, store: Store, key: NodeKey, *, mempool_limit: int = 20_000) -> None:
+        self.store = store
+        self.key = key
+        self.params = store.genesis.params
+        self.mempool_limit = mempool_limit
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._listeners: list[Callable[[Block], None]] = []
+        self._requeue_inflight: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="aitbc-producer")
+
+    async def stop(self) -> None:
+        """Finish the block being written, refuse what is still queued, then return."""
+        self._stopping = True
+        if self._queue is not None:
+            self._queue.put_nowait(_Pending(Transaction("miner.heartbeat", {}, 0), None))  # wake-up
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def on_block(self, listener: Callable[[Block], None]) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def mempool_size(self) -> int:
+        return 0 if self._queue is None else self._queue.qsize()
+
+    # -- submission ----------------------------------------------------------------
+    async def submit(self, tx_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Queue a transaction; return its result once its block is durable."""
+        if self._queue is None or self._stopping:
+            raise NodeUnavailable("the node is shutting down", error_code="shutting_down")
+        if self._queue.qsize() >= self.mempool_limit:
+            raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(Transaction(tx_type, payload, now_ms()), future))
+        return await future
+
+    # -- the loop --------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while not self._stopping:
+            batch = await self._collect(queue)
+            batch = [p for p in batch if p.future is not None and not p.future.done()]
+            batch += self._due_requeues(len(batch))
+            if batch:
+                await self._commit(batch)
+        while not queue.empty():
+            pending = queue.get_nowait()
+            if pending.future is not None and not pending.future.done():
+                pending.future.set_exception(NodeUnavailable("the node is shutting down", error_code="shutting_down"))
+
+    async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
+        """Wait for work (or the next lease expiry), then gather up to one block's worth."""
+        try:
+            first = await asyncio.wait_for(queue.get(), timeout=self._seconds_to_next_lease())
+        except TimeoutError:
+            return []
+        batch = [first]
+        limit = self.params.max_block_txs
+        deadline = time.monotonic() + self.params.block_max_wait_ms / 1000
+        while len(batch) < limit and not self._stopping:
+            if not queue.empty():
+                batch.append(queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    def _seconds_to_next_lease(self) -> float | None:
+        for k, _ in self.store.iter_state(LEASE_PREFIX):
+            deadline = int(k.split(b"\x00", 1)[0], 16)
+            return max(0.0, (deadline - now_ms()) / 1000) + 0.001
+        return None
+
+    def _due_requeues(self, used: int) -> list[_Pending]:
+        due: list[_Pending] = []
+        room = self.params.max_block_txs - used
+        cutoff = now_ms()
+        for k, v in self.store.iter_state(LEASE_PREFIX):
+            if len(due) >= room:
+                break
+            deadline_hex, job_id = k.split(b"\x00", 1)
+            deadline = int(deadline_hex, 16)
+            if deadline > cutoff:
+                break
+            payload = {"job_id": job_id.decode("utf-8"), "lease_deadline": deadline}
+            due.append(_Pending(Transaction("job.requeue", payload, cutoff), None))
+        return due
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes, block = await asyncio.to_thread(self._seal, batch)
+        except Exception as exc:  # storage failure: nothing was acknowledged
+            log.exception("writing a block failed; %d transactions refused", len(batch))
+            for p in batch:
+                if p.future is not None and not p.future.done():
+                    p.future.set_exception(NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error"))
+            return
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if p.future is None or p.future.done():
+                continue
+            if isinstance(outcome, LedgerError):
+                p.future.set_exception(outcome)
+            else:
+                p.future.set_result(outcome)
+        if block is not None:
+            for listener in self._listeners:
+                try:
+                    listener(block)
+                except Exception:
+                    log.exception("a block listener failed")
+
+    def _seal(self, batch: list[_Pending]) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
+        return seal_now(self.store, self.key, [p.tx for p in batch])
+
+
+def seal_now(
+    store: Store, key: NodeKey, txs: list[Transaction]
+) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
+    """Apply txs on the tip, seal the valid ones into one durable block, report each outcome."""
+    prev = store.tip()
+    timestamp = max(now_ms(), prev.timestamp, max(tx.timestamp for tx in txs))
+    ctx = ApplyContext(time_ms=timestamp, genesis=store.genesis)
+    state = WorkingState(store)
+    accepted: list[Transaction] = []
+    outcomes: list[dict[str, Any] | LedgerError] = []
+    for tx in txs:
+        try:
+            outcomes.append(apply_tx(state, tx, ctx))
+            accepted.append(tx)
+        except LedgerError as exc:
+            outcomes.append(exc)
+    if not accepted:
+        return outcomes, None
+    block = seal_block(prev, accepted, state, timestamp, key)
+    store.write_block(block, state.changes())
+    log.debug("sealed block %d with %d transactions", block.height, len(accepted))
+    return outcomes, block

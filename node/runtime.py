@@ -1,0 +1,125 @@
+"""The running node: data dir, store, key and producer, opened and closed together."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from chain.accounts import account_for_key_hash, get_account
+from chain.crypto import NodeKey
+from chain.errors import LedgerError
+from chain.state import WorkingState
+from chain.transactions import Transaction
+from node import __version__
+from node.config import Config
+from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
+from node.producer import Producer, seal_now
+from node.store import Store
+
+log = logging.getLogger("aitbc.node")
+
+
+class Node:
+    """Everything the API needs: the store to read from and the producer to write through."""
+
+    version = __version__
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.datadir = DataDir(config.data_dir)
+        self.init: InitResult | None = None
+        self.store: Store | None = None
+        self.key: NodeKey | None = None
+        self.producer: Producer | None = None
+
+    # -- synchronous opening: errors surface before any server starts ---------------
+    def open(self) -> InitResult:
+        init = self.datadir.initialise(self.config.genesis, self.config.node_key)
+        key = self.datadir.node_key()
+        if key is None or key.public_hex not in init.genesis.authorities:
+            raise DataDirError(
+                "this node holds no authority key for its chain; followers are not supported yet "
+                f"(expected {self.datadir.node_key_path})"
+            )
+        provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
+        self.store = Store(self.datadir.chain_path, init.genesis)
+        self.key = key
+        self.init = init
+        try:
+            self._provision(provisioned)
+        except BaseException:
+            self.close()
+            raise
+        self.producer = Producer(self.store, key)
+        return init
+
+    def _provision(self, keys: list[ProvisionedKey]) -> None:
+        """Turn --api-keys entries that are not on chain yet into accounts, in one block."""
+        assert self.store is not None and self.key is not None
+        view = WorkingState(self.store)
+        txs = []
+        for k in keys:
+            by_name = get_account(view, k.name)
+            if by_name is not None:
+                if by_name["key_hash"] != k.key_hash:
+                    raise DataDirError(f"account '{k.name}' already exists on chain with a different key")
+                if by_name["role"] != k.role:
+                    raise DataDirError(f"account '{k.name}' already exists on chain with role '{by_name['role']}'")
+                continue
+            holder = account_for_key_hash(view, k.key_hash)
+            if holder is not None:
+                raise DataDirError(f"the key given for '{k.name}' already belongs to account '{holder['name']}'")
+            payload = {"name": k.name, "role": k.role, "key_hash": k.key_hash}
+            txs.append(Transaction("account.create", payload, self.store.tip().timestamp))
+        if txs:
+            commit_offline(self.store, self.key, txs)
+            log.info("provisioned %d account(s) from %s", len(txs), self.config.api_keys)
+
+    # -- the async part, inside the server's event loop ------------------------------
+    async def start(self) -> None:
+        assert self.producer is not None
+        self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+        self.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    @property
+    def role(self) -> str:
+        return "authority"
+
+    def health(self) -> dict[str, Any]:
+        assert self.store is not None
+        tip = self.store.tip()
+        return {
+            "status": "ok",
+            "version": self.version,
+            "chain_id": self.store.genesis.chain_id,
+            "height": tip.height,
+            "role": self.role,
+        }
+
+
+def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[dict[str, Any]]:
+    """Seal txs into one block with no server running; all are accepted, or none is written."""
+    from chain.context import ApplyContext
+    from chain.state import WorkingState
+    from chain.transition import apply_tx
+
+    dry_run = WorkingState(store)
+    ctx = ApplyContext(time_ms=max(tx.timestamp for tx in txs), genesis=store.genesis)
+    for tx in txs:
+        try:
+            apply_tx(dry_run, tx, ctx)
+        except LedgerError as exc:
+            raise DataDirError(exc.detail) from None
+    outcomes, _ = seal_now(store, key, txs)
+    for outcome in outcomes:
+        if isinstance(outcome, LedgerError):
+            raise DataDirError(outcome.detail)
+    return outcomes  # type: ignore[return-value]

@@ -1,0 +1,93 @@
+"""Server(config).run(): open the node, bind the socket, serve with uvicorn until a signal."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from node.config import Config
+from node.runtime import Node
+
+
+class ServerError(Exception):
+    """The server could not start; the message is meant for an operator."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ServerError(f"port {port} on {host} is already in use (choose another with --port)") from None
+        raise ServerError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def run(self) -> None:
+        from api.app import create_app
+
+        logging.basicConfig(
+            level=self.config.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        node = Node(self.config)
+        init = node.open()
+        try:
+            sock = bind_socket(self.config.host, self.config.port)
+        except ServerError:
+            node.close()
+            raise
+        base = f"http://{self.config.host}:{self.config.port}"
+        if ":" in self.config.host:
+            base = f"http://[{self.config.host}]:{self.config.port}"
+
+        def announce() -> None:
+            tip = node.store.tip() if node.store else None
+            lines = [
+                f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {tip.height if tip else 0}, role {node.role}",
+                f"  data dir:  {node.datadir.path}",
+                f"  API:       {base}/v1",
+                f"  docs:      {base}/docs",
+                f"  explorer:  {base}/",
+                f"  health:    {base}/health",
+            ]
+            if init.admin_key:
+                lines += [
+                    f"  admin key: {init.admin_key}",
+                    f"             (shown once; saved with mode 0600 in {node.datadir.admin_key_path})",
+                ]
+            print("\n".join(lines), flush=True)
+
+        app = create_app(node, on_started=announce)
+        uv_config = uvicorn.Config(
+            app,
+            log_level=self.config.log_level,
+            lifespan="on",
+            server_header=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=10,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
+        server = uvicorn.Server(uv_config)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            node.close()
+            sock.close()
+        if not server.started:
+            print("aitbc-node: the server failed to start (see the log above)", file=sys.stderr)
+            raise SystemExit(1)

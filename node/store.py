@@ -1,0 +1,198 @@
+"""The LevelDB store: the only module that imports plyvel.
+
+Key prefixes:
+  b<height:8>          -> block (canonical JSON)
+  h<hash:32>           -> height:8
+  t<tx hash:32>        -> height:8 index:4
+  s<state key>         -> state value (records, indexes, counters; see chain.state)
+  m<name>              -> metadata: genesis hash, tip header, transaction count
+
+Each block is written in one WriteBatch(sync=True) with its state changes, indexes and
+the new tip, so after a crash the store ends at some block boundary, never inside one.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from chain.blocks import Block, BlockHeader
+from chain.encoding import canonical, decode
+from chain.genesis import Genesis
+from chain.state import EmptyState
+from chain.transition import genesis_block
+
+BLOCK = b"b"
+HASH = b"h"
+TX = b"t"
+STATE = b"s"
+META = b"m"
+META_GENESIS = META + b"genesis"
+META_TIP = META + b"tip"
+META_TXS = META + b"txcount"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message is meant for an operator."""
+
+
+class StoreLocked(StoreError):
+    """Another process has the data dir open."""
+
+
+class ChainMismatch(StoreError):
+    """The data dir holds another chain (a different genesis)."""
+
+
+def _height(height: int) -> bytes:
+    return struct.pack(">Q", height)
+
+
+class Store:
+    def __init__(self, path: Path | str, genesis: Genesis, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self._db = None
+        try:
+            self._db = plyvel.DB(str(self.path), create_if_missing=create)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLocked(
+                    f"the data dir {self.path.parent} is already in use by another aitbc-node process"
+                ) from None
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from None
+        except plyvel.Error as exc:
+            raise StoreError(f"the store at {self.path} is corrupt: {exc}") from None
+        self.genesis = genesis
+        try:
+            self._adopt_genesis(genesis, create)
+        except BaseException:
+            self.close()
+            raise
+
+    def _adopt_genesis(self, genesis: Genesis, create: bool) -> None:
+        stored = self._db.get(META_GENESIS)
+        if stored is None and not create:
+            raise StoreError(f"the store at {self.path} holds no chain")
+        if stored is None:
+            block, state = genesis_block(genesis, EmptyState())
+            self.write_block(block, state.changes(), extra={META_GENESIS: genesis.hash.encode()})
+        elif stored.decode() != genesis.hash:
+            raise ChainMismatch(
+                f"the data dir {self.path.parent} belongs to another chain "
+                f"(its genesis hash is {stored.decode()[:16]}…, this genesis is {genesis.hash[:16]}…)"
+            )
+
+    def close(self) -> None:
+        db, self._db = getattr(self, "_db", None), None
+        if db is not None:
+            db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db is None
+
+    # -- state view (read side of chain.state.StateView) ---------------------------
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(STATE + key)  # type: ignore[no-any-return]
+
+    def get_record(self, key: bytes) -> Any:
+        raw = self.get(key)
+        return None if raw is None else decode(raw)
+
+    def get_int(self, key: bytes) -> int:
+        raw = self.get(key)
+        return 0 if raw is None else int(raw)
+
+    def iter_state(
+        self,
+        prefix: bytes,
+        *,
+        reverse: bool = False,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """State entries under prefix (keys returned without the prefix), optionally bounded."""
+        full = STATE + prefix
+        kwargs: dict[str, Any] = {"reverse": reverse}
+        if start is None and stop is None:
+            kwargs["prefix"] = full
+        else:
+            kwargs["start"] = full + (start or b"")
+            kwargs["stop"] = full + stop if stop is not None else _prefix_end(full)
+        cut = len(full)
+        for k, v in self._db.iterator(**kwargs):
+            yield k[cut:], v
+
+    def iter_all_state(self) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self._db.iterator(prefix=STATE):
+            yield k[1:], v
+
+    # -- blocks --------------------------------------------------------------------
+    def tip(self) -> BlockHeader:
+        raw = self._db.get(META_TIP)
+        assert raw is not None, "an adopted store always has a tip"
+        return BlockHeader.from_dict(decode(raw))
+
+    def tx_count(self) -> int:
+        raw = self._db.get(META_TXS)
+        return 0 if raw is None else int(raw)
+
+    def block_bytes(self, height: int) -> bytes | None:
+        return self._db.get(BLOCK + _height(height))  # type: ignore[no-any-return]
+
+    def block(self, height: int) -> Block | None:
+        raw = self.block_bytes(height)
+        return None if raw is None else Block.decode(raw)
+
+    def iter_block_bytes(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        for k, v in self._db.iterator(start=BLOCK + _height(start), stop=_prefix_end(BLOCK)):
+            yield struct.unpack(">Q", k[1:])[0], v
+
+    def height_of(self, block_hash: str) -> int | None:
+        try:
+            raw = self._db.get(HASH + bytes.fromhex(block_hash))
+        except ValueError:
+            return None
+        return None if raw is None else struct.unpack(">Q", raw)[0]
+
+    def tx_location(self, tx_hash: str) -> tuple[int, int] | None:
+        try:
+            raw = self._db.get(TX + bytes.fromhex(tx_hash))
+        except ValueError:
+            return None
+        return None if raw is None else struct.unpack(">QI", raw)
+
+    def write_block(
+        self,
+        block: Block,
+        changes: list[tuple[bytes, bytes | None]],
+        *,
+        extra: dict[bytes, bytes] | None = None,
+    ) -> None:
+        """Write the block, its state changes, tx index and the new tip atomically and durably."""
+        height = block.height
+        hb = _height(height)
+        with self._db.write_batch(sync=True) as batch:
+            batch.put(BLOCK + hb, block.encode())
+            batch.put(HASH + block.header.hash_bytes, hb)
+            for i, tx in enumerate(block.transactions):
+                batch.put(TX + tx.hash, hb + struct.pack(">I", i))
+            for k, v in changes:
+                if v is None:
+                    batch.delete(STATE + k)
+                else:
+                    batch.put(STATE + k, v)
+            batch.put(META_TIP, canonical(block.header.to_dict()))
+            batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+            for k, v in (extra or {}).items():
+                batch.put(k, v)
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key that starts with prefix."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1])
