@@ -122,5 +122,9 @@ def check_seal(block: Block, authorities: Sequence[str]) -> None:
         proposer = bytes.fromhex(header.proposer)
     except ValueError:
         raise InvalidBlock(f"block {header.height}: signature or proposer is not hex") from None
+    if block.signature != signature.hex():
+        # bytes.fromhex also reads upper case and spaces; only one spelling may verify,
+        # or a block's bytes could change while it still verifies as the same block.
+        raise InvalidBlock(f"block {header.height}: signature is not lowercase hex")
     if not verify_signature(proposer, header.hash_bytes, signature):
         raise InvalidBlock(f"block {header.height}: proposer signature does not verify")

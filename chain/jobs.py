@@ -227,7 +227,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
         price_per_unit=rules.price_per_unit(job["model"]),
     )
     if {k: receipt[k] for k in RECEIPT_FIELDS} != expected:
-        raise InvalidTransaction("receipt does not match the job and result", error_code="receipt_mismatch")
+        raise Conflict("receipt does not match the job's current claim and result", error_code="receipt_mismatch")
     signer = receipt_signer(receipt)
     if signer is None or signer.hex() not in ctx.genesis.authorities:
         raise InvalidTransaction("receipt is not signed by an authority", error_code="receipt_signature_invalid")
@@ -242,6 +242,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     state.put(key("ix", "ra", seq), rid)
     state.put(key("ix", "rc", job["client"], seq), rid)
     state.put(key("ix", "rp", miner["miner_id"], seq), rid)
+    state.put(key("ix", "rcp", job["client"], miner["miner_id"], seq), rid)
     state.add_int(counter_key("units"), expected["units"])
     miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}
     miners.touch(state, miner, ctx)

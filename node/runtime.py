@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -31,6 +32,8 @@ class Node:
         self.store: Store | None = None
         self.key: NodeKey | None = None
         self.producer: Producer | None = None
+        self.background: set[asyncio.Task[None]] = set()
+        """Fire-and-forget tasks (miner heartbeats), kept referenced until done."""
 
     # -- synchronous opening: errors surface before any server starts ---------------
     def open(self) -> InitResult:
@@ -81,6 +84,8 @@ class Node:
         self.producer.start()
 
     async def stop(self) -> None:
+        if self.background:
+            await asyncio.gather(*self.background, return_exceptions=True)
         if self.producer is not None:
             await self.producer.stop()
         self.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -31,6 +34,21 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would turn an
+    operator's clean stop into death by signal (or a KeyboardInterrupt); we exit 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
 
 
 class Server:
@@ -82,7 +100,7 @@ class Server:
             timeout_graceful_shutdown=10,
             h11_max_incomplete_event_size=64 * 1024,
         )
-        server = uvicorn.Server(uv_config)
+        server = _Uvicorn(uv_config)
         try:
             server.run(sockets=[sock])
         finally:

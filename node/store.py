@@ -56,6 +56,8 @@ class Store:
     def __init__(self, path: Path | str, genesis: Genesis, *, create: bool = True) -> None:
         self.path = Path(path)
         self._db = None
+        if not create and not self.path.is_dir():
+            raise StoreError(f"the store at {self.path} holds no chain")
         try:
             self._db = plyvel.DB(str(self.path), create_if_missing=create)
         except plyvel.IOError as exc:
@@ -176,7 +178,9 @@ class Store:
         """Write the block, its state changes, tx index and the new tip atomically and durably."""
         height = block.height
         hb = _height(height)
-        with self._db.write_batch(sync=True) as batch:
+        # transaction=True: if anything below raises, plyvel drops the batch instead of
+        # writing the part built so far.
+        with self._db.write_batch(sync=True, transaction=True) as batch:
             batch.put(BLOCK + hb, block.encode())
             batch.put(HASH + block.header.hash_bytes, hb)
             for i, tx in enumerate(block.transactions):

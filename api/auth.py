@@ -1,0 +1,47 @@
+"""API keys: X-Api-Key is hashed and looked up; the principal is an account name and role."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from api.errors import ApiError
+from chain.accounts import account_for_key_hash
+from node.datadir import api_key_hash
+
+HEADER = "x-api-key"
+MAX_KEY_CHARS = 512
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def authenticate(request: Request, *roles: str) -> Principal:
+    """The caller's account; 401 without a valid key, 403 when its role is not in roles.
+
+    admin may do everything, so it passes every role check.
+    """
+    supplied = request.headers.get(HEADER)
+    if not supplied:
+        raise ApiError(401, "missing X-Api-Key header", "unauthorized")
+    if len(supplied) > MAX_KEY_CHARS:
+        raise ApiError(401, "invalid API key", "unauthorized")
+    key_hash = api_key_hash(supplied)
+    account = account_for_key_hash(request.app.state.node.store, key_hash)
+    if account is None or not hmac.compare_digest(account["key_hash"], key_hash):
+        raise ApiError(401, "invalid API key", "unauthorized")
+    if account["revoked"]:
+        raise ApiError(401, "this API key has been revoked", "unauthorized")
+    principal = Principal(account["name"], account["role"])
+    if roles and principal.role not in roles and not principal.is_admin:
+        raise ApiError(403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden")
+    return principal

@@ -1,0 +1,22 @@
+"""Miner registration."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.auth import authenticate
+from api.parsing import read_object, require_field
+from api.views import miner_view
+from chain.miners import validate_registration
+
+
+async def register_miner(request: Request) -> JSONResponse:
+    principal = authenticate(request, "miner")
+    body = await read_object(request, ("miner_id", "capabilities", "gpu_info"))
+    miner_id, capabilities = require_field(body, "miner_id"), require_field(body, "capabilities")
+    gpu_info = body.get("gpu_info")
+    validate_registration(miner_id, capabilities, gpu_info)
+    payload = {"miner_id": miner_id, "owner": principal.name, "capabilities": capabilities, "gpu_info": gpu_info}
+    miner = await request.app.state.node.producer.submit("miner.register", payload)
+    return JSONResponse(miner_view(miner), status_code=201)

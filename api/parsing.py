@@ -1,0 +1,118 @@
+"""Request parsing: bodies and query parameters become values or a 4xx with the Error body."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from starlette.requests import Request
+
+from api.errors import ApiError
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key '{k}'")
+        out[k] = v
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            declared_size = int(declared)
+        except ValueError:
+            raise ApiError(400, "Content-Length is not a number") from None
+        if declared_size > max_bytes:
+            raise ApiError(413, f"request body is larger than {max_bytes} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, f"request body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        raise ApiError(400, "request body is empty; a JSON object is required", "invalid_json")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not valid UTF-8", "invalid_json") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply", "invalid_json") from None
+    except ValueError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
+
+
+async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
+    """The body as a JSON object with only the allowed top-level fields."""
+    node = request.app.state.node
+    body = parse_json(await read_body(request, node.config.max_body_bytes))
+    if not isinstance(body, dict):
+        raise ApiError(400, "request body must be a JSON object", "invalid_json")
+    allowed_set = set(allowed)
+    unknown = sorted(set(body) - allowed_set)
+    if unknown:
+        raise ApiError(400, f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(allowed_set))})", "validation_error")
+    return body
+
+
+def require_field(body: dict[str, Any], name: str) -> Any:
+    if body.get(name) is None:
+        raise ApiError(400, f"{name} is required", "validation_error")
+    return body[name]
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer", "validation_error") from None
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, f"{name} must be {bound}", "validation_error")
+    return value
+
+
+def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    options = list(choices)
+    if raw not in options:
+        raise ApiError(400, f"{name} must be one of {', '.join(options)}", "validation_error")
+    return raw
+
+
+def parse_datetime_ms(field: str, value: Any) -> int:
+    """An ISO 8601 date-time as Unix milliseconds; one without an offset is taken as UTC."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be an ISO 8601 date-time string", "validation_error")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"{field} is not an ISO 8601 date-time", "validation_error") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return int(moment.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):
+        raise ApiError(400, f"{field} is out of range", "validation_error") from None

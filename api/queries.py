@@ -1,0 +1,93 @@
+"""Reads served from the store's state and indexes; none scans the chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from chain.jobs import counter_key, job_key, receipt_key, receipt_tx_key
+from chain.miners import SEEN_PREFIX, get_miner
+from chain.state import key
+from node.producer import now_ms
+from node.store import Store
+
+MAX_PAGE = 100
+
+
+def _ids(store: Store, prefix: bytes, offset: int, limit: int) -> Iterator[str]:
+    """Ids stored under an index prefix, newest first, after skipping offset."""
+    taken = 0
+    for i, (_, value) in enumerate(store.iter_state(prefix, reverse=True)):
+        if i < offset:
+            continue
+        if taken >= limit:
+            return
+        taken += 1
+        yield value.decode("utf-8")
+
+
+def get_job(store: Store, job_id: str) -> dict[str, Any] | None:
+    return store.get_record(job_key(job_id))  # type: ignore[no-any-return]
+
+
+def list_jobs(store: Store, *, client: str | None, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    if client is None:
+        prefix = key("ix", "js", status, "") if status else key("ix", "ja", "")
+    else:
+        prefix = key("ix", "jcs", client, status, "") if status else key("ix", "jc", client, "")
+    jobs = (get_job(store, job_id) for job_id in _ids(store, prefix, offset, limit))
+    return [j for j in jobs if j is not None]
+
+
+def oldest_pending_for_models(store: Store, models: list[str]) -> dict[str, Any] | None:
+    """The oldest pending job whose model is one of models (FIFO by submission)."""
+    best: tuple[bytes, str] | None = None
+    for model in set(models):
+        for seq, job_id in store.iter_state(key("ix", "pm", model, "")):
+            if best is None or seq < best[0]:
+                best = (seq, job_id.decode("utf-8"))
+            break
+    return None if best is None else get_job(store, best[1])
+
+
+def get_receipt(store: Store, receipt_id: str) -> dict[str, Any] | None:
+    return store.get_record(receipt_key(receipt_id))  # type: ignore[no-any-return]
+
+
+def receipt_height(store: Store, receipt_id: str) -> int | None:
+    tx_hash = store.get(receipt_tx_key(receipt_id))
+    if tx_hash is None:
+        return None
+    location = store.tx_location(tx_hash.decode("ascii"))
+    return None if location is None else location[0]
+
+
+def list_receipts(store: Store, *, client: str | None, provider: str | None, limit: int) -> list[dict[str, Any]]:
+    if client and provider:
+        prefix = key("ix", "rcp", client, provider, "")
+    elif client:
+        prefix = key("ix", "rc", client, "")
+    elif provider:
+        prefix = key("ix", "rp", provider, "")
+    else:
+        prefix = key("ix", "ra", "")
+    receipts = (get_receipt(store, rid) for rid in _ids(store, prefix, 0, limit))
+    return [r for r in receipts if r is not None]
+
+
+def active_miners(store: Store, window_s: int) -> int:
+    since = now_ms() - window_s * 1000
+    return sum(1 for _ in store.iter_state(SEEN_PREFIX, start=f"{max(since, 0):016x}".encode()))
+
+
+def network_stats(store: Store) -> dict[str, Any]:
+    return {
+        "total_jobs": store.get_int(counter_key("jobs")),
+        "active_miners": active_miners(store, store.genesis.params.active_miner_window_s),
+        "total_receipts": store.get_int(counter_key("receipts")),
+        "block_height": store.tip().height,
+    }
+
+
+def miner(store: Store, miner_id: str) -> dict[str, Any] | None:
+    return get_miner(store, miner_id)  # type: ignore[arg-type]

@@ -1,0 +1,66 @@
+"""Receipts: list, read, and verify a receipt against the genesis authorities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api import queries
+from api.auth import authenticate
+from api.errors import ApiError
+from api.parsing import parse_json, query_int, read_body
+from chain.crypto import b64url_decode
+from chain.receipts import receipt_signer
+
+
+async def list_receipts(request: Request) -> JSONResponse:
+    authenticate(request)
+    limit = query_int(request, "limit", 20, 1, queries.MAX_PAGE)
+    client = request.query_params.get("client") or None
+    provider = request.query_params.get("provider") or None
+    store = request.app.state.node.store
+    return JSONResponse(queries.list_receipts(store, client=client, provider=provider, limit=limit))
+
+
+async def get_receipt(request: Request) -> JSONResponse:
+    authenticate(request)
+    receipt_id = request.path_params["receipt_id"]
+    receipt = queries.get_receipt(request.app.state.node.store, receipt_id)
+    if receipt is None:
+        raise ApiError(404, f"receipt '{receipt_id}' does not exist", "receipt_not_found")
+    return JSONResponse(receipt)
+
+
+def verify_receipt_document(store: Any, receipt: Any) -> dict[str, Any]:
+    """Signature validity, whether the signer is a genesis authority, and where it is on chain."""
+    if not isinstance(receipt, dict):
+        raise ApiError(400, "the body must be a receipt object", "validation_error")
+    signer = receipt_signer(receipt)
+    claimed_key: bytes | None = None
+    signature = receipt.get("signature")
+    if isinstance(signature, dict):
+        try:
+            claimed_key = b64url_decode(signature.get("key_id"))  # type: ignore[arg-type]
+        except ValueError:
+            claimed_key = None
+    authority = claimed_key is not None and claimed_key.hex() in store.genesis.authorities
+    receipt_id = receipt.get("receipt_id")
+    stored = queries.get_receipt(store, receipt_id) if isinstance(receipt_id, str) else None
+    on_chain = stored is not None and stored == receipt
+    return {
+        "receipt_id": receipt_id if isinstance(receipt_id, str) else None,
+        "signature_valid": signer is not None,
+        "signer_is_authority": bool(authority),
+        "valid": signer is not None and bool(authority),
+        "on_chain": on_chain,
+        "block_height": queries.receipt_height(store, receipt_id) if on_chain else None,
+    }
+
+
+async def verify_receipt(request: Request) -> JSONResponse:
+    authenticate(request)
+    node = request.app.state.node
+    body = parse_json(await read_body(request, node.config.max_body_bytes))
+    return JSONResponse(verify_receipt_document(node.store, body))

@@ -1,0 +1,40 @@
+"""How records are shown over HTTP: the spec's Job, Receipt and Miner shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+
+def iso(ms: int) -> str:
+    """Unix milliseconds as ISO 8601 UTC with millisecond precision."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+JOB_TIMES = ("created_at", "started_at", "completed_at")
+JOB_FIELDS = ("job_id", "status", "client", "prompt", "model", "params", "result", "miner_id", "attempts", "error", "receipt_id")
+
+
+def job_view(job: dict[str, Any]) -> dict[str, Any]:
+    """The Job schema; absent values are omitted rather than null."""
+    out = {name: job[name] for name in JOB_FIELDS if job.get(name) is not None}
+    for name in JOB_TIMES:
+        if job.get(name) is not None:
+            out[name] = iso(job[name])
+    return out
+
+
+def miner_view(miner: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "miner_id": miner["miner_id"],
+        "owner": miner["owner"],
+        "capabilities": miner["capabilities"],
+        "registered_at": iso(miner["registered_at"]),
+        "last_seen": iso(miner["last_seen"]),
+        "receipts": miner["receipts"],
+        "units": miner["units"],
+    }
+    if miner.get("gpu_info") is not None:
+        out["gpu_info"] = miner["gpu_info"]
+    return out
