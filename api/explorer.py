@@ -78,4 +78,5 @@ async def receipts(request: Request) -> JSONResponse:
 
 
 async def stats(request: Request) -> JSONResponse:
-    return JSONResponse(queries.network_stats(request.app.state.node.store))
+    node = request.app.state.node
+    return JSONResponse(queries.network_stats(node.store, node.clock()))

@@ -18,7 +18,6 @@ from api.views import job_view
 from chain.jobs import STATUSES, validate_job_request, validate_result
 from chain.miners import validate_id
 from chain.receipts import receipt_body, sign_receipt
-from node.producer import now_ms
 
 log = logging.getLogger("aitbc.api")
 
@@ -107,7 +106,7 @@ _heartbeats: set[str] = set()
 def _note_seen(node: Any, miner: dict[str, Any]) -> None:
     """A poll counts as being seen. Record it (at most every tenth of the window), without waiting."""
     window_ms = node.store.genesis.params.active_miner_window_s * 1000
-    if now_ms() - miner["last_seen"] < window_ms // 10 or miner["miner_id"] in _heartbeats:
+    if node.clock() - miner["last_seen"] < window_ms // 10 or miner["miner_id"] in _heartbeats:
         return
     _heartbeats.add(miner["miner_id"])
 
@@ -151,7 +150,7 @@ async def complete_job(request: Request) -> JSONResponse:
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
     result = validate_result(require_field(body, "result"), node.store.genesis.params)
     job = _running_job(request, miner)
-    now = now_ms()
+    now = node.clock()
     completed_at = now if body.get("completed_at") is None else parse_datetime_ms("completed_at", body["completed_at"])
     if not job["started_at"] // 1000 * 1000 <= completed_at <= now:
         raise ApiError(400, "completed_at must lie between the job's started_at and now", "validation_error")

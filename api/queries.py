@@ -8,7 +8,6 @@ from typing import Any
 from chain.jobs import counter_key, job_key, receipt_key, receipt_tx_key
 from chain.miners import SEEN_PREFIX, get_miner
 from chain.state import key
-from node.producer import now_ms
 from node.store import Store
 
 MAX_PAGE = 100
@@ -75,15 +74,15 @@ def list_receipts(store: Store, *, client: str | None, provider: str | None, lim
     return [r for r in receipts if r is not None]
 
 
-def active_miners(store: Store, window_s: int) -> int:
-    since = now_ms() - window_s * 1000
+def active_miners(store: Store, window_s: int, now: int) -> int:
+    since = now - window_s * 1000
     return sum(1 for _ in store.iter_state(SEEN_PREFIX, start=f"{max(since, 0):016x}".encode()))
 
 
-def network_stats(store: Store) -> dict[str, Any]:
+def network_stats(store: Store, now: int) -> dict[str, Any]:
     return {
         "total_jobs": store.get_int(counter_key("jobs")),
-        "active_miners": active_miners(store, store.genesis.params.active_miner_window_s),
+        "active_miners": active_miners(store, store.genesis.params.active_miner_window_s, now),
         "total_receipts": store.get_int(counter_key("receipts")),
         "block_height": store.tip().height,
     }

@@ -50,8 +50,12 @@ class _Pending:
 
 
 class Producer:
-    def __init__(self, store: Store, key: NodeKey, *, mempool_limit: int = 20_000) -> None:
+    def __init__(
+        self, store: Store, key: NodeKey, *, mempool_limit: int = 20_000, clock: Callable[[], int] = now_ms
+    ) -> None:
         self.store = store
+        self.clock = clock
+        """Unix milliseconds; block and transaction times come from here (tests pass a fake)."""
         self.key = key
         self.params = store.genesis.params
         self.mempool_limit = mempool_limit
@@ -59,7 +63,6 @@ class Producer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._listeners: list[Callable[[Block], None]] = []
-        self._requeue_inflight: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -70,11 +73,15 @@ class Producer:
     async def stop(self) -> None:
         """Finish the block being written, refuse what is still queued, then return."""
         self._stopping = True
-        if self._queue is not None:
-            self._queue.put_nowait(_Pending(Transaction("miner.heartbeat", {}, 0), None))  # wake-up
+        self.wake()
         if self._task is not None:
             await self._task
             self._task = None
+
+    def wake(self) -> None:
+        """Look at lease expiries now (after the clock moved) rather than at the planned time."""
+        if self._queue is not None:
+            self._queue.put_nowait(_Pending(Transaction("miner.heartbeat", {}, 0), None))
 
     def on_block(self, listener: Callable[[Block], None]) -> None:
         self._listeners.append(listener)
@@ -91,7 +98,7 @@ class Producer:
         if self._queue.qsize() >= self.mempool_limit:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(Transaction(tx_type, payload, now_ms()), future))
+        self._queue.put_nowait(_Pending(Transaction(tx_type, payload, self.clock()), future))
         return await future
 
     # -- the loop --------------------------------------------------------------------
@@ -101,7 +108,8 @@ class Producer:
         while not self._stopping:
             batch = await self._collect(queue)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
-            batch += self._due_requeues(len(batch))
+            # Expired leases go first, so a claim in the same block sees the job pending again.
+            batch = self._due_requeues(len(batch)) + batch
             if batch:
                 await self._commit(batch)
         while not queue.empty():
@@ -134,13 +142,13 @@ class Producer:
     def _seconds_to_next_lease(self) -> float | None:
         for k, _ in self.store.iter_state(LEASE_PREFIX):
             deadline = int(k.split(b"\x00", 1)[0], 16)
-            return max(0.0, (deadline - now_ms()) / 1000) + 0.001
+            return max(0.0, (deadline - self.clock()) / 1000) + 0.001
         return None
 
     def _due_requeues(self, used: int) -> list[_Pending]:
         due: list[_Pending] = []
         room = self.params.max_block_txs - used
-        cutoff = now_ms()
+        cutoff = self.clock()
         for k, v in self.store.iter_state(LEASE_PREFIX):
             if len(due) >= room:
                 break
@@ -176,15 +184,15 @@ class Producer:
                     log.exception("a block listener failed")
 
     def _seal(self, batch: list[_Pending]) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
-        return seal_now(self.store, self.key, [p.tx for p in batch])
+        return seal_now(self.store, self.key, [p.tx for p in batch], self.clock)
 
 
 def seal_now(
-    store: Store, key: NodeKey, txs: list[Transaction]
+    store: Store, key: NodeKey, txs: list[Transaction], clock: Callable[[], int] = now_ms
 ) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
     """Apply txs on the tip, seal the valid ones into one durable block, report each outcome."""
     prev = store.tip()
-    timestamp = max(now_ms(), prev.timestamp, max(tx.timestamp for tx in txs))
+    timestamp = max(clock(), prev.timestamp, max(tx.timestamp for tx in txs))
     ctx = ApplyContext(time_ms=timestamp, genesis=store.genesis)
     state = WorkingState(store)
     accepted: list[Transaction] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from chain.accounts import account_for_key_hash, get_account
@@ -14,7 +15,7 @@ from chain.transactions import Transaction
 from node import __version__
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
-from node.producer import Producer, seal_now
+from node.producer import Producer, now_ms, seal_now
 from node.store import Store
 
 log = logging.getLogger("aitbc.node")
@@ -25,8 +26,10 @@ class Node:
 
     version = __version__
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, clock: Callable[[], int] = now_ms) -> None:
         self.config = config
+        self.clock = clock
+        """Unix milliseconds, for block times and lease decisions; tests pass a fake."""
         self.datadir = DataDir(config.data_dir)
         self.init: InitResult | None = None
         self.store: Store | None = None
@@ -53,7 +56,7 @@ class Node:
         except BaseException:
             self.close()
             raise
-        self.producer = Producer(self.store, key)
+        self.producer = Producer(self.store, key, clock=self.clock)
         return init
 
     def _provision(self, keys: list[ProvisionedKey]) -> None:

@@ -16,12 +16,28 @@ from typing import Any
 import httpx
 
 READY_TIMEOUT_S = 60
+REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 CLIENT_A = {"key": "client-a-key-0000000000000000", "role": "client", "name": "client-a"}
 CLIENT_B = {"key": "client-b-key-0000000000000000", "role": "client", "name": "client-b"}
 MINER_1 = {"key": "miner-1-key-00000000000000000", "role": "miner", "name": "miner-1"}
 MINER_2 = {"key": "miner-2-key-00000000000000000", "role": "miner", "name": "miner-2"}
 ADMIN = {"key": "admin-key-0000000000000000000", "role": "admin", "name": "ops"}
 ALL_KEYS = [CLIENT_A, CLIENT_B, MINER_1, MINER_2, ADMIN]
+
+
+def genesis_doc(authority_hex: str, **params: Any) -> dict[str, Any]:
+    """The repo's genesis.json with this authority and some params overridden (as a dict)."""
+    raw = json.loads(REPO_GENESIS.read_text(encoding="utf-8"))
+    raw["authorities"] = [authority_hex]
+    raw["params"] = {**raw["params"], **params}
+    return raw  # type: ignore[no-any-return]
+
+
+def make_genesis(authority_hex: str, **params: Any) -> Any:
+    """A parsed Genesis from genesis_doc(); e.g. make_genesis(key.public_hex, max_block_txs=10)."""
+    from chain.genesis import parse_genesis
+
+    return parse_genesis(genesis_doc(authority_hex, **params))
 
 
 def free_port() -> int:
@@ -93,6 +109,12 @@ class NodeProcess:
             self.proc.wait(timeout=30)
         if self._reader is not None:
             self._reader.join(timeout=10)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Close our end of the output pipe once the reader is done (filterwarnings=error)."""
+        if self.proc is not None and self.proc.stdout is not None and (self._reader is None or not self._reader.is_alive()):
+            self.proc.stdout.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None
@@ -101,6 +123,7 @@ class NodeProcess:
         code = self.proc.wait(timeout=60)
         if self._reader is not None:
             self._reader.join(timeout=10)
+        self._close_pipe()
         return code
 
     def client(self, api_key: str | None = None, **kwargs: Any) -> httpx.Client:
@@ -113,6 +136,8 @@ class NodeProcess:
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
+        else:
+            self.kill9()  # already ended: just collect the reader and close the pipe
 
 
 def running_node(tmp_path: Path, **kwargs: Any) -> Iterator[NodeProcess]:
@@ -123,3 +148,5 @@ def running_node(tmp_path: Path, **kwargs: Any) -> Iterator[NodeProcess]:
     finally:
         if node.proc is not None and node.proc.poll() is None:
             node.stop()
+        else:
+            node.kill9()

@@ -1,0 +1,99 @@
+"""chain.encoding: the one way a record becomes bytes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chain.encoding import canonical, decode
+from chain.errors import EncodingError, LedgerError
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+
+
+def test_known_record_has_pinned_bytes() -> None:
+    record = {"b": 1, "a": [True, None, 1.5, "é ☕"], "c": {"z": "x\n\"", "y": -2}, "": 0}
+    assert canonical(record) == (
+        b'{"":0,"a":[true,null,1.5,"\xc3\xa9 \xe2\x98\x95"],"b":1,"c":{"y":-2,"z":"x\\n\\""}}'
+    )
+
+
+def test_keys_are_sorted_at_every_depth_and_separators_are_compact() -> None:
+    out = canonical({"z": {"b": [1, 2], "a": {"d": 1, "c": 2}}, "a": 0})
+    assert out == b'{"a":0,"z":{"a":{"c":2,"d":1},"b":[1,2]}}'
+    assert b" " not in out
+
+
+def test_non_ascii_text_is_kept_as_utf8_not_escaped() -> None:
+    out = canonical({"name": "Zoë 日本 🚀"})
+    assert out == '{"name":"Zoë 日本 🚀"}'.encode()
+    assert b"\\u" not in out
+
+
+def test_control_characters_are_escaped() -> None:
+    assert canonical("a\x00\tb") == b'"a\\u0000\\tb"'
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, [1, math.nan], {"a": {"b": math.inf}}])
+def test_nan_and_infinity_are_refused(value: Any) -> None:
+    with pytest.raises(EncodingError) as info:
+        canonical(value)
+    assert info.value.error_code == "invalid_encoding"
+
+
+def test_lone_surrogate_is_refused() -> None:
+    with pytest.raises(EncodingError):
+        canonical({"prompt": "\ud800"})
+
+
+def test_encoding_error_belongs_to_the_ledger_hierarchy() -> None:
+    assert issubclass(EncodingError, LedgerError)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"NaN", b"[Infinity]", b'{"a":-Infinity}', b"\xff\xfe", b"{", b"", b'{"a":1}x', b"'a'"],
+)
+def test_decode_refuses_bytes_that_are_not_finite_json(data: bytes) -> None:
+    with pytest.raises(EncodingError):
+        decode(data)
+
+
+def test_decode_reads_what_canonical_wrote() -> None:
+    assert decode(b'{"a":[1,2.5,"\xc3\xa9"],"b":null}') == {"a": [1, 2.5, "é"], "b": None}
+
+
+@given(json_values)
+def test_decode_of_canonical_round_trips(value: Any) -> None:
+    assert decode(canonical(value)) == value
+
+
+@given(json_values)
+def test_canonical_is_a_fixed_point(value: Any) -> None:
+    once = canonical(value)
+    assert canonical(decode(once)) == once
+    once.decode("utf-8")  # always valid UTF-8
+
+
+@given(st.dictionaries(st.text(max_size=8), json_values, min_size=2, max_size=8).flatmap(
+    lambda d: st.tuples(st.just(d), st.permutations(list(d.items())))
+))
+def test_equal_dicts_inserted_in_different_orders_encode_identically(pair: tuple[dict[str, Any], list[Any]]) -> None:
+    original, shuffled_items = pair
+    shuffled = dict(shuffled_items)
+    assert shuffled == original
+    assert canonical(shuffled) == canonical(original)
+    assert canonical({"outer": [shuffled]}) == canonical({"outer": [original]})
+
+
+def test_int_float_and_bool_encode_differently() -> None:
+    assert len({canonical(1), canonical(1.0), canonical(True)}) == 3

@@ -1,0 +1,246 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chain.accounts import account_key
+from chain.blocks import Block
+from chain.crypto import NodeKey, hash_hex
+from chain.errors import Conflict, ValidationError
+from chain.genesis import Genesis
+from chain.jobs import job_key
+from chain.transactions import Transaction
+from node.producer import NodeUnavailable, Producer
+from node.store import Store
+from tests.support import make_genesis
+
+LEASE_WAIT_S = 30
+
+
+def account(name: str, role: str = "client") -> dict[str, str]:
+    return {"name": name, "role": role, "key_hash": hash_hex(name.encode())}
+
+
+def stored_tx_for(store: Store, tx_type: str, payload: dict[str, Any]) -> tuple[Transaction, tuple[int, int] | None]:
+    """Find the stored transaction carrying this payload, newest block first, and its indexed location."""
+    for height in range(store.tip().height, 0, -1):
+        block = store.block(height)
+        assert block is not None
+        for tx in block.transactions:
+            if tx.type == tx_type and tx.payload == payload:
+                return tx, store.tx_location(tx.hash.hex())
+    raise AssertionError(f"no stored {tx_type} transaction with payload {payload}")
+
+
+def stored_blocks(store: Store, after: int) -> list[Block]:
+    blocks = [store.block(h) for h in range(after + 1, store.tip().height + 1)]
+    assert all(b is not None for b in blocks)
+    return blocks  # type: ignore[return-value]
+
+
+@pytest.fixture
+def lease_genesis(node_key: NodeKey) -> Genesis:
+    return make_genesis(node_key.public_hex, max_block_txs=10, lease_seconds=1)
+
+
+@pytest.fixture
+def lease_store(tmp_path: Path, lease_genesis: Genesis) -> Iterator[Store]:
+    s = Store(tmp_path / "lease-chain", lease_genesis)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_concurrent_submissions_share_blocks_within_max_block_txs(store: Store, node_key: NodeKey) -> None:
+    assert store.genesis.params.max_block_txs == 10
+    start_height = store.tip().height
+    names = [f"user-{i:03d}" for i in range(200)]
+    announced: list[Block] = []
+
+    async def submit_and_check(producer: Producer, name: str) -> tuple[int, int]:
+        payload = account(name)
+        result = await producer.submit("account.create", payload)
+        # Answered only once durable: the tx is indexed and its state is in the store.
+        _, location = stored_tx_for(store, "account.create", payload)
+        assert location is not None
+        assert store.get_record(account_key(name)) == result
+        return location
+
+    async def scenario() -> list[tuple[int, int]]:
+        producer = Producer(store, node_key)
+        producer.on_block(announced.append)
+        producer.start()
+        try:
+            return await asyncio.gather(*(submit_and_check(producer, n) for n in names))
+        finally:
+            await producer.stop()
+
+    locations = asyncio.run(scenario())
+
+    blocks = stored_blocks(store, start_height)
+    assert sum(len(b.transactions) for b in blocks) == len(names)
+    assert len(blocks) < len(names)
+    assert len(blocks) >= len(names) // 10
+    assert all(1 <= len(b.transactions) <= 10 for b in blocks)
+    assert len(set(locations)) == len(names)
+    assert {h for h, _ in locations} == {b.height for b in blocks}
+    assert [b.hash for b in announced] == [b.hash for b in blocks]
+    assert store.tx_count() == len(names)
+
+
+def test_rejected_tx_raises_its_error_while_the_rest_of_its_block_commits(store: Store, node_key: NodeKey) -> None:
+    good_a, good_b = account("alice"), account("bob")
+    bad_role = {"name": "mallory", "role": "wizard", "key_hash": hash_hex(b"mallory")}
+
+    async def scenario() -> list[Any]:
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            return await asyncio.gather(
+                producer.submit("account.create", good_a),
+                producer.submit("account.create", bad_role),
+                producer.submit("account.create", good_b),
+                return_exceptions=True,
+            )
+        finally:
+            await producer.stop()
+
+    a, bad, b = asyncio.run(scenario())
+
+    assert isinstance(bad, ValidationError)
+    assert "role" in bad.detail
+    assert a["name"] == "alice" and b["name"] == "bob"
+    _, loc_a = stored_tx_for(store, "account.create", good_a)
+    _, loc_b = stored_tx_for(store, "account.create", good_b)
+    assert loc_a is not None and loc_b is not None
+    assert loc_a[0] == loc_b[0] == store.tip().height  # one block, holding only the valid two
+    assert store.block(store.tip().height).header.tx_count == 2  # type: ignore[union-attr]
+    assert store.get(account_key("mallory")) is None
+
+
+def test_conflicting_submissions_one_wins_one_gets_conflict(store: Store, node_key: NodeKey) -> None:
+    first = account("alice")
+    second = {"name": "alice", "role": "client", "key_hash": hash_hex(b"another key")}
+
+    async def scenario() -> list[Any]:
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            return await asyncio.gather(
+                producer.submit("account.create", first),
+                producer.submit("account.create", second),
+                return_exceptions=True,
+            )
+        finally:
+            await producer.stop()
+
+    won, lost = asyncio.run(scenario())
+
+    assert won["key_hash"] == first["key_hash"]
+    assert isinstance(lost, Conflict) and lost.error_code == "account_exists"
+    assert store.get_record(account_key("alice"))["key_hash"] == first["key_hash"]
+
+
+def test_idle_producer_seals_no_blocks(store: Store, node_key: NodeKey) -> None:
+    start_height = store.tip().height
+    announced: list[Block] = []
+
+    async def scenario() -> None:
+        producer = Producer(store, node_key)
+        producer.on_block(announced.append)
+        producer.start()
+        # One at a time: each needs exactly one block, and between them the loop is idle.
+        for i in range(5):
+            await producer.submit("account.create", account(f"one-by-one-{i}"))
+        await producer.stop()
+
+    asyncio.run(scenario())
+
+    assert store.tip().height == start_height + 5
+    assert len(announced) == 5
+    assert all(len(b.transactions) == 1 for b in stored_blocks(store, start_height))
+
+
+def test_started_then_stopped_producer_writes_nothing(store: Store, node_key: NodeKey) -> None:
+    before = (store.tip(), list(store.iter_all_state()))
+
+    async def scenario() -> None:
+        producer = Producer(store, node_key)
+        producer.start()
+        await producer.stop()
+
+    asyncio.run(scenario())
+
+    assert (store.tip(), list(store.iter_all_state())) == before
+
+
+def test_submission_after_stop_is_refused(store: Store, node_key: NodeKey) -> None:
+    async def scenario() -> None:
+        producer = Producer(store, node_key)
+        producer.start()
+        await producer.stop()
+        with pytest.raises(NodeUnavailable) as info:
+            await producer.submit("account.create", account("late"))
+        assert info.value.error_code == "shutting_down"
+
+    asyncio.run(scenario())
+    assert store.get(account_key("late")) is None
+    assert store.tip().height == 0
+
+
+async def _wait_for_job_status(store: Store, job_id: str, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + LEASE_WAIT_S
+    while time.monotonic() < deadline:
+        job = store.get_record(job_key(job_id))
+        if job["status"] == status:
+            return job  # type: ignore[no-any-return]
+        await asyncio.sleep(0.05)  # poll the condition; the deadline bounds the wait
+    raise AssertionError(f"job {job_id} did not become {status} within {LEASE_WAIT_S}s: {job}")
+
+
+def test_expired_lease_is_requeued_without_any_submission(lease_store: Store, node_key: NodeKey) -> None:
+    store = lease_store
+    assert store.genesis.params.lease_seconds == 1
+
+    async def scenario() -> tuple[dict[str, Any], int, dict[str, Any]]:
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            await producer.submit("account.create", account("alice"))
+            await producer.submit("account.create", account("rig-owner", "miner"))
+            await producer.submit(
+                "miner.register",
+                {"miner_id": "gpu-1", "owner": "rig-owner", "capabilities": ["llama3.2"], "gpu_info": None},
+            )
+            await producer.submit(
+                "job.submit", {"job_id": "job-1", "client": "alice", "prompt": "hello", "model": "llama3.2"}
+            )
+            claimed = await producer.submit("job.claim", {"miner_id": "gpu-1", "owner": "rig-owner", "job_id": "job-1"})
+            height_after_claim = store.tip().height
+            requeued = await _wait_for_job_status(store, "job-1", "pending")
+            return claimed, height_after_claim, requeued
+        finally:
+            await producer.stop()
+
+    claimed, height_after_claim, requeued = asyncio.run(scenario())
+
+    assert claimed["status"] == "running"
+    assert claimed["lease_deadline"] is not None
+    assert requeued["error"] == "lease expired"
+    assert requeued["attempts"] == 1
+    assert requeued["miner_id"] is None and requeued["lease_deadline"] is None
+    # The producer sealed exactly one block on its own, holding only the requeue.
+    assert store.tip().height == height_after_claim + 1
+    block = store.block(store.tip().height)
+    assert block is not None
+    assert [(tx.type, tx.payload) for tx in block.transactions] == [
+        ("job.requeue", {"job_id": "job-1", "lease_deadline": claimed["lease_deadline"]})
+    ]
+    assert block.header.timestamp >= claimed["lease_deadline"]
+
