@@ -15,11 +15,22 @@ SPEC_DIR = Path(__file__).resolve().parent / "spec"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
+def _merge_parameters(base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Parameters are identified by (name, in): an extension refines one, it does not drop others."""
+    merged = {(p["name"], p["in"]): copy.deepcopy(p) for p in base}
+    for p in extra:
+        ident = (p["name"], p["in"])
+        merged[ident] = deep_merge(merged[ident], p) if ident in merged else copy.deepcopy(p)
+    return list(merged.values())
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = deep_merge(out[k], v)
+        elif k == "parameters" and isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = _merge_parameters(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out

@@ -32,9 +32,13 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError("expected a base64url string")
     padded = text + "=" * (-len(text) % 4)
     try:
-        return base64.urlsafe_b64decode(padded.encode("ascii"))
+        data = base64.urlsafe_b64decode(padded.encode("ascii"))
     except (ValueError, UnicodeEncodeError) as exc:
         raise ValueError(f"invalid base64url: {exc}") from exc
+    if b64url(data) != text:
+        # One spelling per value: stray characters or unused trailing bits are refused.
+        raise ValueError("base64url is not in canonical form")
+    return data
 
 
 class NodeKey:

@@ -20,7 +20,7 @@ def canonical(record: Any) -> bytes:
         return json.dumps(
             record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
 
 

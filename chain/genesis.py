@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -103,7 +103,10 @@ def parse_time_ms(path: str, value: Any) -> int:
         raise _fail(path, f"'{value}' is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise _fail(path, "must carry a UTC offset, e.g. 2026-01-01T00:00:00Z")
-    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
+    ms = (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    if ms < 0:
+        raise _fail(path, "must not be before 1970-01-01T00:00:00Z")
+    return ms
 
 
 def _parse_params(raw: Any) -> Params:

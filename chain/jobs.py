@@ -157,9 +157,7 @@ def _release(state: WorkingState, job: dict[str, Any], error: str, ctx: ApplyCon
 def submit(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
     job_id = miners.validate_id("job_id", payload.get("job_id"), 64)
     client = payload.get("client")
-    account = get_account(state, client) if isinstance(client, str) else None
-    if account is None or account["revoked"]:
-        raise ValidationError("client must be an active account")
+    miners.require_active(state, client, ("client", "admin"))
     model, params = validate_job_request(payload.get("prompt"), payload.get("model"), payload.get("params"), ctx.genesis.params)
     if state.get(job_key(job_id)) is not None:
         raise Conflict(f"job '{job_id}' already exists", error_code="job_exists")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, Forbidden, NotFound, ValidationError
 from chain.genesis import MODEL_RE
@@ -55,6 +56,14 @@ def validate_registration(miner_id: Any, capabilities: Any, gpu_info: Any) -> No
             raise ValidationError(f"gpu_info.{name} must be a string of at most {MAX_GPU_VALUE_CHARS} characters")
 
 
+def require_active(state: WorkingState, name: Any, roles: tuple[str, ...]) -> dict[str, Any]:
+    """The named account, which must exist, be unrevoked and hold one of roles."""
+    account = get_account(state, name) if isinstance(name, str) else None
+    if account is None or account["revoked"] or account["role"] not in roles:
+        raise ValidationError(f"the sender must be an active account with role {' or '.join(roles)}")
+    return account
+
+
 def get_miner(state: WorkingState, miner_id: str) -> dict[str, Any] | None:
     return state.get_record(miner_key(miner_id))  # type: ignore[no-any-return]
 
@@ -84,6 +93,7 @@ def register_miner(state: WorkingState, payload: dict[str, Any], ctx: ApplyConte
     capabilities, gpu_info = payload.get("capabilities"), payload.get("gpu_info")
     validate_registration(miner_id, capabilities, gpu_info)
     assert isinstance(miner_id, str)
+    require_active(state, owner, ("miner", "admin"))
     existing = get_miner(state, miner_id)
     if existing is not None and existing["owner"] != owner:
         raise Conflict(f"miner_id '{miner_id}' is registered by another account", error_code="miner_id_taken")

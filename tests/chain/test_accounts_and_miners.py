@@ -54,6 +54,8 @@ def test_revoke_marks_the_account_once(state: WorkingState, genesis: Genesis) ->
 
 def _register(state: WorkingState, genesis: Genesis, t: int, **overrides: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {"miner_id": "gpu-1", "owner": "minnie", "capabilities": ["llama3.2"], **overrides}
+    if get_account(state, payload["owner"]) is None:
+        run(state, genesis, "account.create", t, name=payload["owner"], role="miner", key_hash=key_hash(payload["owner"]))
     return run(state, genesis, "miner.register", t, **payload)
 
 
@@ -107,3 +109,10 @@ def test_miner_id_of_another_owner_is_conflict_and_their_heartbeat_forbidden(sta
 def test_invalid_registration_is_refused(state: WorkingState, genesis: Genesis, overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         _register(state, genesis, T0 + 5, **overrides)
+
+
+def test_miner_register_by_a_client_account_is_refused(state: WorkingState, genesis: Genesis) -> None:
+    run(state, genesis, "account.create", T0 + 5, name="carol", role="client", key_hash=key_hash("carol"))
+    with pytest.raises(ValidationError):
+        run(state, genesis, "miner.register", T0 + 6, miner_id="gpu-9", owner="carol", capabilities=["llama3.2"])
+    assert get_miner(state, "gpu-9") is None
