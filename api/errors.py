@@ -21,8 +21,6 @@ HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
     503: "unavailable",
 }
 
