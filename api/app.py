@@ -10,8 +10,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api import admin, docs, explorer, jobs, miners, receipts, system
+from api import admin, chain, docs, explorer, jobs, miners, receipts, system
 from api.errors import EXCEPTION_HANDLERS
+from explorer_ui import web
 from node.runtime import Node
 
 ROUTES = [
@@ -54,6 +55,7 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
         finally:
             await node.stop()
 
-    app = Starlette(routes=ROUTES, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    routes = [*ROUTES, *chain.ROUTES, *web.ROUTES]
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.node = node
     return app

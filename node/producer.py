@@ -21,6 +21,7 @@ from chain.errors import LedgerError
 from chain.state import WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
+from node.events import BlockFeed
 from node.store import Store
 
 log = logging.getLogger("aitbc.producer")
@@ -51,9 +52,16 @@ class _Pending:
 
 class Producer:
     def __init__(
-        self, store: Store, key: NodeKey, *, mempool_limit: int = 20_000, clock: Callable[[], int] = now_ms
+        self,
+        store: Store,
+        key: NodeKey,
+        *,
+        feed: BlockFeed | None = None,
+        mempool_limit: int = 20_000,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.store = store
+        self.feed = feed or BlockFeed()
         self.clock = clock
         """Unix milliseconds; block and transaction times come from here (tests pass a fake)."""
         self.key = key
@@ -62,7 +70,6 @@ class Producer:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._listeners: list[Callable[[Block], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -82,9 +89,6 @@ class Producer:
         """Look at lease expiries now (after the clock moved) rather than at the planned time."""
         if self._queue is not None:
             self._queue.put_nowait(_Pending(Transaction("miner.heartbeat", {}, 0), None))
-
-    def on_block(self, listener: Callable[[Block], None]) -> None:
-        self._listeners.append(listener)
 
     @property
     def mempool_size(self) -> int:
@@ -177,11 +181,7 @@ class Producer:
             else:
                 p.future.set_result(outcome)
         if block is not None:
-            for listener in self._listeners:
-                try:
-                    listener(block)
-                except Exception:
-                    log.exception("a block listener failed")
+            self.feed.publish(block)
 
     def _seal(self, batch: list[_Pending]) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
         return seal_now(self.store, self.key, [p.tx for p in batch], self.clock)

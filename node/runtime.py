@@ -15,6 +15,7 @@ from chain.transactions import Transaction
 from node import __version__
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
+from node.events import BlockFeed
 from node.producer import Producer, now_ms, seal_now
 from node.store import Store
 
@@ -35,6 +36,8 @@ class Node:
         self.store: Store | None = None
         self.key: NodeKey | None = None
         self.producer: Producer | None = None
+        self.feed = BlockFeed()
+        """Every block made durable on this node is published here (explorer and sync feeds)."""
         self.background: set[asyncio.Task[None]] = set()
         """Fire-and-forget tasks (miner heartbeats), kept referenced until done."""
 
@@ -56,7 +59,7 @@ class Node:
         except BaseException:
             self.close()
             raise
-        self.producer = Producer(self.store, key, clock=self.clock)
+        self.producer = Producer(self.store, key, feed=self.feed, clock=self.clock)
         return init
 
     def _provision(self, keys: list[ProvisionedKey]) -> None:

@@ -74,7 +74,7 @@ def test_concurrent_submissions_share_blocks_within_max_block_txs(store: Store, 
 
     async def scenario() -> list[tuple[int, int]]:
         producer = Producer(store, node_key)
-        producer.on_block(announced.append)
+        producer.feed.subscribe(announced.append)
         producer.start()
         try:
             return await asyncio.gather(*(submit_and_check(producer, n) for n in names))
@@ -153,7 +153,7 @@ def test_idle_producer_seals_no_blocks(store: Store, node_key: NodeKey) -> None:
 
     async def scenario() -> None:
         producer = Producer(store, node_key)
-        producer.on_block(announced.append)
+        producer.feed.subscribe(announced.append)
         producer.start()
         # One at a time: each needs exactly one block, and between them the loop is idle.
         for i in range(5):
