@@ -16,6 +16,16 @@ from node.config import Config
 from node.runtime import Node
 
 
+UVICORN_SETTINGS: dict[str, object] = {
+    "lifespan": "on",
+    "server_header": False,
+    "timeout_keep_alive": 5,
+    "timeout_graceful_shutdown": 10,
+    "h11_max_incomplete_event_size": 64 * 1024,
+}
+"""The HTTP server settings; bench/ serves its bare ceiling app with the same ones."""
+
+
 class ServerError(Exception):
     """The server could not start; the message is meant for an operator."""
 
@@ -91,15 +101,7 @@ class Server:
             print("\n".join(lines), flush=True)
 
         app = create_app(node, on_started=announce)
-        uv_config = uvicorn.Config(
-            app,
-            log_level=self.config.log_level,
-            lifespan="on",
-            server_header=False,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=10,
-            h11_max_incomplete_event_size=64 * 1024,
-        )
+        uv_config = uvicorn.Config(app, log_level=self.config.log_level, **UVICORN_SETTINGS)
         server = _Uvicorn(uv_config)
         try:
             server.run(sockets=[sock])

@@ -1,0 +1,284 @@
+"""HTTP load against a real node, side by side with the bare Starlette ceiling.
+
+The server under test is pinned to CPU 0 and this load generator to CPU 1 (taskset /
+sched_setaffinity). Every run is bounded in time and request count and talks only to
+127.0.0.1. Prints requests/s and p50/p99 latency per endpoint, and ratios to the ceiling.
+
+  python -m bench load                       # every workload, 5 s each, 64 connections
+  python -m bench load --workload lifecycle --seconds 10 --concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_CPU, LOAD_CPU = 0, 1
+CLIENT_KEY = "bench-client-key-000000000000"
+MINER_KEY = "bench-miner-key-0000000000000"
+BENCH_MODELS = 64
+WORKLOADS = ("ceiling", "submit", "lifecycle", "stats", "receipts", "pending")
+
+
+@dataclass
+class Recorder:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, name: str, seconds: float, ok: bool) -> None:
+        if ok:
+            self.latencies[name].append(seconds)
+        else:
+            self.errors[name] += 1
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def pin(cpu: int) -> list[str]:
+    """A command prefix that pins a child to one CPU, when the machine has more than one."""
+    if (os.cpu_count() or 1) > 1 and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu)]
+    return []
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            async with session.get(url) as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {limit_s} s")
+
+
+def start_ceiling(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*pin(SERVER_CPU), sys.executable, "-m", "bench.ceiling", "--port", str(port)], cwd=ROOT)
+
+
+def bench_genesis(path: Path) -> Path:
+    doc = json.loads((ROOT / "genesis.json").read_text())
+    doc["params"]["prices"].update({f"bench-{i}": {"tokens": "0.000001"} for i in range(BENCH_MODELS)})
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def start_node(port: int, workdir: Path, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+    keys = workdir / "keys.json"
+    keys.write_text(json.dumps([
+        {"key": CLIENT_KEY, "role": "client", "name": "bench-client"},
+        {"key": MINER_KEY, "role": "miner", "name": "bench-miner"},
+    ]))
+    args = [
+        *pin(SERVER_CPU), sys.executable, "-m", "node", "start", "--data-dir", str(workdir / "data"),
+        "--port", str(port), "--api-keys", str(keys), "--genesis", str(bench_genesis(workdir / "genesis.json")),
+        "--log-level", "warning", *(extra or []),
+    ]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+async def drive(
+    concurrency: int, seconds: float, max_requests: int, step: Callable[[int, Recorder], Awaitable[int]]
+) -> tuple[Recorder, float, int]:
+    """Run `step(worker, recorder)` in `concurrency` workers until time or the request budget runs out."""
+    recorder = Recorder()
+    done = 0
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        while time.monotonic() < deadline and done < max_requests:
+            done += await step(i, recorder)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return recorder, time.perf_counter() - started, done
+
+
+async def timed(session: aiohttp.ClientSession, rec: Recorder, name: str, method: str, url: str,
+                expect: int, **kwargs: Any) -> Any:
+    t0 = time.perf_counter()
+    async with session.request(method, url, **kwargs) as r:
+        body = await r.read()
+        rec.add(name, time.perf_counter() - t0, r.status == expect)
+        return json.loads(body) if body else None
+
+
+def summarise(rec: Recorder, elapsed: float, prefix: str = "") -> list[Result]:
+    names = sorted(set(rec.latencies) | set(rec.errors))
+    out = []
+    for name in names:
+        lat = rec.latencies.get(name, [])
+        out.append(Result(prefix + name, len(lat) + rec.errors.get(name, 0), elapsed,
+                          percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0)))
+    return out
+
+
+async def run_ceiling(args: argparse.Namespace) -> list[Result]:
+    port = free_port()
+    proc = start_ceiling(port)
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"prompt": "Summarise the plot of Hamlet in one sentence.", "model": "llama3.2"}).encode()
+    results: list[Result] = []
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
+            await wait_ready(s, base + "/get", proc)
+            for name, method, path, expect in (("ceiling GET", "GET", "/get", 200), ("ceiling POST", "POST", "/echo", 201)):
+                async def step(i: int, rec: Recorder, m: str = method, p: str = path, n: str = name, e: int = expect) -> int:
+                    await timed(s, rec, n, m, base + p, e, data=body if m == "POST" else None)
+                    return 1
+                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, step)
+                results += summarise(rec, elapsed)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return results
+
+
+async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Result]:
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="aitbc-bench-"))
+    proc = start_node(port, workdir)
+    base = f"http://127.0.0.1:{port}"
+    client = {"X-Api-Key": CLIENT_KEY}
+    miner = {"X-Api-Key": MINER_KEY}
+    results: list[Result] = []
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
+            await wait_ready(s, base + "/health", proc)
+            for i in range(args.concurrency):
+                reg = {"miner_id": f"w{i}", "capabilities": [f"bench-{i % BENCH_MODELS}"]}
+                async with s.post(base + "/v1/miners/register", json=reg, headers=miner) as r:
+                    assert r.status == 201, await r.text()
+
+            async def submit_step(i: int, rec: Recorder) -> int:
+                job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
+                await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
+                return 1
+
+            async def lifecycle_step(i: int, rec: Recorder) -> int:
+                job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
+                await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
+                found = await timed(s, rec, "GET /v1/jobs/available", "GET", base + "/v1/jobs/available", 200,
+                                    params={"miner_id": f"w{i}"}, headers=miner)
+                if not found:
+                    return 2
+                jid = found["job_id"]
+                await timed(s, rec, "POST claim", "POST", f"{base}/v1/jobs/{jid}/claim", 200, json={"miner_id": f"w{i}"}, headers=miner)
+                await timed(s, rec, "POST complete", "POST", f"{base}/v1/jobs/{jid}/complete", 200,
+                            json={"miner_id": f"w{i}", "result": "A prince avenges his father and nearly everyone dies."}, headers=miner)
+                rec.add("lifecycles", 0.0, True)
+                return 4
+
+            async def get_step(name: str, path: str, headers: dict[str, str]) -> Callable[[int, Recorder], Awaitable[int]]:
+                async def step(i: int, rec: Recorder) -> int:
+                    await timed(s, rec, name, "GET", base + path, 200, headers=headers)
+                    return 1
+                return step
+
+            steps: dict[str, Callable[[int, Recorder], Awaitable[int]]] = {
+                "submit": submit_step,
+                "lifecycle": lifecycle_step,
+                "stats": await get_step("GET /explorer/stats", "/explorer/stats", {}),
+                "receipts": await get_step("GET /v1/receipts?client=", "/v1/receipts?client=bench-client", client),
+                "pending": await get_step("GET /v1/jobs?status=pending", "/v1/jobs?status=pending", client),
+            }
+            for name in workloads:
+                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name])
+                results += summarise(rec, elapsed, prefix=f"[{name}] ")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def report(results: list[Result], block_max_wait_ms: int) -> None:
+    print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    for r in results:
+        if r.name.endswith("lifecycles"):
+            print(f"{r.name:44} {r.rate:9.1f} {'':>8} {'':>8} {'':>7}")
+            continue
+        print(f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
+    by = {r.name: r for r in results}
+    get_ceiling, post_ceiling = by.get("ceiling GET"), by.get("ceiling POST")
+    print()
+    lifecycle = [r for r in results if r.name.startswith("[lifecycle]") and not r.name.endswith("lifecycles")]
+    if lifecycle and post_ceiling:
+        total = sum(r.rate for r in lifecycle)
+        print(f"job lifecycle requests/s {total:.0f} = {100 * total / post_ceiling.rate:.0f}% of the bare POST ceiling (target >= 50%)")
+    stats = by.get("[stats] GET /explorer/stats")
+    if stats and get_ceiling:
+        print(f"GET /explorer/stats {stats.rate:.0f}/s = {100 * stats.rate / get_ceiling.rate:.0f}% of the bare GET ceiling (target >= 80%)")
+    submit = by.get("[submit] POST /v1/jobs")
+    if submit:
+        print(f"p99 POST /v1/jobs {submit.p99_ms:.1f} ms (target <= {4 * block_max_wait_ms + 10} ms)")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each workload")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="request budget of each workload")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {LOAD_CPU})
+    chosen = list(WORKLOADS) if args.workload == "all" else [args.workload]
+    results: list[Result] = []
+    if "ceiling" in chosen or args.workload == "all":
+        results += asyncio.run(run_ceiling(args))
+    node_workloads = [w for w in chosen if w != "ceiling"]
+    if node_workloads:
+        results += asyncio.run(run_node(args, node_workloads))
+    wait = json.loads((ROOT / "genesis.json").read_text())["params"]["block_max_wait_ms"]
+    print(f"\nmachine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}; "
+          f"{args.concurrency} connections, {args.seconds:g} s per workload\n")
+    report(results, wait)
+    return 0
