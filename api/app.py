@@ -7,11 +7,16 @@ from collections.abc import AsyncIterator, Callable
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api import admin, chain, docs, explorer, jobs, miners, receipts, system
+from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
 from api.errors import EXCEPTION_HANDLERS
+from api.ratelimit import RateLimiter
+from api.security import SecurityHeaders
+from api.middleware import RequestMiddleware
 from explorer_ui import web
 from node.runtime import Node
 
@@ -29,6 +34,10 @@ ROUTES = [
     Route("/v1/miners/register", miners.register_miner, methods=["POST"]),
     Route("/v1/receipts", receipts.list_receipts, methods=["GET"]),
     Route("/v1/receipts/verify", receipts.verify_receipt, methods=["POST"]),
+    Route("/v1/receipts/{receipt_id}/proof", proofs.receipt_proof, methods=["GET"]),
+    Route("/explorer/receipts/{receipt_id}/proof", proofs.public_receipt_proof, methods=["GET"]),
+    Route("/v1/chain/checkpoint", proofs.checkpoint, methods=["GET"]),
+    Route("/v1/chain/consistency", proofs.consistency, methods=["GET"]),
     Route("/v1/receipts/{receipt_id}", receipts.get_receipt, methods=["GET"]),
     Route("/v1/admin/accounts", admin.create_account, methods=["POST"]),
     Route("/v1/admin/accounts/{name}", admin.revoke_account, methods=["DELETE"]),
@@ -36,6 +45,13 @@ ROUTES = [
     Route("/explorer/transactions", explorer.transactions, methods=["GET"]),
     Route("/explorer/receipts", explorer.receipts, methods=["GET"]),
     Route("/explorer/stats", explorer.stats, methods=["GET"]),
+    Route("/explorer", explorer.overview, methods=["GET"]),
+    Route("/explorer/search", explorer.search, methods=["GET"]),
+    Route("/explorer/blocks/{ref}", explorer.block, methods=["GET"]),
+    Route("/explorer/transactions/{tx_hash}", explorer.transaction, methods=["GET"]),
+    Route("/explorer/receipts/{receipt_id:path}", explorer.receipt, methods=["GET"]),
+    Route("/explorer/jobs/{job_id:path}", explorer.job, methods=["GET"]),
+    Route("/explorer/miners/{miner_id:path}", explorer.miner, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.swagger_ui, methods=["GET"]),
     Route("/redoc", docs.redoc, methods=["GET"]),
@@ -55,7 +71,20 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
         finally:
             await node.stop()
 
-    routes = [*ROUTES, *chain.ROUTES, *web.ROUTES]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    # On a follower, writes are proxied to the authority (api/forward.py).
+    routes = forward.routes_for(node, [*ROUTES, *operations.ROUTES, *chain.ROUTES, *web.ROUTES])
+    # RequestMiddleware first (outermost): request id, access log and metrics see everything.
+    middleware = [Middleware(RequestMiddleware, metrics=node.metrics), Middleware(forward.ChainHeightHeader, node=node)]
+    middleware.append(Middleware(SecurityHeaders))
+    if node.config.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=list(node.config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-Api-Key", "Content-Type"],
+            expose_headers=["X-Request-Id", "Retry-After"],
+        ))
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.node = node
+    app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)
     return app

@@ -17,7 +17,7 @@ from api.parsing import parse_datetime_ms, query_choice, query_int, read_object,
 from api.views import job_view
 from chain.jobs import STATUSES, validate_job_request, validate_result
 from chain.miners import validate_id
-from chain.receipts import receipt_body, sign_receipt
+from chain.receipts import completion_signature_valid, miner_signature_block, receipt_body, result_hash, sign_receipt
 
 log = logging.getLogger("aitbc.api")
 
@@ -145,7 +145,7 @@ def _running_job(request: Request, miner: dict[str, Any]) -> dict[str, Any]:
 
 async def complete_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "miner")
-    body = await read_object(request, ("miner_id", "result", "completed_at"))
+    body = await read_object(request, ("miner_id", "result", "completed_at", "miner_signature"))
     node = _node(request)
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
     result = validate_result(require_field(body, "result"), node.store.genesis.params)
@@ -163,6 +163,7 @@ async def complete_job(request: Request) -> JSONResponse:
         completed_at_ms=completed_at,
         price_per_unit=node.store.genesis.params.price_per_unit(job["model"]),
     )
+    unsigned.update(_cosignature(job, miner, result, body.get("miner_signature")))
     payload = {
         "job_id": job["job_id"],
         "miner_id": miner["miner_id"],
@@ -172,6 +173,21 @@ async def complete_job(request: Request) -> JSONResponse:
         "receipt": sign_receipt(unsigned, node.key),
     }
     return JSONResponse(await node.producer.submit("job.complete", payload))
+
+
+def _cosignature(job: dict[str, Any], miner: dict[str, Any], result: str, signature: Any) -> dict[str, Any]:
+    """The receipt's co-signature fields, for a miner that registered a miner_pubkey."""
+    pubkey = miner.get("miner_pubkey")
+    if pubkey is None:
+        if signature is not None:
+            raise ApiError(400, f"miner '{miner['miner_id']}' has no registered miner_pubkey; omit miner_signature", "validation_error")
+        return {}
+    if signature is None:
+        raise ApiError(400, f"miner '{miner['miner_id']}' registered a miner_pubkey: miner_signature is required", "miner_signature_required")
+    digest = result_hash(result)
+    if not isinstance(signature, str) or not completion_signature_valid(bytes.fromhex(pubkey), job["job_id"], digest, signature):
+        raise ApiError(400, "miner_signature is not a valid Ed25519 signature of {job_id, result_hash} by the registered miner_pubkey", "miner_signature_invalid")
+    return {"result_hash": digest, "miner_signature": miner_signature_block(bytes.fromhex(pubkey), signature)}
 
 
 async def fail_job(request: Request) -> JSONResponse:

@@ -12,7 +12,7 @@ from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import parse_json, query_int, read_body
 from chain.crypto import b64url_decode
-from chain.receipts import receipt_signer
+from chain.receipts import MINER_FIELDS, miner_signer, receipt_signer
 
 
 async def list_receipts(request: Request) -> JSONResponse:
@@ -49,11 +49,15 @@ def verify_receipt_document(store: Any, receipt: Any) -> dict[str, Any]:
     receipt_id = receipt.get("receipt_id")
     stored = queries.get_receipt(store, receipt_id) if isinstance(receipt_id, str) else None
     on_chain = stored is not None and stored == receipt
+    # A co-signed receipt (result_hash + miner_signature) is valid only if both signatures are.
+    cosigned = any(name in receipt for name in MINER_FIELDS)
+    miner_ok = miner_signer(receipt) is not None if cosigned else None
     return {
         "receipt_id": receipt_id if isinstance(receipt_id, str) else None,
         "signature_valid": signer is not None,
         "signer_is_authority": bool(authority),
-        "valid": signer is not None and bool(authority),
+        "miner_signature_valid": miner_ok,
+        "valid": signer is not None and bool(authority) and miner_ok is not False,
         "on_chain": on_chain,
         "block_height": queries.receipt_height(store, receipt_id) if on_chain else None,
     }

@@ -37,4 +37,6 @@ def miner_view(miner: dict[str, Any]) -> dict[str, Any]:
     }
     if miner.get("gpu_info") is not None:
         out["gpu_info"] = miner["gpu_info"]
+    if miner.get("miner_pubkey") is not None:
+        out["miner_pubkey"] = miner["miner_pubkey"]
     return out

@@ -116,15 +116,15 @@ def check_seal(block: Block, authorities: Sequence[str]) -> None:
     """Raise InvalidBlock unless the block is signed by one of the authorities."""
     header = block.header
     if header.proposer not in authorities:
-        raise InvalidBlock(f"block {header.height}: proposer {header.proposer[:16]}… is not an authority")
+        raise InvalidBlock(f"block {header.height}: proposer {header.proposer[:16]}… is not an authority", error_code="bad_proposer")
     try:
         signature = bytes.fromhex(block.signature)
         proposer = bytes.fromhex(header.proposer)
     except ValueError:
-        raise InvalidBlock(f"block {header.height}: signature or proposer is not hex") from None
+        raise InvalidBlock(f"block {header.height}: signature or proposer is not hex", error_code="bad_signature") from None
     if block.signature != signature.hex():
         # bytes.fromhex also reads upper case and spaces; only one spelling may verify,
         # or a block's bytes could change while it still verifies as the same block.
-        raise InvalidBlock(f"block {header.height}: signature is not lowercase hex")
+        raise InvalidBlock(f"block {header.height}: signature is not lowercase hex", error_code="bad_signature")
     if not verify_signature(proposer, header.hash_bytes, signature):
-        raise InvalidBlock(f"block {header.height}: proposer signature does not verify")
+        raise InvalidBlock(f"block {header.height}: proposer signature does not verify", error_code="bad_signature")

@@ -72,3 +72,9 @@ class ValidationError(InvalidTransaction):
     """A field is missing, of the wrong type, or out of range; the detail names it."""
 
     error_code = "validation_error"
+
+
+class ProofInvalid(LedgerError):
+    """A receipt proof bundle or a checkpoint does not verify; the detail names the check."""
+
+    error_code = "proof_invalid"

@@ -14,7 +14,7 @@ from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, InvalidTransaction, NotFound, TooLarge, ValidationError
 from chain.genesis import Params
-from chain.receipts import RECEIPT_FIELDS, receipt_body, receipt_signer
+from chain.receipts import MINER_FIELDS, RECEIPT_FIELDS, miner_signer, price_e8, receipt_body, receipt_signer, result_hash
 from chain.state import WorkingState, key
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -214,8 +214,14 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     if not job["started_at"] <= completed_at <= ctx.time_ms:
         raise ValidationError("completed_at must lie between the claim and now")
     receipt = payload.get("receipt")
-    if not isinstance(receipt, dict) or set(receipt) != {*RECEIPT_FIELDS, "signature"}:
+    cosigned = miner.get("miner_pubkey") is not None
+    fields = {*RECEIPT_FIELDS, "signature", *(MINER_FIELDS if cosigned else ())}
+    if not isinstance(receipt, dict) or set(receipt) != fields:
+        if cosigned and isinstance(receipt, dict) and not set(MINER_FIELDS) <= set(receipt):
+            raise ValidationError(f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature", error_code="miner_signature_required")
         raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
+    if cosigned:
+        _check_cosignature(receipt, miner, result)
     expected = receipt_body(
         receipt_id=miners.validate_id("receipt_id", receipt.get("receipt_id"), 64),
         job=job,
@@ -242,6 +248,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     state.put(key("ix", "rp", miner["miner_id"], seq), rid)
     state.put(key("ix", "rcp", job["client"], miner["miner_id"], seq), rid)
     state.add_int(counter_key("units"), expected["units"])
+    state.add_int(counter_key("price_e8"), price_e8(expected["units"], rules.price_per_unit(job["model"])))
     miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}
     miners.touch(state, miner, ctx)
     new = {
@@ -254,6 +261,15 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     }
     _save(state, job, new)
     return receipt
+
+
+def _check_cosignature(receipt: dict[str, Any], miner: dict[str, Any], result: str) -> None:
+    """The receipt's result_hash is the result's, and the miner's registered key signed it."""
+    if receipt["result_hash"] != result_hash(result):
+        raise ValidationError("receipt result_hash is not the BLAKE3 hash of the result", error_code="miner_signature_invalid")
+    signer = miner_signer(receipt)
+    if signer is None or signer.hex() != miner["miner_pubkey"]:
+        raise ValidationError(f"miner_signature does not verify with the miner_pubkey registered for '{miner['miner_id']}'", error_code="miner_signature_invalid")
 
 
 def fail(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:

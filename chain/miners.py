@@ -7,7 +7,7 @@ from typing import Any
 from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, Forbidden, NotFound, ValidationError
-from chain.genesis import MODEL_RE
+from chain.genesis import HEX64_RE, MODEL_RE
 from chain.state import WorkingState, key
 
 MAX_ID_CHARS = 128
@@ -36,6 +36,12 @@ def validate_id(field: str, value: Any, max_chars: int = MAX_ID_CHARS) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValidationError(f"{field} must not contain control characters")
     return value
+
+
+def validate_miner_pubkey(miner_pubkey: Any) -> None:
+    """An Ed25519 public key for co-signed completions: 64 lowercase hex characters, or absent."""
+    if miner_pubkey is not None and (not isinstance(miner_pubkey, str) or not HEX64_RE.match(miner_pubkey)):
+        raise ValidationError("miner_pubkey must be an Ed25519 public key as 64 lowercase hex characters")
 
 
 def validate_registration(miner_id: Any, capabilities: Any, gpu_info: Any) -> None:
@@ -92,6 +98,7 @@ def register_miner(state: WorkingState, payload: dict[str, Any], ctx: ApplyConte
     miner_id, owner = payload.get("miner_id"), payload.get("owner")
     capabilities, gpu_info = payload.get("capabilities"), payload.get("gpu_info")
     validate_registration(miner_id, capabilities, gpu_info)
+    validate_miner_pubkey(payload.get("miner_pubkey"))
     assert isinstance(miner_id, str)
     require_active(state, owner, ("miner", "admin"))
     existing = get_miner(state, miner_id)
@@ -108,6 +115,10 @@ def register_miner(state: WorkingState, payload: dict[str, Any], ctx: ApplyConte
         }
         state.put(seen_key(ctx.time_ms, miner_id), b"")
     record = {**existing, "capabilities": list(capabilities), "gpu_info": gpu_info}  # type: ignore[arg-type]
+    if payload.get("miner_pubkey") is not None:
+        # Registering a key is one-way: re-registering without one keeps it, so a completion
+        # can never silently go back to being unsigned.
+        record["miner_pubkey"] = payload["miner_pubkey"]
     return touch(state, record, ctx)
 
 

@@ -11,7 +11,8 @@ import json
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from chain.crypto import NodeKey, b64url, b64url_decode, verify_signature
+from chain.crypto import NodeKey, b64url, b64url_decode, hash_hex, verify_signature
+from chain.encoding import canonical
 
 UNIT_TYPE = "tokens"
 PRICE_PLACES = Decimal("0.00000001")
@@ -27,6 +28,8 @@ RECEIPT_FIELDS = (
     "started_at",
     "completed_at",
 )
+MINER_FIELDS = ("result_hash", "miner_signature")
+"""Extension fields of a receipt whose miner registered a miner_pubkey (a co-signed receipt)."""
 
 
 def count_units(result: str) -> int:
@@ -34,10 +37,19 @@ def count_units(result: str) -> int:
     return len(result.split())
 
 
+def exact_price(units: int, price_per_unit: Decimal) -> Decimal:
+    """units x price per unit, rounded half-even to 8 decimal places."""
+    return (Decimal(units) * price_per_unit).quantize(PRICE_PLACES, rounding=ROUND_HALF_EVEN)
+
+
 def price_for(units: int, price_per_unit: Decimal) -> float:
-    """units x price per unit, rounded half-even to 8 decimal places, as a JSON number."""
-    exact = (Decimal(units) * price_per_unit).quantize(PRICE_PLACES, rounding=ROUND_HALF_EVEN)
-    return float(exact)
+    """The receipt's price: exact_price as a JSON number."""
+    return float(exact_price(units, price_per_unit))
+
+
+def price_e8(units: int, price_per_unit: Decimal) -> int:
+    """The price in units of 10^-8, for an exact running total (the explorer's total price)."""
+    return int(exact_price(units, price_per_unit).scaleb(8))
 
 
 def receipt_body(
@@ -90,3 +102,52 @@ def receipt_signer(receipt: Any) -> bytes | None:
     except (ValueError, TypeError, UnicodeEncodeError):
         return None
     return public_key if verify_signature(public_key, message, sig) else None
+
+
+# -- miner co-signatures -----------------------------------------------------------------
+# A miner that registered an Ed25519 `miner_pubkey` signs canonical({job_id, result_hash})
+# when it completes; the receipt then carries `result_hash` and `miner_signature`, and the
+# authority's signature covers both.
+
+def result_hash(result: str) -> str:
+    """BLAKE3 hex of the result's UTF-8 bytes."""
+    return hash_hex(result.encode("utf-8", "surrogatepass"))
+
+
+def completion_signing_bytes(job_id: str, result_hash_hex: str) -> bytes:
+    """What a miner signs: the canonical bytes of {"job_id", "result_hash"}."""
+    return canonical({"job_id": job_id, "result_hash": result_hash_hex})
+
+
+def sign_completion(key: NodeKey, job_id: str, result: str) -> str:
+    """A miner's co-signature for completing job_id with result: base64url, no padding."""
+    return b64url(key.sign(completion_signing_bytes(job_id, result_hash(result))))
+
+
+def completion_signature_valid(public_key: bytes, job_id: str, result_hash_hex: str, sig_b64: Any) -> bool:
+    try:
+        sig = b64url_decode(sig_b64)
+    except ValueError:
+        return False
+    return verify_signature(public_key, completion_signing_bytes(job_id, result_hash_hex), sig)
+
+
+def miner_signature_block(public_key: bytes, sig_b64: str) -> dict[str, str]:
+    """The receipt's `miner_signature` field."""
+    return {"alg": "ed25519", "key_id": b64url(public_key), "sig": sig_b64}
+
+
+def miner_signer(receipt: Any) -> bytes | None:
+    """The miner key whose co-signature on this receipt verifies, or None (also when absent)."""
+    if not isinstance(receipt, dict):
+        return None
+    block, digest, job_id = receipt.get("miner_signature"), receipt.get("result_hash"), receipt.get("job_id")
+    if not isinstance(block, dict) or set(block) != {"alg", "key_id", "sig"} or block["alg"] != "ed25519":
+        return None
+    if not isinstance(digest, str) or not isinstance(job_id, str):
+        return None
+    try:
+        public_key = b64url_decode(block["key_id"])
+    except ValueError:
+        return None
+    return public_key if completion_signature_valid(public_key, job_id, digest, block["sig"]) else None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from chain.crypto import hash_bytes
+from chain.crypto import hash_bytes, hash_hex
 from chain.encoding import canonical
 from chain.errors import EncodingError
+
+PRIVATE_FIELDS = ("prompt", "result")
+"""Payload fields only their parties may read. A transaction's hash commits to them through
+their BLAKE3 digests, so its public form (and a proof built from it) reveals neither."""
 
 TX_TYPES = (
     "account.create",
@@ -37,13 +42,20 @@ class Transaction:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload, "timestamp": self.timestamp}
 
-    @property
+    @cached_property
     def encoded(self) -> bytes:
+        """The canonical bytes of the whole transaction, as blocks store it."""
         return canonical(self.to_dict())
 
-    @property
+    @cached_property
+    def public_encoded(self) -> bytes:
+        """The canonical bytes of the public form: private fields replaced by their digests."""
+        return canonical({"type": self.type, "payload": redact(self.payload), "timestamp": self.timestamp})
+
+    @cached_property
     def hash(self) -> bytes:
-        return hash_bytes(self.encoded)
+        """BLAKE3 of the public form; the Merkle leaf and the transaction's id."""
+        return hash_bytes(self.public_encoded)
 
     @classmethod
     def from_dict(cls, raw: Any) -> Transaction:
@@ -57,3 +69,13 @@ class Transaction:
         if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
             raise EncodingError("transaction timestamp must be a non-negative integer")
         return cls(tx_type, payload, timestamp)
+
+
+def redact(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with each private string field replaced by {"blake3": hex digest of its UTF-8}."""
+    if not any(name in payload for name in PRIVATE_FIELDS):
+        return payload
+    return {
+        k: {"blake3": hash_hex(v.encode("utf-8", "surrogatepass"))} if k in PRIVATE_FIELDS and isinstance(v, str) else v
+        for k, v in payload.items()
+    }

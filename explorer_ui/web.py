@@ -1,7 +1,234 @@
-"""The explorer website's routes (pages, assets, live feed). Filled in by the explorer issue."""
+"""The explorer website: one page per view, each built by the api.explorer function that
+serves its JSON twin (the page at /X has its JSON at /explorer/X), plus the live feed."""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-ROUTES: list[BaseRoute] = []
+import jinja2
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from api import explorer
+from api.activity import activity_for
+from api.errors import ApiError
+from explorer_ui import charts
+from explorer_ui.live import feed_endpoint
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+
+env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"),
+    autoescape=True,  # every template is HTML: ids and model names are shown as text
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+templates = Jinja2Templates(env=env)
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+def _moment(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def absolute_time(value: str | None) -> str:
+    """2026-01-02 03:04:05 UTC"""
+    return "" if not value else _moment(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def relative_time(value: str | None, now_ms: int) -> str:
+    """'just now', '42 s ago', '5 min ago', '3 h ago', '2 d ago' (or 'in …' for the future)."""
+    if not value:
+        return ""
+    seconds = int(now_ms / 1000 - _moment(value).timestamp())
+    future, seconds = seconds < 0, abs(seconds)
+    if seconds < 5:
+        return "just now"
+    for limit, unit, size in ((60, "s", 1), (3600, "min", 60), (86400, "h", 3600), (10**12, "d", 86400)):
+        if seconds < limit:
+            amount = f"{seconds // size} {unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return ""
+
+
+def short_hash(value: str | None, keep: int = 8) -> str:
+    if not value or len(value) <= 2 * keep + 1:
+        return value or ""
+    return f"{value[:keep]}…{value[-keep:]}"
+
+
+def id_path(value: Any) -> str:
+    """An id as one URL path segment (ids are free text: '/', '?', '#' and spaces are escaped)."""
+    return quote(str(value), safe="")
+
+
+def unix_iso(value: int | None) -> str | None:
+    """Unix seconds (a receipt's times) as ISO 8601 UTC."""
+    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def price(value: float | int | None) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.8f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def number(value: int | float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
+
+
+env.filters.update(abstime=absolute_time, unixiso=unix_iso, short=short_hash, idpath=id_path, price=price, number=number)
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+def render(request: Request, template: str, json_path: str | None, status_code: int = 200, **context: Any) -> Response:
+    node = request.app.state.node
+    now_ms = node.clock()
+    base = {
+        "chain_id": node.store.genesis.chain_id,
+        "tip": node.store.tip().height,
+        "now_ms": now_ms,
+        "ago": lambda value: relative_time(value, now_ms),
+        "json_path": json_path,
+        "query": request.query_params.get("q", ""),
+    }
+    return templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+
+
+def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
+    """An HTML endpoint; an ApiError becomes the error page with the same status."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return build(request)
+        except ApiError as exc:
+            return render(request, "error.html", None, exc.status, status=exc.status, detail=exc.detail, error_code=exc.error_code)
+
+    endpoint.__name__ = build.__name__
+    return endpoint
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.node.store
+
+
+def _json_path(request: Request, path: str) -> str:
+    return f"{path}?{request.url.query}" if request.url.query else path
+
+
+# -- pages --------------------------------------------------------------------------------
+
+def _overview(request: Request) -> dict[str, Any]:
+    node = request.app.state.node
+    data = explorer.overview_data(node.store, activity_for(request.app), node.clock())
+    stats = data["stats"]
+    return {
+        **data,
+        "activity_chart": charts.activity_chart(stats["last_hour"]),
+        "size_chart": charts.block_size_chart(stats["recent_block_sizes"]),
+    }
+
+
+@page
+def home(request: Request) -> Response:
+    return render(request, "home.html", "/explorer", **_overview(request))
+
+
+@page
+def home_live(request: Request) -> Response:
+    """The home page's changing part alone, which its script swaps in when a block arrives."""
+    return render(request, "_home_live.html", "/explorer", **_overview(request))
+
+
+@page
+def blocks(request: Request) -> Response:
+    limit = explorer.page_size(request, 25)
+    items = explorer.blocks_data(_store(request), limit, explorer.before_height(request))
+    older = items[-1]["height"] if len(items) == limit and items[-1]["height"] > 0 else None
+    return render(request, "blocks.html", _json_path(request, "/explorer/blocks"), blocks=items, older=older, limit=limit)
+
+
+@page
+def block(request: Request) -> Response:
+    data = explorer.block_data(_store(request), request.path_params["ref"])
+    return render(request, "block.html", f"/explorer/blocks/{data['height']}", block=data)
+
+
+@page
+def transactions(request: Request) -> Response:
+    limit = explorer.page_size(request, 25)
+    items = explorer.transactions_data(_store(request), limit, explorer.tx_cursor(request))
+    older = items[-1]["hash"] if len(items) == limit else None
+    return render(request, "transactions.html", _json_path(request, "/explorer/transactions"),
+                  transactions=items, older=older, limit=limit)
+
+
+@page
+def transaction(request: Request) -> Response:
+    data = explorer.transaction_data(_store(request), request.path_params["tx_hash"])
+    return render(request, "transaction.html", f"/explorer/transactions/{data['hash']}", tx=data)
+
+
+@page
+def receipts(request: Request) -> Response:
+    limit = explorer.page_size(request, 25)
+    items = explorer.receipts_data(_store(request), limit)
+    return render(request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items)
+
+
+@page
+def receipt(request: Request) -> Response:
+    receipt_id = request.path_params["receipt_id"]
+    data = explorer.receipt_data(_store(request), receipt_id)
+    raw = explorer.receipt_json(data["receipt"])
+    return render(request, "receipt.html", f"/explorer/receipts/{id_path(receipt_id)}", data=data, raw=raw)
+
+
+@page
+def job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    data = explorer.job_data(_store(request), job_id)
+    return render(request, "job.html", f"/explorer/jobs/{id_path(job_id)}", job=data)
+
+
+@page
+def miner(request: Request) -> Response:
+    miner_id = request.path_params["miner_id"]
+    data = explorer.miner_data(_store(request), miner_id, request.app.state.node.clock())
+    return render(request, "miner.html", f"/explorer/miners/{id_path(miner_id)}", miner=data)
+
+
+@page
+def search(request: Request) -> Response:
+    data = explorer.search_data(_store(request), request.query_params.get("q", ""))
+    if len(data["results"]) == 1:
+        return RedirectResponse(data["results"][0]["path"], status_code=303)
+    return render(request, "search.html", _json_path(request, "/explorer/search"), search=data)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/", home, methods=["GET"]),
+    Route("/live/home", home_live, methods=["GET"]),
+    Route("/blocks", blocks, methods=["GET"]),
+    Route("/blocks/{ref}", block, methods=["GET"]),
+    Route("/transactions", transactions, methods=["GET"]),
+    Route("/transactions/{tx_hash}", transaction, methods=["GET"]),
+    Route("/receipts", receipts, methods=["GET"]),
+    Route("/receipts/{receipt_id:path}", receipt, methods=["GET"]),
+    Route("/jobs/{job_id:path}", job, methods=["GET"]),
+    Route("/miners/{miner_id:path}", miner, methods=["GET"]),
+    Route("/search", search, methods=["GET"]),
+    WebSocketRoute("/explorer/ws", feed_endpoint),
+    Mount("/static/explorer", StaticFiles(directory=STATIC_DIR), name="explorer-static"),
+]

@@ -13,6 +13,7 @@ import click
 
 from node import __version__
 from node.config import Config
+from node.config_file import ConfiguredGroup
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
@@ -30,6 +31,21 @@ node_key_option = click.option(
     "--node-key", type=ExistingFile, default=None, envvar="AITBC_NODE_KEY", show_envvar=True,
     help="File with this node's Ed25519 seed (hex), when the genesis already names it as authority.",
 )
+
+log_format_option = click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", envvar="AITBC_LOG_FORMAT",
+    show_envvar=True, help="Log lines as human-readable text, or one JSON object per line.",
+)
+
+
+def validate_metrics(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from node.metrics import parse_listen
+
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -49,7 +65,7 @@ def run_guarded(fn: Any, *args: Any, **kwargs: Any) -> Any:
         fail(str(exc))
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=ConfiguredGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="aitbc-node")
 def cli() -> None:
     """AITBC node: a blockchain-backed coordinator for decentralized AI compute.
@@ -69,8 +85,51 @@ def cli() -> None:
 )
 @node_key_option
 @click.option(
+    "--follow", metavar="URL", default=None, envvar="AITBC_FOLLOW", show_envvar=True,
+    help="Run as a follower of the node at URL: replicate and verify its chain, serve reads, forward writes. "
+    "A fresh data dir needs --genesis (the authority's effective genesis).",
+)
+@click.option(
+    "--peer-key", metavar="KEY", default=None, envvar="AITBC_PEER_KEY", show_envvar=True,
+    help="With --follow: an API key with the role peer (or admin) on the upstream.",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
     envvar="AITBC_LOG_LEVEL", show_envvar=True, help="Log verbosity.",
+)
+@click.option(
+    "--explorer-ws-queue", type=click.IntRange(1, 100_000), default=64, envvar="AITBC_EXPLORER_WS_QUEUE",
+    show_envvar=True, help="Messages an explorer live-feed client may fall behind by before it is dropped.",
+)
+@click.option(
+    "--rate-limit", type=click.FloatRange(0), default=100.0, envvar="AITBC_RATE_LIMIT", show_envvar=True,
+    help="Requests per second each API key may make, sustained; 0 turns the limit off (429 beyond).",
+)
+@click.option(
+    "--rate-burst", type=click.IntRange(1), default=200, envvar="AITBC_RATE_BURST", show_envvar=True,
+    help="Requests an API key may make at once before the sustained rate applies.",
+)
+@click.option(
+    "--cors-origin", "cors_origins", multiple=True, default=(), envvar="AITBC_CORS_ORIGINS", show_envvar=True,
+    help="An origin allowed to call the JSON API from a browser (repeatable; env: space-separated). None by default.",
+)
+@click.option(
+    "--request-timeout", type=click.FloatRange(1), default=30.0, envvar="AITBC_REQUEST_TIMEOUT", show_envvar=True,
+    help="Seconds a client has to send a whole request; slower senders are disconnected (slowloris).",
+)
+@click.option(
+    "--max-connections", type=click.IntRange(1), default=2048, envvar="AITBC_MAX_CONNECTIONS", show_envvar=True,
+    help="Most concurrent HTTP connections; beyond it requests get 503.",
+)
+@log_format_option
+@click.option(
+    "--metrics", default="api", envvar="AITBC_METRICS", show_envvar=True, callback=validate_metrics,
+    metavar="api|off|HOST:PORT",
+    help="Serve Prometheus /metrics on the API port (api), not at all (off), or on its own HOST:PORT.",
+)
+@click.option(
+    "--demo", is_flag=True, envvar="AITBC_DEMO", show_envvar=True,
+    help="Also run an in-process echo miner and submit a sample job every few seconds (to watch blocks move).",
 )
 def start(**kwargs: Any) -> None:
     """Start the node (initialising the data dir if it is fresh) and serve the API."""
@@ -110,13 +169,21 @@ def init(data_dir: Path, genesis: Path | None, node_key: Path | None) -> None:
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
-def verify(data_dir: Path, quiet: bool) -> None:
-    """Re-verify the whole chain from genesis: links, roots, signatures and state."""
+@log_format_option
+def verify(data_dir: Path, quiet: bool, log_format: str) -> None:
+    """Re-verify the whole chain from genesis: links, roots, signatures and state.
+
+    Shows a progress bar on a terminal, progress lines on stderr otherwise.
+    """
     from node.datadir import DataDir
+    from node.logging_setup import configure_logging
+    from node.progress import Progress
     from node.verify import ChainInvalid, verify_datadir
 
+    configure_logging("info", log_format)  # type: ignore[arg-type]
     try:
-        report = run_guarded(verify_datadir, DataDir(data_dir))
+        with Progress("verify", enabled=not quiet) as progress:
+            report = run_guarded(verify_datadir, DataDir(data_dir), progress.callback)
     except ChainInvalid as exc:
         fail(f"verification failed: {exc.message}")
     if not quiet:
@@ -124,6 +191,104 @@ def verify(data_dir: Path, quiet: bool) -> None:
             f"ok: {report.height + 1} blocks, {report.transactions} transactions, "
             f"{report.state_entries} state entries; tip {report.tip_hash}"
         )
+
+
+@cli.command(context_settings=CONTEXT)
+@data_dir_option
+def reindex(data_dir: Path) -> None:
+    """Rebuild the state, indexes and counters from the stored blocks (node stopped).
+
+    Interrupted, it leaves a mark: the node will not start until a new run completes.
+    """
+    from node.datadir import DataDir
+    from node.reindex import reindex_store
+    from node.store import Store
+    from node.verify import ChainInvalid
+
+    def go() -> Any:
+        datadir = DataDir(data_dir)
+        store = Store(datadir.chain_path, datadir.genesis(), create=False)
+        try:
+            total = store.tip().height
+            click.echo(f"reindexing {total + 1} blocks of {datadir.path}", err=True)
+
+            def progress(height: int, tip: int) -> None:
+                if height % 500 == 0 or height == tip:
+                    click.echo(f"reindexed {height}/{tip} blocks", err=True)
+
+            return reindex_store(store, progress)
+        finally:
+            store.close()
+
+    try:
+        report = run_guarded(go)
+    except ChainInvalid as exc:
+        fail(f"reindex stopped: {exc.message}")
+    resumed = f" (resumed at block {report.resumed_from})" if report.resumed_from else ""
+    click.echo(f"ok: state and indexes rebuilt from {report.height + 1} blocks{resumed}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--node", "node_url", default="http://127.0.0.1:8001", envvar="AITBC_NODE", show_envvar=True,
+              help="URL of the node to ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(node_url: str, as_json: bool) -> None:
+    """A compact summary of a running node: role, chain, tip, mempool, sync, jobs and miners."""
+    from node.status import render_status
+
+    answer = get_json(node_url.rstrip("/") + "/status", node_url)
+    click.echo(json.dumps(answer, indent=2, sort_keys=True) if as_json else render_status(answer, node_url))
+
+
+@cli.command(context_settings=CONTEXT)
+@data_dir_option
+@click.option("--to", "target", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The backup file to write (replaced atomically).")
+@click.option("--node", "node_url", default=None, envvar="AITBC_NODE", show_envvar=True,
+              help="Back up the node at URL (default: the node running on --data-dir, or the stopped data dir).")
+@click.option("--admin-key", default=None, envvar="AITBC_ADMIN_KEY", show_envvar=True,
+              help="An admin API key for a running node (default: the data dir's admin_key).")
+def backup(data_dir: Path, target: Path, node_url: str | None, admin_key: str | None) -> None:
+    """Write a consistent backup (a LevelDB snapshot) of a running or stopped node.
+
+    A running node keeps serving: it streams a snapshot through GET /v1/admin/backup.
+    The backup holds the chain and the genesis, never the node key or API keys.
+    """
+    from node.backup import take_backup
+
+    info = run_guarded(take_backup, data_dir, target, node_url, admin_key)
+    click.echo(f"backup of chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}): "
+               f"{target} ({target.stat().st_size} bytes, {info.entries} entries)")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("source", type=ExistingFile)
+@data_dir_option
+@node_key_option
+@log_format_option
+def restore(source: Path, data_dir: Path, node_key: Path | None, log_format: str) -> None:
+    """Restore a backup into a new data dir, verifying the whole chain before it is used."""
+    from node.backup import restore as restore_backup
+    from node.logging_setup import configure_logging
+    from node.progress import Progress
+
+    configure_logging("info", log_format)  # type: ignore[arg-type]
+    with Progress("restore: verify") as progress:
+        info = run_guarded(restore_backup, source, data_dir, node_key, progress.callback)
+    click.echo(f"restored chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}) into {data_dir}; verified")
+    if node_key is None:
+        click.echo("no --node-key given: copy the authority's node_key into the data dir to run it as the authority",
+                   err=True)
+
+
+def get_json(url: str, node_url: str) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        fail(f"{node_url} answered {exc.code} {exc.reason}")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        fail(f"cannot reach {node_url}: {getattr(exc, 'reason', exc)}")
 
 
 @cli.group(context_settings=CONTEXT)
@@ -198,6 +363,140 @@ def create_key_online(node_url: str, admin_key: str, role: str, name: str) -> di
     except (urllib.error.URLError, OSError) as exc:
         fail(f"cannot reach {node_url}: {getattr(exc, 'reason', exc)}")
     raise AssertionError("unreachable")
+
+
+# -- receipts: offline verification, checkpoints witness, the reference miner ---------------
+
+@cli.command("verify-receipt", context_settings=CONTEXT)
+@click.argument("bundle", type=ExistingFile)
+@click.option("--genesis", "genesis_file", type=ExistingFile, required=True, envvar="AITBC_GENESIS", show_envvar=True,
+              help="The chain's effective genesis.json (the data dir's copy, with its authorities).")
+def verify_receipt(bundle: Path, genesis_file: Path) -> None:
+    """Check a receipt proof bundle offline: the receipt signature (and the miner's, if
+    co-signed), the inclusion path to tx_root, the header hash and the proposer's signature
+    against the genesis authorities. Exits 0 if all hold, 1 naming what failed."""
+    from chain.errors import LedgerError
+    from chain.genesis import parse_genesis
+    from chain.proofs import parse_bundle, verify_bundle
+
+    try:
+        genesis = parse_genesis(json.loads(genesis_file.read_text(encoding="utf-8")))
+    except (ValueError, OSError) as exc:
+        fail(f"cannot read {genesis_file}: {exc}")
+    except LedgerError as exc:
+        fail(f"{genesis_file}: {exc.detail}")
+    try:
+        verified = verify_bundle(parse_bundle(bundle.read_bytes()), genesis)
+    except LedgerError as exc:
+        fail(f"verification failed: {exc.detail}")
+    r = verified.receipt
+    click.echo(f"ok: receipt {r['receipt_id']} for job {r['job_id']}: provider {r['provider']}, client {r['client']}, "
+               f"{r['units']} {r['unit_type']}, price {r['price']} ({r['model']})")
+    click.echo(f"  in block {verified.height} ({verified.block_hash}), transaction {verified.tx_index}")
+    click.echo(f"  receipt signed by authority {verified.receipt_signer}; block sealed by {verified.proposer}")
+    click.echo(f"  miner co-signature: {'ok, key ' + verified.miner_key if verified.miner_key else 'none (the miner registered no key)'}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("url")
+@click.option("--api-key", required=True, envvar="AITBC_API_KEY", show_envvar=True, help="Any valid API key of that node.")
+@click.option("--state", "state_file", type=PathArg, default=Path("aitbc-witness.json"), envvar="AITBC_WITNESS_STATE",
+              show_envvar=True, help="Where the last verified checkpoint is kept between runs.")
+@click.option("--genesis", "genesis_file", type=ExistingFile, default=None, envvar="AITBC_GENESIS", show_envvar=True,
+              help="The chain's effective genesis: checkpoints must be signed by its authorities (default: trust the first signer seen).")
+@click.option("--interval", type=click.FloatRange(0.05), default=10.0, envvar="AITBC_WITNESS_INTERVAL", show_envvar=True,
+              help="Seconds between polls.")
+@click.option("--once", is_flag=True, help="Check one checkpoint and exit.")
+@click.option("--verbose", "-v", is_flag=True, help="Print each new checkpoint verified (silent otherwise).")
+def witness(url: str, api_key: str, state_file: Path, genesis_file: Path | None, interval: float, once: bool, verbose: bool) -> None:
+    """Watch a node's signed checkpoints; exit 3 with an ALARM on any inconsistency.
+
+    Each new checkpoint must be signed, of the same chain, and provably extend the last one
+    seen (RFC 9162 consistency proof); the last one is kept in --state across runs.
+    """
+    from chain.errors import LedgerError
+    from chain.genesis import parse_genesis
+    from node.witness import ALARM_EXIT, WitnessAlarm, WitnessError, run_witness
+
+    trusted = None
+    if genesis_file is not None:
+        try:
+            trusted = list(parse_genesis(json.loads(genesis_file.read_text(encoding="utf-8"))).authorities)
+        except (ValueError, OSError, LedgerError) as exc:
+            fail(f"cannot use {genesis_file}: {getattr(exc, 'detail', exc)}")
+    try:
+        run_witness(url, api_key, state_file, trusted=trusted, interval=interval, once=once, verbose=verbose,
+                    say=lambda line: click.echo(f"aitbc-node witness: {line}", err=True))
+    except WitnessAlarm as exc:
+        fail(f"ALARM: {exc} (last good checkpoint kept in {state_file})", ALARM_EXIT)
+    except WitnessError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--node", "node_url", required=True, envvar="AITBC_NODE", show_envvar=True, help="URL of the node to mine for.")
+@click.option("--api-key", required=True, envvar="AITBC_API_KEY", show_envvar=True, help="A miner (or admin) API key.")
+@click.option("--miner-id", required=True, envvar="AITBC_MINER_ID", show_envvar=True, help="This miner's id (registered at start).")
+@click.option("--backend", type=click.Choice(["echo", "ollama"]), default="echo", envvar="AITBC_BACKEND", show_envvar=True,
+              help="echo returns the prompt (deterministic, for tests and demos); ollama asks a local Ollama server.")
+@click.option("--model", "models", multiple=True, default=("llama3.2",), envvar="AITBC_MODELS", show_envvar=True,
+              help="A model this miner serves (repeatable; env: space-separated).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=1, envvar="AITBC_CONCURRENCY", show_envvar=True,
+              help="Jobs run at the same time.")
+@click.option("--ollama-url", default="http://127.0.0.1:11434", envvar="AITBC_OLLAMA_URL", show_envvar=True,
+              help="The Ollama server, for --backend ollama.")
+@click.option("--signing-key", type=PathArg, default=None, envvar="AITBC_MINER_SIGNING_KEY", show_envvar=True,
+              help="Ed25519 seed file (hex; created if missing): register its key and co-sign every completion.")
+@click.option("--poll-max", type=click.FloatRange(0.05), default=5.0, envvar="AITBC_POLL_MAX", show_envvar=True,
+              help="Longest wait between polls when there is no work (the wait doubles from 0.2 s).")
+def mine(node_url: str, api_key: str, miner_id: str, backend: str, models: tuple[str, ...], concurrency: int,
+         ollama_url: str, signing_key: Path | None, poll_max: float) -> None:
+    """Run the reference miner: register, poll with backoff, claim, run, complete or fail.
+
+    Ctrl-C once finishes the jobs in hand and stops; twice fails them (they go back to the queue).
+    """
+    import asyncio
+
+    from api.client import ApiCallFailed
+    from node.miner import MinerSettings, load_or_create_signing_key
+
+    key = None
+    if signing_key is not None:
+        try:
+            key, created = load_or_create_signing_key(signing_key)
+        except (OSError, ValueError) as exc:
+            fail(f"cannot use the signing key {signing_key}: {exc}")
+        if created:
+            click.echo(f"created signing key {signing_key} (public key {key.public_hex})", err=True)
+    settings = MinerSettings(miner_id, tuple(models), concurrency, poll_max=max(poll_max, 0.2), signing_key=key)
+    try:
+        asyncio.run(run_miner(node_url, api_key, settings, backend, ollama_url))
+    except ApiCallFailed as exc:
+        fail(f"the node refused: {exc}")
+
+
+async def run_miner(node_url: str, api_key: str, settings: Any, backend_name: str, ollama_url: str) -> None:
+    import asyncio
+    import signal
+
+    from api.client import Client
+    from node.miner import Backend, EchoBackend, Miner, OllamaBackend
+
+    backend: Backend = OllamaBackend(ollama_url) if backend_name == "ollama" else EchoBackend()
+    async with Client(node_url, api_key) as client:
+        miner = Miner(client, settings, backend, say=lambda line: click.echo(line))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, miner.stop)
+        try:
+            await miner.run()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if isinstance(backend, OllamaBackend):
+                await backend.aclose()
 
 
 def main() -> None:

@@ -21,5 +21,27 @@ class Config:
     node_key: Path | None = None
     """A file holding the node's Ed25519 seed (hex), for an authority named in the genesis."""
     log_level: LogLevel = "info"
+    follow: str | None = None
+    """Base URL of the upstream node to replicate; set, this node is a follower."""
+    peer_key: str | None = None
+    """An API key with the role peer (or admin) on the upstream, for its sync endpoints."""
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as human-readable text, or one JSON object per line."""
+    metrics: str = "api"
+    """Where /metrics is served: 'api' (on the API port), 'off', or 'HOST:PORT' (its own listener)."""
     max_body_bytes: int = 2 * 1024 * 1024
     """Largest request body accepted, in bytes (413 beyond)."""
+    rate_limit: float = 100.0
+    """Requests per second each API key may make, sustained (0 turns the limit off; 429 beyond)."""
+    rate_burst: int = 200
+    """Requests an API key may make at once before the sustained rate applies."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the JSON API from a browser; none by default (CORS closed)."""
+    request_timeout: float = 30.0
+    """Seconds a client has to send a whole request (headers and body); slow senders are cut off."""
+    max_connections: int = 2048
+    """Most concurrent HTTP connections; beyond it new requests get 503."""
+    explorer_ws_queue: int = 64
+    """Messages each explorer live-feed client may fall behind by before it is dropped."""
+    demo: bool = False
+    """Also run an in-process echo miner and submit a sample job every few seconds."""

@@ -109,17 +109,34 @@ class DataDir:
         except (ValueError, OSError) as exc:
             raise DataDirError(f"{self.node_key_path} is not a valid node key: {exc}") from None
 
-    def initialise(self, source: Path | None, node_key_file: Path | None = None) -> InitResult:
-        """Create the data dir if it is fresh; otherwise check it matches `source`."""
+    def initialise(self, source: Path | None, node_key_file: Path | None = None, *, follower: bool = False) -> InitResult:
+        """Create the data dir if it is fresh; otherwise check it matches `source`.
+
+        A follower's data dir holds only the effective genesis it was given (which names the
+        authority) and its chain: no node key, no admin key.
+        """
         if self.initialised:
             effective = self.genesis()
             if source is not None:
                 self._check_same_chain(load_genesis_file(source), effective)
             return InitResult(effective, created=False, admin_key=None)
 
+        if follower and source is None:
+            raise DataDirError(
+                "a fresh follower needs --genesis FILE: the effective genesis of the chain it follows "
+                "(the authority's data dir has it, and nodes serve it at GET /v1/chain/genesis)"
+            )
         base = load_genesis_file(source or BUNDLED_GENESIS)
+        if follower and not base.authorities:
+            raise DataDirError(
+                f"{source} names no authority; a follower needs the authority's effective genesis "
+                "(GET /v1/chain/genesis on the authority, or genesis.json in its data dir)"
+            )
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.path, 0o700)
+        if follower:
+            write_private(self.genesis_path, json.dumps(base.raw, indent=2, sort_keys=True) + "\n", 0o644)
+            return InitResult(base, created=True, admin_key=None)
         key = self._install_node_key(node_key_file)
         admin_key: str | None = None
         if base.authorities:

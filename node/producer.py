@@ -22,6 +22,7 @@ from chain.state import WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
 from node.events import BlockFeed
+from node.metrics import NodeMetrics
 from node.store import Store
 
 log = logging.getLogger("aitbc.producer")
@@ -59,8 +60,10 @@ class Producer:
         feed: BlockFeed | None = None,
         mempool_limit: int = 20_000,
         clock: Callable[[], int] = now_ms,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.feed = feed or BlockFeed()
         self.clock = clock
         """Unix milliseconds; block and transaction times come from here (tests pass a fake)."""
@@ -165,9 +168,12 @@ class Producer:
         return due
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
         try:
             outcomes, block = await asyncio.to_thread(self._seal, batch)
         except Exception as exc:  # storage failure: nothing was acknowledged
+            if self.metrics is not None:
+                self.metrics.block_write_failures.inc()
             log.exception("writing a block failed; %d transactions refused", len(batch))
             for p in batch:
                 if p.future is not None and not p.future.done():
@@ -180,8 +186,18 @@ class Producer:
                 p.future.set_exception(outcome)
             else:
                 p.future.set_result(outcome)
+        if self.metrics is not None:
+            self._observe(batch, outcomes, block, time.perf_counter() - started)
         if block is not None:
             self.feed.publish(block)
+
+    def _observe(self, batch: list[_Pending], outcomes: list[Any], block: Block | None, seconds: float) -> None:
+        assert self.metrics is not None
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, LedgerError):
+                self.metrics.transaction_rejected(p.tx.type, outcome.error_code)
+        if block is not None:
+            self.metrics.block_committed(block, seconds, self.params.max_block_txs)
 
     def _seal(self, batch: list[_Pending]) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
         return seal_now(self.store, self.key, [p.tx for p in batch], self.clock)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from chain.accounts import account_for_key_hash, get_account
 from chain.crypto import NodeKey
@@ -16,8 +16,12 @@ from node import __version__
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
 from node.events import BlockFeed
+from node.metrics import NodeMetrics
 from node.producer import Producer, now_ms, seal_now
 from node.store import Store
+
+if TYPE_CHECKING:
+    from node.sync import Follower
 
 log = logging.getLogger("aitbc.node")
 
@@ -36,22 +40,30 @@ class Node:
         self.store: Store | None = None
         self.key: NodeKey | None = None
         self.producer: Producer | None = None
+        self.sync: Follower | None = None
+        """On a follower (--follow): the task that replicates and verifies the upstream's chain."""
         self.feed = BlockFeed()
+        self.metrics = NodeMetrics(self)
+        """Prometheus metrics in a registry of this node's own (api/operations.py serves them)."""
         """Every block made durable on this node is published here (explorer and sync feeds)."""
         self.background: set[asyncio.Task[None]] = set()
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        """Awaited first when the node stops, while it can still take writes (the --demo miner)."""
         """Fire-and-forget tasks (miner heartbeats), kept referenced until done."""
 
     # -- synchronous opening: errors surface before any server starts ---------------
     def open(self) -> InitResult:
+        if self.config.follow is not None:
+            return self._open_follower(self.config.follow)
         init = self.datadir.initialise(self.config.genesis, self.config.node_key)
         key = self.datadir.node_key()
         if key is None or key.public_hex not in init.genesis.authorities:
             raise DataDirError(
-                "this node holds no authority key for its chain; followers are not supported yet "
-                f"(expected {self.datadir.node_key_path})"
+                f"this node holds no authority key for its chain (expected {self.datadir.node_key_path}); "
+                "to replicate the chain instead, start it with --follow URL --peer-key KEY"
             )
         provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
-        self.store = Store(self.datadir.chain_path, init.genesis)
+        self._open_store(init)
         self.key = key
         self.init = init
         try:
@@ -59,8 +71,39 @@ class Node:
         except BaseException:
             self.close()
             raise
-        self.producer = Producer(self.store, key, feed=self.feed, clock=self.clock)
+        self.producer = Producer(self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics)
         return init
+
+    def _open_follower(self, upstream: str) -> InitResult:
+        """A follower: no key, no producer; a sync task replicates the upstream's chain."""
+        from node.sync import Follower, validate_upstream
+
+        try:
+            upstream = validate_upstream(upstream)
+        except ValueError as exc:
+            raise DataDirError(str(exc)) from None
+        if not self.config.peer_key:
+            raise DataDirError("--follow needs --peer-key KEY (or AITBC_PEER_KEY): an API key with the role peer on the upstream")
+        if self.config.api_keys is not None:
+            raise DataDirError("--api-keys is for the authority; a follower replicates the accounts of the chain it follows")
+        init = self.datadir.initialise(self.config.genesis, None, follower=True)
+        key = self.datadir.node_key()
+        if key is not None and key.public_hex in init.genesis.authorities:
+            raise DataDirError(f"{self.datadir.path} holds the authority key of its chain; start it without --follow")
+        self._open_store(init)
+        assert self.store is not None
+        self.init = init
+        self.sync = Follower(self.store, self.feed, upstream, self.config.peer_key)
+        return init
+
+    def _open_store(self, init: InitResult) -> None:
+        self.store = Store(self.datadir.chain_path, init.genesis)
+        if self.store.reindex_pending is not None:
+            self.close()
+            raise DataDirError(
+                f"an interrupted reindex left the state of {self.datadir.path} incomplete; "
+                f"run 'aitbc-node reindex --data-dir {self.datadir.path}' again"
+            )
 
     def _provision(self, keys: list[ProvisionedKey]) -> None:
         """Turn --api-keys entries that are not on chain yet into accounts, in one block."""
@@ -86,14 +129,21 @@ class Node:
 
     # -- the async part, inside the server's event loop ------------------------------
     async def start(self) -> None:
+        if self.sync is not None:
+            self.sync.start()
+            return
         assert self.producer is not None
         self.producer.start()
 
     async def stop(self) -> None:
+        for hook in self.stop_hooks:
+            await hook()
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
         if self.producer is not None:
             await self.producer.stop()
+        if self.sync is not None:
+            await self.sync.stop()
         self.close()
 
     def close(self) -> None:
@@ -102,18 +152,23 @@ class Node:
 
     @property
     def role(self) -> str:
-        return "authority"
+        return "follower" if self.config.follow is not None else "authority"
 
     def health(self) -> dict[str, Any]:
         assert self.store is not None
         tip = self.store.tip()
-        return {
+        health = {
             "status": "ok",
             "version": self.version,
             "chain_id": self.store.genesis.chain_id,
             "height": tip.height,
             "role": self.role,
         }
+        if self.sync is not None:
+            health.update(self.sync.health())
+            if self.sync.degraded:
+                health["status"] = "degraded"
+        return health
 
 
 def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[dict[str, Any]]:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from node.config import Config
+from node.http_protocol import protocol_with_deadline
 from node.runtime import Node
+
+if TYPE_CHECKING:
+    from node.metrics import MetricsListener
 
 
 UVICORN_SETTINGS: dict[str, object] = {
@@ -61,6 +65,26 @@ class _Uvicorn(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def start_metrics_listener(node: Node) -> MetricsListener | None:
+    """With --metrics HOST:PORT, serve /metrics there (errors are worded like the API's)."""
+    from node.metrics import MetricsListener, parse_listen
+
+    try:
+        where = parse_listen(node.config.metrics)
+    except ValueError as exc:
+        raise ServerError(f"--metrics: {exc}") from None
+    if isinstance(where, str):
+        return None
+    listener = MetricsListener(node.metrics, *where)
+    try:
+        listener.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ServerError(f"metrics port {where[1]} on {where[0]} is already in use (choose another with --metrics)") from None
+        raise ServerError(f"cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror or exc}") from None
+    return listener
+
+
 class Server:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -68,12 +92,18 @@ class Server:
     def run(self) -> None:
         from api.app import create_app
 
-        logging.basicConfig(
-            level=self.config.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        from node.backup import local_url, remove_node_url, write_node_url
+        from node.demo import demo_admin_key, start_demo
+        from node.logging_setup import configure_logging
+
+        configure_logging(self.config.log_level, self.config.log_format)
         node = Node(self.config)
         init = node.open()
+        try:
+            demo_key = demo_admin_key(node) if self.config.demo else None
+        except BaseException:
+            node.close()
+            raise
         try:
             sock = bind_socket(self.config.host, self.config.port)
         except ServerError:
@@ -99,13 +129,31 @@ class Server:
                     f"             (shown once; saved with mode 0600 in {node.datadir.admin_key_path})",
                 ]
             print("\n".join(lines), flush=True)
+            if demo_key is not None:
+                start_demo(node, app, demo_key)
 
         app = create_app(node, on_started=announce)
-        uv_config = uvicorn.Config(app, log_level=self.config.log_level, **UVICORN_SETTINGS)
+        # log_config=None: node.logging_setup configured logging (text or JSON); access_log=False:
+        # api.middleware writes the access log, with request ids.
+        uv_config = uvicorn.Config(
+            app, log_level=self.config.log_level, log_config=None, access_log=False,
+            http=protocol_with_deadline(self.config.request_timeout),
+            limit_concurrency=self.config.max_connections, **UVICORN_SETTINGS,
+        )
         server = _Uvicorn(uv_config)
+        try:
+            metrics_listener = start_metrics_listener(node)
+        except ServerError:
+            node.close()
+            sock.close()
+            raise
+        write_node_url(node.datadir, local_url(self.config.host, sock.getsockname()[1]))
         try:
             server.run(sockets=[sock])
         finally:
+            remove_node_url(node.datadir)
+            if metrics_listener is not None:
+                metrics_listener.close()
             node.close()
             sock.close()
         if not server.started:

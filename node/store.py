@@ -6,6 +6,8 @@ Key prefixes:
   t<tx hash:32>        -> height:8 index:4
   s<state key>         -> state value (records, indexes, counters; see chain.state)
   m<name>              -> metadata: genesis hash, tip header, transaction count
+  M<level:1><index:8>  -> hash of a perfect subtree of the Merkle tree over block hashes
+                          (checkpoints; see chain.merkle.perfect_nodes_for_append)
 
 Each block is written in one WriteBatch(sync=True) with its state changes, indexes and
 the new tip, so after a crash the store ends at some block boundary, never inside one.
@@ -23,6 +25,7 @@ import plyvel
 from chain.blocks import Block, BlockHeader
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
+from chain.merkle import consistency_path, inclusion_path, leaf_hash, perfect_nodes_for_append, range_hash, tree_root
 from chain.state import EmptyState
 from chain.transition import genesis_block
 
@@ -34,6 +37,8 @@ META = b"m"
 META_GENESIS = META + b"genesis"
 META_TIP = META + b"tip"
 META_TXS = META + b"txcount"
+BLOCK_TREE = b"M"
+META_REINDEX = META + b"reindex"
 
 
 class StoreError(Exception):
@@ -71,6 +76,7 @@ class Store:
         self.genesis = genesis
         try:
             self._adopt_genesis(genesis, create)
+            self._complete_block_tree()
         except BaseException:
             self.close()
             raise
@@ -133,6 +139,10 @@ class Store:
         for k, v in self._db.iterator(prefix=STATE):
             yield k[1:], v
 
+    def snapshot(self) -> StoreSnapshot:
+        """A consistent point-in-time view (always at a block boundary); close it when done."""
+        return StoreSnapshot(self._db.snapshot())
+
     # -- blocks --------------------------------------------------------------------
     def tip(self) -> BlockHeader:
         raw = self._db.get(META_TIP)
@@ -192,8 +202,139 @@ class Store:
                     batch.put(STATE + k, v)
             batch.put(META_TIP, canonical(block.header.to_dict()))
             batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+            for k, v in self._block_tree_nodes(block).items():
+                batch.put(k, v)
             for k, v in (extra or {}).items():
                 batch.put(k, v)
+
+    # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
+    # Leaf i is block i's 32-byte hash. Each block adds the perfect subtrees it completes
+    # (one per trailing 1 bit of its height), in the block's own write batch, so a root or
+    # a proof for any size is O(log n) point reads.
+    def _block_tree_nodes(self, block: Block) -> dict[bytes, bytes]:
+        nodes = perfect_nodes_for_append(block.height, leaf_hash(block.header.hash_bytes), self.block_tree_node)
+        return {_tree_key(level, index): h for level, index, h in nodes}
+
+    def block_tree_node(self, level: int, index: int) -> bytes:
+        raw = self._db.get(_tree_key(level, index))
+        if raw is None:
+            raise StoreError(f"the block tree lacks node {level}/{index}; the store is incomplete")
+        return raw  # type: ignore[no-any-return]
+
+    def block_tree_root(self, size: int) -> bytes:
+        """Merkle root over the hashes of blocks 0..size-1."""
+        return tree_root(self.block_tree_node, size)
+
+    def block_tree_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return consistency_path(self._block_subtree, old_size, new_size)
+
+    def block_tree_inclusion(self, height: int, size: int) -> list[bytes]:
+        return inclusion_path(self._block_subtree, height, size)
+
+    def _block_subtree(self, lo: int, hi: int) -> bytes:
+        return range_hash(self.block_tree_node, lo, hi)
+
+    def _complete_block_tree(self) -> None:
+        """Add the tree nodes a store written before checkpoints existed lacks (once)."""
+        size = self.tip().height + 1
+        if self._db.get(_tree_key(0, size - 1)) is not None:
+            return
+        lo, hi = 0, size - 1  # leaves are written in order: find the first missing one
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._db.get(_tree_key(0, mid)) is None:
+                hi = mid
+            else:
+                lo = mid + 1
+        for height in range(lo, size):
+            block = self.block(height)
+            assert block is not None, f"block {height} is missing below the tip"
+            with self._db.write_batch(sync=height == size - 1) as batch:
+                for k, v in self._block_tree_nodes(block).items():
+                    batch.put(k, v)
+
+    # -- rebuilding state and indexes from the stored blocks (aitbc-node reindex) -----
+    @property
+    def reindex_pending(self) -> bytes | None:
+        """Where an interrupted reindex stopped, or None when state and indexes are whole."""
+        return self._db.get(META_REINDEX)  # type: ignore[no-any-return]
+
+    def begin_reindex(self, batch_size: int = 10_000) -> None:
+        """Mark the state as being rebuilt, then delete all of it and the tx index, in batches."""
+        self._db.put(META_REINDEX, b"clearing", sync=True)
+        for prefix in (STATE, TX, HASH):
+            while True:
+                keys = [k for k, _ in zip(self._db.iterator(prefix=prefix, include_value=False), range(batch_size))]
+                if not keys:
+                    break
+                with self._db.write_batch(sync=True) as batch:
+                    for k in keys:
+                        batch.delete(k)
+        with self._db.write_batch(sync=True) as batch:
+            batch.put(META_TXS, b"0")
+            batch.put(META_REINDEX, b"0")
+
+    def write_derived(self, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
+        """Write what a stored block derives (state changes, hash and tx index) and the reindex mark."""
+        hb = _height(block.height)
+        with self._db.write_batch(sync=True, transaction=True) as batch:
+            batch.put(HASH + block.header.hash_bytes, hb)
+            for i, tx in enumerate(block.transactions):
+                batch.put(TX + tx.hash, hb + struct.pack(">I", i))
+            for k, v in changes:
+                if v is None:
+                    batch.delete(STATE + k)
+                else:
+                    batch.put(STATE + k, v)
+            batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+            batch.put(META_REINDEX, str(block.height + 1).encode())
+
+    def end_reindex(self) -> None:
+        self._db.delete(META_REINDEX, sync=True)
+
+
+class StoreSnapshot:
+    """Every raw key and value of the store as of one moment, for backups."""
+
+    def __init__(self, snapshot: Any) -> None:
+        self._snapshot = snapshot
+
+    def tip(self) -> BlockHeader:
+        return BlockHeader.from_dict(decode(self._snapshot.get(META_TIP)))
+
+    def genesis_hash(self) -> str:
+        return self._snapshot.get(META_GENESIS).decode()  # type: ignore[no-any-return]
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        with self._snapshot.iterator() as it:
+            yield from it
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+
+def load_raw(path: Path, items: Iterator[tuple[bytes, bytes]], batch_bytes: int = 4 * 1024 * 1024) -> int:
+    """Write raw entries (from StoreSnapshot.items) into a new, empty store at path; count them."""
+    db = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True)
+    count = 0
+    try:
+        batch = db.write_batch(sync=True)
+        size = 0
+        for k, v in items:
+            batch.put(k, v)
+            count += 1
+            size += len(k) + len(v)
+            if size >= batch_bytes:
+                batch.write()
+                batch, size = db.write_batch(sync=True), 0
+        batch.write()
+    finally:
+        db.close()
+    return count
+
+
+def _tree_key(level: int, index: int) -> bytes:
+    return BLOCK_TREE + bytes([level]) + struct.pack(">Q", index)
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -59,7 +59,8 @@ class NodeProcess:
     """`aitbc-node start` as a child process. Readiness is read from its own output."""
 
     def __init__(self, data_dir: Path, *, port: int | None = None, api_keys: list[dict[str, str]] | None = None,
-                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 stderr_file: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.keys_file: Path | None = None
@@ -68,6 +69,8 @@ class NodeProcess:
             self.keys_file.write_text(json.dumps(api_keys))
         self.extra_args = extra_args
         self.env = env
+        self.stderr_file = stderr_file
+        """When set, the node's stderr (its log) is appended there instead of mixed into output."""
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
@@ -87,7 +90,13 @@ class NodeProcess:
         self._ready.clear()
         self.output = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
-        self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        stderr = open(self.stderr_file, "a") if self.stderr_file is not None else None  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=stderr or subprocess.STDOUT,
+                                         text=True, env=env)
+        finally:
+            if stderr is not None:
+                stderr.close()
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True)
         self._reader.start()
         if not self._ready.wait(READY_TIMEOUT_S) or self.proc.poll() is not None:

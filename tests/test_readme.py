@@ -14,7 +14,10 @@ CODE_PATTERNS = [
     re.compile(r'\d{3}: "([a-z_]+)"'),
     re.compile(r'error_response\(\s*\d+, "[^"]*", "([a-z_]+)"'),
 ]
-TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
+TEST_COMMAND = (
+    "(command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)) && "
+    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
+)
 RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/aitbc-node start"
 
 

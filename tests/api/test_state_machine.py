@@ -53,7 +53,7 @@ class JobLifecycle(RuleBasedStateMachine):
 
     # -- plumbing ------------------------------------------------------------------
     def _open(self) -> None:
-        config = Config(data_dir=self.dir / "data", api_keys=self.dir / "keys.json")
+        config = Config(data_dir=self.dir / "data", api_keys=self.dir / "keys.json", rate_limit=0)
         self.node = Node(config, clock=self.clock)
         self.node.open()
         self.client = TestClient(create_app(self.node))

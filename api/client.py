@@ -1,0 +1,130 @@
+"""A small typed client for the AITBC API: submit, wait for a result, fetch and verify
+a receipt with its proof, and the miner's calls. Used by the reference miner, the demo,
+the bench and the tests.
+
+    async with Client("http://127.0.0.1:8001", api_key) as api:
+        job = await api.submit("Say hello")
+        done = await api.wait_for_result(job["job_id"])
+        verified = await api.verified_receipt(done["receipt_id"], genesis)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from chain.genesis import Genesis
+from chain.proofs import VerifiedReceipt, parse_bundle, verify_bundle
+
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class ApiCallFailed(Exception):
+    """The node answered with an error: status, error_code and detail as it gave them."""
+
+    def __init__(self, status: int, error_code: str, detail: str) -> None:
+        super().__init__(f"{status} {error_code}: {detail}")
+        self.status = status
+        self.error_code = error_code
+        self.detail = detail
+
+
+class Client:
+    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout, transport=transport
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                code, detail = str(body.get("error_code")), str(body.get("detail"))
+            except (ValueError, AttributeError):
+                code, detail = "error", response.text[:200]
+            raise ApiCallFailed(response.status_code, code, detail)
+        return response.json()
+
+    # -- clients --------------------------------------------------------------------
+    async def submit(self, prompt: str, model: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"prompt": prompt}
+        if model is not None:
+            body["model"] = model
+        if params is not None:
+            body["params"] = params
+        return await self._call("POST", "/v1/jobs", json=body)  # type: ignore[no-any-return]
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    async def wait_for_result(self, job_id: str, timeout: float = 300, poll: float = 0.2) -> dict[str, Any]:
+        """Poll the job until it is completed, failed or cancelled; TimeoutError after timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id)
+            if job["status"] in FINAL_STATUSES:
+                return job
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:g} s")
+            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+    async def receipt(self, receipt_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/receipts/{receipt_id}")  # type: ignore[no-any-return]
+
+    async def proof_bytes(self, receipt_id: str) -> bytes:
+        """The proof bundle exactly as served (what `aitbc-node verify-receipt` reads)."""
+        response = await self._http.get(f"/v1/receipts/{receipt_id}/proof")
+        if response.status_code >= 400:
+            body = response.json()
+            raise ApiCallFailed(response.status_code, body.get("error_code", "error"), body.get("detail", ""))
+        return response.content
+
+    async def verified_receipt(self, receipt_id: str, genesis: Genesis) -> VerifiedReceipt:
+        """Fetch the receipt's proof bundle and verify it offline against genesis (ProofInvalid if not)."""
+        return verify_bundle(parse_bundle(await self.proof_bytes(receipt_id)), genesis)
+
+    async def checkpoint(self) -> dict[str, Any]:
+        return await self._call("GET", "/v1/chain/checkpoint")  # type: ignore[no-any-return]
+
+    async def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
+        return await self._call("GET", "/v1/chain/consistency", params={"from": old_size, "to": new_size})  # type: ignore[no-any-return]
+
+    # -- miners ---------------------------------------------------------------------
+    async def register(self, miner_id: str, capabilities: list[str], *, gpu_info: dict[str, str] | None = None,
+                       miner_pubkey: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"miner_id": miner_id, "capabilities": capabilities}
+        if gpu_info is not None:
+            body["gpu_info"] = gpu_info
+        if miner_pubkey is not None:
+            body["miner_pubkey"] = miner_pubkey
+        return await self._call("POST", "/v1/miners/register", json=body)  # type: ignore[no-any-return]
+
+    async def available(self, miner_id: str) -> dict[str, Any] | None:
+        return await self._call("GET", "/v1/jobs/available", params={"miner_id": miner_id})  # type: ignore[no-any-return]
+
+    async def claim(self, job_id: str, miner_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/jobs/{job_id}/claim", json={"miner_id": miner_id})  # type: ignore[no-any-return]
+
+    async def complete(self, job_id: str, miner_id: str, result: str, miner_signature: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"miner_id": miner_id, "result": result}
+        if miner_signature is not None:
+            body["miner_signature"] = miner_signature
+        return await self._call("POST", f"/v1/jobs/{job_id}/complete", json=body)  # type: ignore[no-any-return]
+
+    async def fail(self, job_id: str, miner_id: str, error: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/jobs/{job_id}/fail", json={"miner_id": miner_id, "error": error})  # type: ignore[no-any-return]

@@ -1,0 +1,87 @@
+"""One small ASGI middleware: a request id, the access log line and the HTTP metrics.
+
+The id comes from the caller's X-Request-Id when it is a sane token, else it is made here;
+it is sent back in X-Request-Id and carried by every log record of the request. The access
+log line holds the method, the path (never the query string), the status and the time.
+Metrics are labelled by route template (/v1/jobs/{job_id}), never by raw path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from node.logging_setup import request_id
+from node.metrics import NodeMetrics
+
+access_log = logging.getLogger("aitbc.access")
+
+HEADER = b"x-request-id"
+VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+UNMATCHED = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if route is None or path is None:
+        return UNMATCHED
+    if isinstance(route, Mount):
+        return path + "/{path}"
+    return path  # type: ignore[no-any-return]
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, metrics: NodeMetrics | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope.get("headers", ()):
+            if name == HEADER:
+                rid = value.decode("latin-1") if VALID_ID.match(value) else None
+                break
+        rid = rid or uuid.uuid4().hex
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        raw_rid = rid.encode("latin-1")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers: list[Any] = list(message.get("headers", ()))
+                headers.append((HEADER, raw_rid))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            method = scope.get("method", "")
+            path = scope.get("path", "")
+            if self.metrics is not None:
+                self.metrics.http_request(method, route_template(scope), status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    "%s %s %d %.1fms", method, path, status, elapsed * 1000,
+                    extra={"http": {"method": method, "path": path, "status": status,
+                                    "duration_ms": round(elapsed * 1000, 2),
+                                    "client": client[0] if client else None}},
+                )
+        # Reset only on success: an unhandled error is logged (by Starlette's outer error
+        # middleware) after we return, and that line should carry the request id too.
+        request_id.reset(token)

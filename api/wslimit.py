@@ -1,0 +1,51 @@
+"""Caps on open WebSocket connections, per client address and in total, shared by every feed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from starlette.websockets import WebSocket
+
+# The close code a server sends when it is "overloaded; try again later" (RFC 6455, IANA registry).
+TRY_AGAIN_LATER = 1013
+
+
+class WebSocketLimiter:
+    def __init__(self, per_ip: int, total: int) -> None:
+        self.per_ip = per_ip
+        self.total = total
+        self._open: Counter[str] = Counter()
+
+    @property
+    def open_connections(self) -> int:
+        return sum(self._open.values())
+
+    def refusal(self, ip: str) -> str | None:
+        """Why a new connection from ip may not open now, or None when it may."""
+        if self.open_connections >= self.total:
+            return f"the node already serves {self.total} live connections"
+        if self._open[ip] >= self.per_ip:
+            return f"your address already has {self.per_ip} live connections"
+        return None
+
+    @contextmanager
+    def hold(self, ip: str) -> Iterator[None]:
+        self._open[ip] += 1
+        try:
+            yield
+        finally:
+            self._open[ip] -= 1
+            if self._open[ip] <= 0:
+                del self._open[ip]
+
+
+async def admit(websocket: WebSocket, limiter: WebSocketLimiter) -> bool:
+    """Accept the websocket if the limits allow; otherwise close it with 1013 and a reason."""
+    ip = websocket.client.host if websocket.client else "unknown"
+    reason = limiter.refusal(ip)
+    if reason is not None:
+        await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
+        return False
+    return True

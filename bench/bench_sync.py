@@ -1,0 +1,226 @@
+"""Follower catch-up: how fast a follower verifies and stores a long chain with receipts.
+
+Builds a chain straight through chain/ and node.store (no HTTP): per round, a block of job
+submissions, a block of claims and a block of completions (each carrying a signed receipt).
+Then measures, in the same run:
+
+  raw       PyNaCl's Ed25519 verify rate (the baseline)
+  verify    the follower's verification path in-process (apply_block + Store.write_block per
+            block, exactly what node/sync.py runs), over the whole chain and over the receipt
+            blocks alone
+  http      a real follower process catching up from a real authority process on 127.0.0.1
+
+  python -m bench sync                       # 34,000 jobs: 102,000 transactions, 34,000 receipts
+  python -m bench sync --jobs 5000 --no-http
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from chain.crypto import NodeKey
+from chain.jobs import get_job
+from chain.receipts import receipt_body, sign_receipt
+from chain.transactions import Transaction
+from chain.transition import apply_block
+from node.datadir import DataDir, api_key_hash
+from node.producer import seal_now
+from node.store import Store
+
+CLIENT, MINER, MINER_ID = "bench-client", "bench-miner", "bench-gpu"
+PEER_KEY = "bench-peer-key-000000000000000"
+RESULT = "the quick brown fox jumps over the lazy dog"
+
+
+def raw_verify_rate(seconds: float = 2.0) -> float:
+    key = SigningKey.generate()
+    verify = key.verify_key
+    signed = [key.sign(secrets.token_bytes(200)) for _ in range(1000)]
+    done, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for s in signed:
+            verify.verify(s)
+        done += len(signed)
+    return done / (time.perf_counter() - started)
+
+
+def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
+    """An authority data dir whose chain holds 3 x jobs transactions (a third of them receipts)."""
+    datadir = DataDir(data_dir)
+    genesis_src = data_dir.parent / "source-genesis.json"
+    raw = json.loads((Path(__file__).resolve().parent.parent / "genesis.json").read_text())
+    raw["params"] = {**raw["params"], "max_block_txs": block_txs, "lease_seconds": 604800}
+    genesis_src.write_text(json.dumps(raw))
+    datadir.initialise(genesis_src)
+    key = datadir.node_key()
+    assert key is not None
+    store = Store(datadir.chain_path, datadir.genesis())
+    try:
+        clock = [store.tip().timestamp]
+
+        def seal(txs: list[Transaction]) -> None:
+            clock[0] += 1000
+            outcomes, block = seal_now(store, key, txs, clock=lambda: clock[0])
+            bad = [o for o in outcomes if not isinstance(o, dict)]
+            assert block is not None and not bad, bad[:1]
+
+        def tx(tx_type: str, **payload: Any) -> Transaction:
+            return Transaction(tx_type, payload, clock[0])
+
+        seal([
+            tx("account.create", name=CLIENT, role="client", key_hash=api_key_hash("bench-client-key-0000000000")),
+            tx("account.create", name=MINER, role="miner", key_hash=api_key_hash("bench-miner-key-00000000000")),
+            tx("account.create", name="bench-peer", role="peer", key_hash=api_key_hash(PEER_KEY)),
+        ])
+        seal([tx("miner.register", miner_id=MINER_ID, owner=MINER, capabilities=["llama3.2"], gpu_info={})])
+        price = store.genesis.params.price_per_unit("llama3.2")
+        made = 0
+        while made < jobs:
+            n = min(block_txs, jobs - made)
+            ids = [f"job_{made + i:08d}" for i in range(n)]
+            seal([tx("job.submit", job_id=j, client=CLIENT, prompt="bench", model="llama3.2", params={}) for j in ids])
+            seal([tx("job.claim", job_id=j, miner_id=MINER_ID, owner=MINER) for j in ids])
+            done_at = clock[0] + 1000
+            completes = []
+            for j in ids:
+                body = receipt_body(receipt_id="r" + j, job=get_job(store, j), provider=MINER_ID, result=RESULT,
+                                    completed_at_ms=done_at, price_per_unit=price)
+                completes.append(Transaction("job.complete", {
+                    "job_id": j, "miner_id": MINER_ID, "owner": MINER, "result": RESULT,
+                    "completed_at": done_at, "receipt": sign_receipt(body, key),
+                }, done_at))
+            clock[0] = done_at - 1000
+            seal(completes)
+            made += n
+        return {"height": store.tip().height, "txs": store.tx_count()}
+    finally:
+        store.close()
+
+
+def verify_in_process(source_dir: Path, target_dir: Path) -> dict[str, float]:
+    """The follower's path: apply_block + write_block for every block, timed; receipt blocks apart."""
+    source = Store(source_dir / "chain", DataDir(source_dir).genesis(), create=False)
+    target = Store(target_dir, source.genesis)
+    from chain.blocks import Block
+
+    totals = {"blocks": 0, "txs": 0, "receipts": 0, "seconds": 0.0, "receipt_seconds": 0.0, "receipt_blocks_receipts": 0}
+    try:
+        for height, raw in source.iter_block_bytes(1):
+            block = Block.decode(raw)  # what the follower parses from the wire
+            started = time.perf_counter()
+            state = apply_block(target, target.tip(), block, target.genesis)
+            target.write_block(block, state.changes())
+            spent = time.perf_counter() - started
+            receipts = sum(1 for t in block.transactions if t.type == "job.complete")
+            totals["blocks"] += 1
+            totals["txs"] += len(block.transactions)
+            totals["receipts"] += receipts
+            totals["seconds"] += spent
+            if receipts == len(block.transactions):
+                totals["receipt_seconds"] += spent
+                totals["receipt_blocks_receipts"] += receipts
+            assert height == target.tip().height
+    finally:
+        source.close()
+        target.close()
+    return totals
+
+
+def _node(*args: str) -> list[str]:
+    return [sys.executable, "-m", "node", *args]
+
+
+def _wait_ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip().startswith("health:"):
+            return
+    raise RuntimeError("node did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def catch_up_over_http(source_dir: Path, follower_dir: Path, tip: int, timeout_s: float) -> float:
+    a_port, f_port = _free_port(), _free_port()
+    procs = []
+    try:
+        authority = subprocess.Popen(_node("start", "--data-dir", str(source_dir), "--port", str(a_port), "--log-level", "warning"),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(authority)
+        _wait_ready(authority)
+        started = time.perf_counter()
+        follower = subprocess.Popen(_node("start", "--data-dir", str(follower_dir), "--port", str(f_port), "--log-level", "warning",
+                                          "--follow", f"http://127.0.0.1:{a_port}", "--genesis", str(source_dir / "genesis.json"),
+                                          "--peer-key", PEER_KEY), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(follower)
+        _wait_ready(follower)
+        while time.perf_counter() - started < timeout_s:
+            with urllib.request.urlopen(f"http://127.0.0.1:{f_port}/health", timeout=10) as resp:
+                if json.loads(resp.read())["height"] >= tip:
+                    return time.perf_counter() - started
+            time.sleep(0.05)
+        raise RuntimeError(f"the follower did not catch up within {timeout_s} s")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=60)
+            if p.stdout is not None:
+                p.stdout.close()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench sync", description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=34_000, help="jobs in the chain (3 transactions each)")
+    parser.add_argument("--block-txs", type=int, default=500, help="transactions per block")
+    parser.add_argument("--no-http", action="store_true", help="skip the two-process catch-up over HTTP")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds allowed for the HTTP catch-up")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="aitbc-bench-sync-"))
+    try:
+        print(f"building a chain of {args.jobs} jobs ({3 * args.jobs} transactions, {args.jobs} receipts) …", flush=True)
+        started = time.perf_counter()
+        built = build_chain(work / "authority", args.jobs, args.block_txs)
+        print(f"  built {built['height']} blocks, {built['txs']} transactions in {time.perf_counter() - started:.1f} s")
+
+        raw = raw_verify_rate()
+        print(f"raw PyNaCl Ed25519 verify:           {raw:>10,.0f} verifies/s  (baseline)")
+
+        v = verify_in_process(work / "authority", work / "verify-target")
+        print(f"follower verification path (in-process, apply_block + write_block per block):")
+        print(f"  whole chain:   {v['blocks'] / v['seconds']:>10,.1f} blocks/s  {v['txs'] / v['seconds']:>10,.0f} tx/s  "
+              f"{v['receipts'] / v['seconds']:>10,.0f} receipts verified/s")
+        receipt_rate = v["receipt_blocks_receipts"] / v["receipt_seconds"]
+        print(f"  receipt blocks only:                   {receipt_rate:>10,.0f} receipts verified/s  "
+              f"ratio to raw verify: {receipt_rate / raw:.2f} (target >= 0.50)")
+
+        if not args.no_http:
+            seconds = catch_up_over_http(work / "authority", work / "follower", built["height"], args.timeout)
+            print(f"two processes over HTTP on 127.0.0.1 (start of follower to level with the authority):")
+            print(f"  {built['height'] / seconds:>10,.1f} blocks/s  {built['txs'] / seconds:>10,.0f} tx/s  "
+                  f"{args.jobs / seconds:>10,.0f} receipts verified/s  in {seconds:.1f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

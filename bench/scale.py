@@ -1,0 +1,182 @@
+"""Reads, start-up, memory and disk on chains of 1,000 and 1,000,000 transactions.
+
+The chains are built through the producer's sealing path and the store directly (not over
+HTTP): job lifecycles (submit, claim, complete with a signed receipt). Then a real node is
+started on each, pinned to CPU 0, and the same reads are driven from CPU 1.
+
+  python -m bench scale                          # 1,000 and 1,000,000 transactions
+  python -m bench scale --sizes 1000 100000 --seconds 3
+  python -m bench scale --keep /var/tmp/aitbc-scale   # reuse chains built earlier
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.load import CLIENT_KEY, LOAD_CPU, MINER_KEY, Recorder, drive, free_port, percentile, pin, timed
+from chain.jobs import receipt_key
+from chain.receipts import receipt_body, sign_receipt
+from chain.state import WorkingState
+from chain.transactions import Transaction
+from node.datadir import DataDir, api_key_hash
+from node.producer import now_ms, seal_now
+from node.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "llama3.2"
+RESULT = "A prince avenges his father and nearly everyone dies."
+
+
+def build_chain(data_dir: Path, transactions: int) -> float:
+    """Build a chain of about `transactions` txs; returns seconds taken."""
+    started = time.perf_counter()
+    datadir = DataDir(data_dir)
+    init = datadir.initialise(None)
+    key = datadir.node_key()
+    assert key is not None
+    store = Store(datadir.chain_path, init.genesis)
+    per_block = init.genesis.params.max_block_txs
+    try:
+        t = now_ms()
+        seal_now(store, key, [
+            Transaction("account.create", {"name": "bench-client", "role": "client", "key_hash": api_key_hash(CLIENT_KEY)}, t),
+            Transaction("account.create", {"name": "bench-miner", "role": "miner", "key_hash": api_key_hash(MINER_KEY)}, t),
+        ])
+        seal_now(store, key, [Transaction("miner.register", {"miner_id": "m1", "owner": "bench-miner", "capabilities": [MODEL], "gpu_info": None}, t)])
+        made = 3
+        while made < transactions:
+            # One block of submissions, one of claims, one of completions: a third of the block size each.
+            n = max(1, min(per_block, transactions - made) // 3)
+            ids = [f"job_{secrets.token_hex(8)}" for _ in range(n)]
+            t = now_ms()
+            seal_now(store, key, [Transaction("job.submit", {"job_id": j, "client": "bench-client", "prompt": f"prompt {j}", "model": MODEL, "params": {}}, t) for j in ids])
+            seal_now(store, key, [Transaction("job.claim", {"job_id": j, "miner_id": "m1", "owner": "bench-miner"}, now_ms()) for j in ids])
+            view = WorkingState(store)
+            completes = []
+            done_at = now_ms()
+            price = init.genesis.params.price_per_unit(MODEL)
+            for j in ids:
+                job = view.get_record(key_for_job(j))
+                body = receipt_body(receipt_id=f"rcpt_{j[4:]}", job=job, provider="m1", result=RESULT, completed_at_ms=done_at, price_per_unit=price)
+                payload = {"job_id": j, "miner_id": "m1", "owner": "bench-miner", "result": RESULT, "completed_at": done_at, "receipt": sign_receipt(body, key)}
+                completes.append(Transaction("job.complete", payload, done_at))
+            seal_now(store, key, completes)
+            made += 3 * n
+        # Leave some pending jobs for the pending listing.
+        seal_now(store, key, [Transaction("job.submit", {"job_id": f"job_p{i}", "client": "bench-client", "prompt": "p", "model": MODEL, "params": {}}, now_ms()) for i in range(50)])
+        assert store.get(receipt_key(f"rcpt_{ids[0][4:]}")) is not None
+    finally:
+        store.close()
+    return time.perf_counter() - started
+
+
+def key_for_job(job_id: str) -> bytes:
+    from chain.jobs import job_key
+
+    return job_key(job_id)
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def measure(data_dir: Path, seconds: float, concurrency: int) -> dict[str, object]:
+    port = free_port()
+    args = [*pin(0), sys.executable, "-m", "node", "start", "--data-dir", str(data_dir), "--port", str(port),
+            "--log-level", "warning", "--rate-limit", "0"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    out: dict[str, object] = {}
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError("node exited during start-up")
+                try:
+                    async with s.get(base + "/health") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.01)
+            out["startup_s"] = time.perf_counter() - started
+            client = {"X-Api-Key": CLIENT_KEY}
+            reads = {
+                "GET /explorer/stats": ("/explorer/stats", {}),
+                "GET /v1/receipts?client=": ("/v1/receipts?client=bench-client", client),
+                "GET /v1/jobs?status=pending": ("/v1/jobs?status=pending", client),
+                "GET /explorer/blocks": ("/explorer/blocks", {}),
+            }
+            for name, (path, headers) in reads.items():
+                async def step(i: int, rec: Recorder, p: str = path, h: dict[str, str] = headers, n: str = name) -> int:
+                    await timed(s, rec, n, "GET", base + p, 200, headers=h)
+                    return 1
+                rec, elapsed, _ = await drive(concurrency, seconds, 10**7, step)
+                lat = rec.latencies[name]
+                out[name] = (len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0))
+            out["rss_mb"] = rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 1_000_000])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--keep", type=Path, default=None, help="build chains under this folder and keep them for later runs")
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {LOAD_CPU})
+    root = args.keep or Path(tempfile.mkdtemp(prefix="aitbc-scale-"))
+    results: dict[int, dict[str, object]] = {}
+    try:
+        for size in args.sizes:
+            data = root / f"chain-{size}"
+            if not (data / "genesis.json").exists():
+                took = build_chain(data, size)
+                print(f"built a chain of {size:,} transactions in {took:.1f} s", flush=True)
+            store_bytes = dir_bytes(data / "chain")
+            res = asyncio.run(measure(data, args.seconds, args.concurrency))
+            res["bytes_per_tx"] = store_bytes / size
+            results[size] = res
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    small, large = min(results), max(results)
+    print(f"\nmachine: {os.cpu_count()} CPUs; node on CPU 0, load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per read\n")
+    print(f"{'read':32} " + " ".join(f"{f'{s:,} tx req/s':>16} {'p99 ms':>8}" for s in sorted(results)) + f" {'ratio':>7}")
+    for name in ("GET /explorer/stats", "GET /v1/receipts?client=", "GET /v1/jobs?status=pending", "GET /explorer/blocks"):
+        cells = []
+        for s in sorted(results):
+            rate, _p50, p99, _err = results[s][name]  # type: ignore[misc]
+            cells.append(f"{rate:16.0f} {p99:8.2f}")
+        ratio = results[small][name][0] / results[large][name][0]  # type: ignore[index]
+        print(f"{name:32} " + " ".join(cells) + f" {ratio:6.2f}x")
+    print("\n(ratio = req/s at the small chain / req/s at the large one; target: within 1.2x)")
+    for s in sorted(results):
+        r = results[s]
+        print(f"{s:>12,} tx: start-up {r['startup_s']:.2f} s, resident memory {r['rss_mb']:.0f} MB, {r['bytes_per_tx']:.0f} bytes on disk per tx")
+    print(json.dumps({str(k): {kk: vv for kk, vv in v.items()} for k, v in results.items()}, default=str))
+    return 0

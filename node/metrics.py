@@ -1,0 +1,230 @@
+"""Prometheus metrics: one CollectorRegistry per node, so tests and several nodes never collide.
+
+Counters and histograms are fed on the hot path (one block commit, one HTTP request: a few
+dict lookups each). Everything that is state (height, tip age, mempool, jobs by status,
+active miners, store size, websocket subscribers) is read at scrape time instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chain.blocks import Block
+from chain.jobs import STATUSES, counter_key
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+
+log = logging.getLogger("aitbc.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+FILL_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.9, 1.0)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STORE_SIZE_CACHE_S = 10.0
+
+
+class NodeMetrics:
+    """The node's metric objects. Producers, sync and the HTTP middleware feed them."""
+
+    def __init__(self, node: Node | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.blocks_sealed = Counter("aitbc_blocks_sealed", "Blocks sealed by this node (authority).", registry=r)
+        self.transactions_sealed = Counter(
+            "aitbc_transactions_sealed", "Transactions sealed into blocks, by transaction type.", ["type"], registry=r
+        )
+        self.transactions_rejected = Counter(
+            "aitbc_transactions_rejected",
+            "Transactions refused while sealing, by transaction type and error_code.",
+            ["type", "error_code"],
+            registry=r,
+        )
+        self.block_fill = Histogram(
+            "aitbc_block_fill_ratio",
+            "Transactions per sealed block as a fraction of params.max_block_txs.",
+            buckets=FILL_BUCKETS,
+            registry=r,
+        )
+        self.group_commit = Histogram(
+            "aitbc_group_commit_duration_seconds",
+            "Time to validate, seal and durably write one block (group commit).",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.block_write_failures = Counter(
+            "aitbc_block_write_failures", "Blocks that could not be stored (their transactions were refused).", registry=r
+        )
+        self.http_requests = Counter(
+            "aitbc_http_requests", "HTTP requests answered, by method, route template and status.",
+            ["method", "route", "status"], registry=r,
+        )
+        self.http_latency = Histogram(
+            "aitbc_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status.",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        # Fed by the replication engine on followers.
+        self.sync_lag_blocks = Gauge(
+            "aitbc_sync_lag_blocks", "How many blocks this follower is behind its upstream.", registry=r
+        )
+        self.sync_lag_seconds = Gauge(
+            "aitbc_sync_lag_seconds", "Age of this follower's tip relative to its upstream's tip, in seconds.", registry=r
+        )
+        self.sync_rejected_blocks = Counter(
+            "aitbc_sync_rejected_blocks", "Blocks from upstream that failed verification, by reason (error_code).",
+            ["reason"], registry=r,
+        )
+        if node is not None:
+            r.register(NodeStateCollector(node))
+
+    def block_committed(self, block: Block, seconds: float, max_block_txs: int) -> None:
+        self.blocks_sealed.inc()
+        self.group_commit.observe(seconds)
+        self.block_fill.observe(len(block.transactions) / max_block_txs if max_block_txs else 0.0)
+        counts: dict[str, int] = {}
+        for tx in block.transactions:
+            counts[tx.type] = counts.get(tx.type, 0) + 1
+        for tx_type, n in counts.items():
+            self.transactions_sealed.labels(tx_type).inc(n)
+
+    def transaction_rejected(self, tx_type: str, error_code: str) -> None:
+        self.transactions_rejected.labels(tx_type, error_code).inc()
+
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        s = str(status)
+        self.http_requests.labels(method, route, s).inc()
+        self.http_latency.labels(method, route, s).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def directory_size(path: str) -> int:
+    total = 0
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue  # compaction removed it meanwhile
+    return total
+
+
+class NodeStateCollector(Collector):
+    """State read at scrape time: all reads are indexed or O(1), none scans the chain."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._size_lock = threading.Lock()
+        self._size: tuple[float, int] | None = None
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: its families depend on the node's state
+
+    def _store_size(self, path: str) -> int:
+        with self._size_lock:
+            now = time.monotonic()
+            if self._size is None or now - self._size[0] > STORE_SIZE_CACHE_S:
+                self._size = (now, directory_size(path))
+            return self._size[1]
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        store = node.store
+        families: list[Metric] = []
+        info = GaugeMetricFamily("aitbc_node_info", "This node: version, chain and role (value 1).",
+                                 labels=["version", "chain_id", "role"])
+        feed = GaugeMetricFamily("aitbc_websocket_subscribers", "Listeners on the live block feed (websockets).",
+                                 value=node.feed.subscribers)
+        producer = node.producer
+        mempool = GaugeMetricFamily("aitbc_mempool_size", "Transactions waiting to be sealed.",
+                                    value=0 if producer is None else producer.mempool_size)
+        families += [feed, mempool]
+        if store is None or store.closed:
+            yield from families
+            return
+        try:
+            tip = store.tip()
+            now_ms = node.clock()
+            info.add_metric([node.version, store.genesis.chain_id, node.role], 1)
+            families.append(info)
+            families.append(GaugeMetricFamily("aitbc_chain_height", "Height of this node's tip.", value=tip.height))
+            families.append(GaugeMetricFamily(
+                "aitbc_chain_tip_age_seconds", "Seconds since the tip block's timestamp.",
+                value=max(0.0, (now_ms - tip.timestamp) / 1000),
+            ))
+            families.append(GaugeMetricFamily("aitbc_chain_transactions", "Transactions in the chain.",
+                                              value=store.tx_count()))
+            jobs = GaugeMetricFamily("aitbc_jobs", "Jobs by status (from the chain's counters).", labels=["status"])
+            for status in STATUSES:
+                jobs.add_metric([status], store.get_int(counter_key("status", status)))
+            families.append(jobs)
+            families.append(GaugeMetricFamily(
+                "aitbc_receipts", "Receipts issued (completed jobs).", value=store.get_int(counter_key("receipts"))
+            ))
+            from api.queries import active_miners
+
+            families.append(GaugeMetricFamily(
+                "aitbc_active_miners", "Miners seen within params.active_miner_window_s.",
+                value=active_miners(store, store.genesis.params.active_miner_window_s, now_ms),
+            ))
+            families.append(GaugeMetricFamily("aitbc_store_size_bytes", "Size of the LevelDB store on disk.",
+                                              value=self._store_size(str(store.path))))
+        except Exception:  # the store closed under us (shutdown): serve what we have
+            log.debug("state metrics unavailable", exc_info=True)
+        yield from families
+
+
+def parse_listen(value: str) -> tuple[str, int] | str:
+    """`--metrics` value: 'api', 'off', or HOST:PORT. Raises ValueError with a reason."""
+    v = value.strip()
+    if v.lower() in ("api", "off"):
+        return v.lower()
+    host, sep, port_text = v.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        raise ValueError(f"expected 'api', 'off' or HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be between 1 and 65535, got {port}")
+    return host.strip("[]"), port
+
+
+class MetricsListener:
+    """/metrics on its own address (`--metrics HOST:PORT`), served from a small thread."""
+
+    def __init__(self, metrics: NodeMetrics, host: str, port: int) -> None:
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        from prometheus_client import start_http_server
+
+        self._server, self._thread = start_http_server(self.port, self.host, registry=self.metrics.registry)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

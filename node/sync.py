@@ -1,0 +1,515 @@
+"""The follower: pull blocks from an upstream node, verify each one, store it, serve it.
+
+Catch-up runs in batches over `GET /v1/chain/blocks`; once level with the upstream the
+follower stays live over `WebSocket /v1/chain/ws`, or long-polls `GET /v1/chain/blocks?wait=`
+when the websocket is refused. Every block goes through chain.transition.apply_block (height,
+link, timestamps, tx_root, proposer signature, every transaction including its receipt
+signature, state_root) and is written with Store.write_block, one batch per block, before it
+is published on the node's block feed.
+
+A hostile upstream cannot crash, hang or flood the follower: every request has a timeout and
+an overall deadline, every response and websocket message has a size cap, and a block that
+fails any check is never stored; the follower reports it on /health and retries with a capped
+backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import websockets
+from websockets.asyncio.client import connect as ws_connect
+
+from chain.blocks import Block
+from chain.errors import LedgerError
+from chain.genesis import Genesis
+from chain.transition import apply_block
+from node.events import BlockFeed
+from node.store import Store
+
+log = logging.getLogger("aitbc.sync")
+
+BATCH_BLOCKS = 100
+"""Blocks asked for per catch-up request."""
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+"""Largest catch-up response or websocket message accepted; one block never exceeds it."""
+MAX_FORWARD_BYTES = 16 * 1024 * 1024
+"""Largest answer to a forwarded write accepted from the upstream."""
+MAX_ERROR_BYTES = 64 * 1024
+REQUEST_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+"""Per-operation timeouts (connect, each read, each write)."""
+REQUEST_DEADLINE_S = 60.0
+"""Overall deadline of one catch-up request, however slowly the bytes trickle in."""
+LONG_POLL_S = 20
+"""How long one long-poll waits upstream for a new block."""
+LONG_POLL_ROUND_S = 300.0
+"""After this long on long-polling, the websocket is tried again."""
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+WAIT_FOR_WRITE_S = 5.0
+"""How long a forwarded write waits for its block to reach this follower."""
+
+
+class UpstreamError(Exception):
+    """The upstream cannot be reached or answered something unusable; nothing was stored."""
+
+
+class BlockRejected(Exception):
+    """A block failed verification and was not stored."""
+
+    def __init__(self, height: int, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.height = height
+        self.check = check
+        self.detail = detail
+
+
+def display_url(url: str) -> str:
+    """The upstream URL without any user:password part, for logs and /health."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def validate_upstream(url: str) -> str:
+    """The upstream base URL, normalised; ValueError names what is wrong."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--follow must be an http:// or https:// URL of the upstream node, got {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("--follow must be the node's base URL, without a query or fragment")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def decode_blocks(items: Any) -> list[Block]:
+    """Blocks from a decoded JSON list; a malformed one is rejected naming its position."""
+    if not isinstance(items, list):
+        raise UpstreamError("the upstream's blocks are not a list")
+    blocks = []
+    for item in items:
+        try:
+            blocks.append(Block.from_dict(item))
+        except LedgerError as exc:
+            height = item.get("header", {}).get("height") if isinstance(item, dict) else None
+            at = height if isinstance(height, int) else -1
+            raise BlockRejected(at, exc.error_code, f"a block does not decode: {exc.detail}") from None
+    return blocks
+
+
+def parse_json_bytes(raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise UpstreamError(f"the upstream's {what} is not valid JSON: {str(exc)[:200]}") from None
+
+
+@dataclass
+class Forwarded:
+    """The upstream's answer to a forwarded request."""
+
+    status: int
+    content: bytes
+    content_type: str
+    height: int | None
+    """The chain height the upstream reported with its answer (X-Aitbc-Height)."""
+    retry_after: str | None = None
+
+
+class Follower:
+    def __init__(
+        self,
+        store: Store,
+        feed: BlockFeed,
+        upstream: str,
+        peer_key: str,
+        *,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        self.store = store
+        self.genesis: Genesis = store.genesis
+        self.feed = feed
+        self.upstream = validate_upstream(upstream)
+        self.upstream_display = display_url(self.upstream)
+        self._peer_key = peer_key
+        self.clock = clock
+        self.state = "starting"
+        """starting, catching_up, live or degraded."""
+        self.transport: str | None = None
+        """How blocks arrive while live: websocket or long-poll."""
+        self.upstream_height: int | None = None
+        self.reason: str | None = None
+        self.check: str | None = None
+        """When degraded by a bad block: the verification check that failed (e.g. bad_state_root)."""
+        self.degraded_since: int | None = None
+        self.last_contact: int | None = None
+        self.blocks_stored = 0
+        self._http: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._advanced = asyncio.Event()
+        self._backoff = BACKOFF_FIRST_S
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        # httpx logs every request at INFO; a follower long-polls and forwards all day.
+        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._advanced = asyncio.Event()
+        self._http = httpx.AsyncClient(
+            base_url=self.upstream,
+            timeout=REQUEST_TIMEOUT,
+            # Raw bytes only: a compressed answer could expand past every cap.
+            headers={"X-Api-Key": self._peer_key, "Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            follow_redirects=False,
+        )
+        self._task = asyncio.create_task(self._run(), name="aitbc-sync")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- health ----------------------------------------------------------------------
+    @property
+    def degraded(self) -> bool:
+        return self.reason is not None
+
+    def health(self) -> dict[str, Any]:
+        height = self.store.tip().height
+        out: dict[str, Any] = {
+            "upstream": self.upstream_display,
+            "upstream_height": self.upstream_height,
+            "lag": None if self.upstream_height is None else max(0, self.upstream_height - height),
+            "sync": self.state,
+            "transport": self.transport,
+        }
+        if self.reason is not None:
+            out["reason"] = self.reason
+            out["check"] = self.check
+            if self.degraded_since is not None:
+                since = datetime.fromtimestamp(self.degraded_since / 1000, tz=timezone.utc)
+                out["degraded_since"] = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return out
+
+    def _degrade(self, reason: str, check: str | None = None) -> None:
+        if self.reason is None:
+            self.degraded_since = self.clock()
+        self.state = "degraded"
+        self.reason = reason
+        self.check = check
+
+    def _healthy(self, state: str) -> None:
+        self.state = state
+        self.reason = None
+        self.check = None
+        self.degraded_since = None
+
+    # -- the loop --------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._catch_up()
+                await self._live()
+            except asyncio.CancelledError:
+                raise
+            except BlockRejected as exc:
+                self._degrade(f"rejected block {exc.height} from the upstream: {exc.detail}", exc.check)
+                log.error("rejected block %d from %s: %s [check: %s]", exc.height, self.upstream_display, exc.detail, exc.check)
+            except UpstreamError as exc:
+                self._degrade(str(exc), "upstream")
+                log.warning("upstream %s: %s", self.upstream_display, exc)
+            except Exception as exc:  # never let one bad answer end replication
+                self._degrade(f"sync failed: {type(exc).__name__}: {exc}", "internal")
+                log.exception("sync from %s failed", self.upstream_display)
+            await self._pause()
+
+    async def _pause(self) -> None:
+        delay = self._backoff * (0.75 + random.random() / 2)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+    def _made_progress(self) -> None:
+        self._backoff = BACKOFF_FIRST_S
+
+    async def _catch_up(self) -> None:
+        """Fetch and store batches until level with the upstream's head."""
+        while not self._stopping:
+            tip = self.store.tip().height
+            body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
+            if not isinstance(body, dict):
+                raise UpstreamError("the upstream's blocks answer is not an object")
+            head = self._read_head(body.get("head"))
+            blocks = decode_blocks(body.get("blocks"))
+            if head < tip:
+                raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+            if not blocks:
+                if head > tip:
+                    raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
+                self._healthy("live")
+                return
+            await self._store(blocks)
+            if self.store.tip().height >= head:
+                self._healthy("live")
+                return
+            self._healthy("catching_up")
+
+    def _read_head(self, head: Any) -> int:
+        if not isinstance(head, dict):
+            raise UpstreamError("the upstream's answer has no head")
+        if head.get("genesis_hash") != self.genesis.hash:
+            raise UpstreamError(
+                f"the upstream serves another chain (genesis {str(head.get('genesis_hash'))[:16]}…, ours {self.genesis.hash[:16]}…)"
+            )
+        height = head.get("height")
+        if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+            raise UpstreamError("the upstream's head height is not a non-negative integer")
+        self.upstream_height = height
+        self.last_contact = self.clock()
+        return height
+
+    async def _live(self) -> None:
+        """Stay level with the upstream: websocket first, long-polling when it is refused."""
+        try:
+            await self._live_websocket()
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise UpstreamError(f"the upstream refused the peer key on its websocket ({status})") from None
+            log.info("websocket refused by %s (%d); long-polling instead", self.upstream_display, status)
+            await self._live_long_poll()
+        except (websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            log.info("no websocket at %s (%s); long-polling instead", self.upstream_display, exc)
+            await self._live_long_poll()
+        except websockets.ConnectionClosed as exc:
+            raise UpstreamError(f"the upstream closed the websocket: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            raise UpstreamError(f"cannot reach the upstream's websocket: {exc or type(exc).__name__}") from None
+
+    def _ws_url(self, start: int) -> str:
+        parts = urllib.parse.urlsplit(self.upstream)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        query = urllib.parse.urlencode({"from": start})
+        return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/v1/chain/ws", query, ""))
+
+    async def _live_websocket(self) -> None:
+        url = self._ws_url(self.store.tip().height + 1)
+        async with ws_connect(
+            url,
+            additional_headers={"X-Api-Key": self._peer_key},
+            max_size=MAX_RESPONSE_BYTES,
+            max_queue=4,
+            compression=None,
+            open_timeout=10,
+            ping_interval=20,
+            ping_timeout=20,
+            close_timeout=5,
+        ) as ws:
+            self.transport = "websocket"
+            self.last_contact = self.clock()
+            if self.upstream_height is not None and self.upstream_height <= self.store.tip().height:
+                self._healthy("live")
+            async for message in ws:
+                if self._stopping:
+                    return
+                raw = message.encode("utf-8") if isinstance(message, str) else message
+                blocks = decode_blocks([parse_json_bytes(raw, "websocket message")])
+                self.last_contact = self.clock()
+                self.upstream_height = max(self.upstream_height or 0, blocks[0].height)
+                await self._store(blocks)
+                self._healthy("live")
+
+    async def _live_long_poll(self) -> None:
+        self.transport = "long-poll"
+        deadline = time.monotonic() + LONG_POLL_ROUND_S
+        while not self._stopping and time.monotonic() < deadline:
+            tip = self.store.tip().height
+            started = time.monotonic()
+            body = await self._get_json(
+                "/v1/chain/blocks",
+                {"from": tip + 1, "limit": BATCH_BLOCKS, "wait": LONG_POLL_S},
+                deadline=REQUEST_DEADLINE_S + LONG_POLL_S,
+            )
+            if not isinstance(body, dict):
+                raise UpstreamError("the upstream's blocks answer is not an object")
+            head = self._read_head(body.get("head"))
+            blocks = decode_blocks(body.get("blocks"))
+            if head < tip:
+                raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+            if blocks:
+                await self._store(blocks)
+            elif head > tip:
+                raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
+            if self.store.tip().height >= head:
+                self._healthy("live")
+            if not blocks and time.monotonic() - started < 1.0:
+                await asyncio.sleep(1.0)  # an upstream that ignores `wait` must not make us spin
+
+    # -- requests --------------------------------------------------------------------
+    async def _get_json(self, path: str, params: dict[str, Any], deadline: float = REQUEST_DEADLINE_S) -> Any:
+        raw = await self._fetch("GET", path, params, MAX_RESPONSE_BYTES, deadline)
+        return parse_json_bytes(raw, "answer")
+
+    async def _fetch(self, method: str, path: str, params: dict[str, Any], cap: int, deadline: float) -> bytes:
+        assert self._http is not None
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._http.stream(method, path, params=params) as resp:
+                    if resp.status_code != 200:
+                        detail = (await _read_capped(resp, MAX_ERROR_BYTES, allow_truncate=True)).decode("utf-8", "replace")
+                        try:
+                            detail = json.loads(detail).get("detail", detail)
+                        except (ValueError, AttributeError):
+                            pass
+                        raise UpstreamError(f"the upstream answered {resp.status_code} to {path}: {str(detail)[:200]}")
+                    return await _read_capped(resp, cap)
+        except TimeoutError:
+            raise UpstreamError(f"the upstream did not answer {path} within {deadline:.0f} s") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"cannot reach the upstream: {type(exc).__name__}: {exc}") from None
+
+    # -- verification and storage ---------------------------------------------------
+    async def _store(self, blocks: list[Block]) -> None:
+        """Verify and write blocks (in a worker thread), then publish the stored ones."""
+        job = asyncio.ensure_future(asyncio.to_thread(self._verify_and_write, blocks))
+        try:
+            stored, rejected = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # The worker finishes the block it is writing before the store may close.
+            await asyncio.wait([job])
+            raise
+        for block in stored:
+            self.feed.publish(block)
+        if stored:
+            self.blocks_stored += len(stored)
+            self._made_progress()
+            self._advanced.set()
+            self._advanced = asyncio.Event()
+        if rejected is not None:
+            raise rejected
+
+    def _verify_and_write(self, blocks: list[Block]) -> tuple[list[Block], BlockRejected | None]:
+        stored: list[Block] = []
+        for block in blocks:
+            if self._stopping:
+                break
+            prev = self.store.tip()
+            if block.height <= prev.height:
+                if self.store.height_of(block.hash) == block.height:
+                    continue  # already stored (a websocket may repeat the block it started from)
+                return stored, BlockRejected(block.height, "bad_link", f"block {block.height} differs from the one this follower stored")
+            try:
+                state = apply_block(self.store, prev, block, self.genesis)
+            except LedgerError as exc:
+                cause = exc.__cause__
+                check = cause.error_code if isinstance(cause, LedgerError) else exc.error_code
+                return stored, BlockRejected(block.height, check, exc.detail)
+            self.store.write_block(block, state.changes())
+            stored.append(block)
+        return stored, None
+
+    # -- writes sent to this follower ------------------------------------------------
+    async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded:
+        """Send a request to the upstream and return its answer (see api/forward.py)."""
+        assert self._http is not None
+        url = path + (f"?{query}" if query else "")
+        try:
+            async with asyncio.timeout(REQUEST_DEADLINE_S):
+                request = self._http.build_request(method, url, headers=headers, content=body)
+                # The caller's key, not the peer key, authenticates a forwarded request.
+                request.headers["X-Api-Key"] = headers.get("x-api-key", "")
+                if "x-api-key" not in headers:
+                    del request.headers["X-Api-Key"]
+                resp = await self._http.send(request, stream=True)
+                try:
+                    content = await _read_capped(resp, MAX_FORWARD_BYTES)
+                finally:
+                    await resp.aclose()
+        except TimeoutError:
+            raise ForwardTimeout() from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ForwardUnavailable(f"the authority at {self.upstream_display} cannot be reached ({type(exc).__name__}); nothing was sent") from None
+        except UpstreamError as exc:
+            raise ForwardBadAnswer(str(exc)) from None
+        except httpx.HTTPError:
+            raise ForwardTimeout() from None
+        height_header = resp.headers.get("x-aitbc-height", "")
+        height = int(height_header) if height_header.isdigit() else None
+        content_type = resp.headers.get("content-type", "application/json")
+        return Forwarded(resp.status_code, content, content_type, height, resp.headers.get("retry-after"))
+
+    async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
+        """Wait until this follower has stored block `height` (a forwarded write's block)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.store.tip().height < height:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._wake.set()  # if the loop is sleeping off a backoff, try now
+            try:
+                await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
+            except TimeoutError:
+                return self.store.tip().height >= height
+        return True
+
+
+class ForwardUnavailable(Exception):
+    """The authority could not be reached; the request was not sent."""
+
+
+class ForwardTimeout(Exception):
+    """The request was sent but no answer came in time; it may or may not have been applied."""
+
+
+class ForwardBadAnswer(Exception):
+    """The authority's answer was unusable (too large or cut off)."""
+
+
+async def _read_capped(resp: httpx.Response, cap: int, *, allow_truncate: bool = False) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap and not allow_truncate:
+        raise UpstreamError(f"the upstream's answer is {int(declared)} bytes, over the {cap}-byte cap")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_raw():
+        size += len(chunk)
+        if size > cap:
+            if allow_truncate:
+                chunks.append(chunk[: cap - (size - len(chunk))])
+                break
+            raise UpstreamError(f"the upstream's answer is over the {cap}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)

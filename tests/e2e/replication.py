@@ -1,0 +1,52 @@
+"""Helpers for the replication tests: an authority with a peer account, followers, polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support import ALL_KEYS, NodeProcess
+
+PEER = {"key": "peer-key-000000000000000000000", "role": "peer", "name": "follower"}
+DEADLINE_S = 60.0
+
+
+def authority(base: Path) -> NodeProcess:
+    return NodeProcess(base / "authority", api_keys=[*ALL_KEYS, PEER])
+
+
+def follower(base: Path, name: str, upstream: str, genesis: Path, peer_key: str = PEER["key"]) -> NodeProcess:
+    return NodeProcess(
+        base / name,
+        extra_args=("--follow", upstream, "--genesis", str(genesis), "--peer-key", peer_key, "--log-level", "info"),
+    )
+
+
+def wait_until(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
+    """Poll condition until it returns something truthy; fail naming `what` after the deadline."""
+    deadline = time.monotonic() + deadline_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def health(node: NodeProcess) -> dict[str, Any]:
+    with httpx.Client(base_url=node.url, timeout=10) as http:
+        return http.get("/health").json()  # type: ignore[no-any-return]
+
+
+def head_hash(node: NodeProcess) -> str:
+    with node.client(PEER["key"]) as http:
+        return http.get("/v1/chain/head").json()["hash"]  # type: ignore[no-any-return]
+
+
+def converged(nodes: list[NodeProcess]) -> bool:
+    return len({head_hash(n) for n in nodes}) == 1

@@ -1,0 +1,97 @@
+"""Abuse limits: per-key rate limit, slow senders, security headers and CORS."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ADMIN, CLIENT_A, CLIENT_B, NodeProcess
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    node = NodeProcess(
+        tmp_path_factory.mktemp("limits") / "data",
+        api_keys=[CLIENT_A, CLIENT_B, ADMIN],
+        extra_args=("--rate-limit", "2", "--rate-burst", "5", "--request-timeout", "1",
+                    "--cors-origin", "https://app.example"),
+    )
+    with node:
+        yield node
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_are_unaffected(limited: NodeProcess) -> None:
+    with limited.client(CLIENT_A["key"]) as a, limited.client(CLIENT_B["key"]) as b:
+        statuses = [a.get("/v1/jobs").status_code for _ in range(8)]
+        assert statuses[:5] == [200] * 5
+        assert 429 in statuses[5:]
+        r = a.get("/v1/jobs")
+        assert r.status_code == 429
+        assert r.json()["error_code"] == "rate_limited" and "rate limit" in r.json()["detail"]
+        assert int(r.headers["Retry-After"]) >= 1
+        assert b.get("/v1/jobs").status_code == 200
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes, limit_s: float) -> bool:
+    """Send `trickle` one byte at a time (slowloris) until the server closes, or limit_s passes."""
+    sock.settimeout(0.25)
+    end = time.monotonic() + limit_s
+    for byte in trickle:
+        if time.monotonic() > end:
+            return False
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(1024) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return True
+    return False
+
+
+def test_a_request_trickled_byte_by_byte_is_cut_off(limited: NodeProcess) -> None:
+    slow = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        assert _closed_by_server(sock, slow, limit_s=15)
+    with limited.client() as http:  # the node still serves everyone else
+        assert http.get("/health").status_code == 200
+
+
+def test_a_connection_that_never_sends_a_request_is_closed(limited: NodeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        sock.settimeout(15)
+        assert sock.recv(1024) == b""
+
+
+@pytest.mark.parametrize("path", ["/", "/docs", "/redoc", "/health", "/explorer/stats"])
+def test_responses_carry_security_headers_without_inline_script(limited: NodeProcess, path: str) -> None:
+    with limited.client() as http:
+        r = http.get(path)
+    assert r.status_code == 200
+    csp = r.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";") if d.strip())
+    assert directives["script-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_cors_allows_only_the_configured_origin(limited: NodeProcess) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    with limited.client() as http:
+        ok = http.options("/v1/jobs", headers={"Origin": "https://app.example", **preflight})
+        assert ok.headers.get("Access-Control-Allow-Origin") == "https://app.example"
+        other = http.options("/v1/jobs", headers={"Origin": "https://evil.example", **preflight})
+        assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_cors_is_closed_by_default(tmp_path: Path) -> None:
+    with NodeProcess(tmp_path / "data", api_keys=[CLIENT_A]) as node, node.client(CLIENT_A["key"]) as http:
+        r = http.get("/v1/jobs", headers={"Origin": "https://app.example"})
+        assert r.status_code == 200
+        assert "Access-Control-Allow-Origin" not in r.headers
