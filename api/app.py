@@ -13,9 +13,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
+from api.auth import AccountCache
 from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
-from api.security import SecurityHeaders
+from api.wslimit import WebSocketLimiter
 from api.middleware import RequestMiddleware
 from explorer_ui import web
 from node.runtime import Node
@@ -73,9 +74,8 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
 
     # On a follower, writes are proxied to the authority (api/forward.py).
     routes = forward.routes_for(node, [*ROUTES, *operations.ROUTES, *chain.ROUTES, *web.ROUTES])
-    # RequestMiddleware first (outermost): request id, access log and metrics see everything.
-    middleware = [Middleware(RequestMiddleware, metrics=node.metrics), Middleware(forward.ChainHeightHeader, node=node)]
-    middleware.append(Middleware(SecurityHeaders))
+    # One outer middleware: request id, access log, metrics, security and height headers.
+    middleware = [Middleware(RequestMiddleware, metrics=node.metrics, node=node)]
     if node.config.cors_origins:
         middleware.append(Middleware(
             CORSMiddleware,
@@ -87,4 +87,7 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.node = node
     app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)
+    app.state.ws_limiter = WebSocketLimiter(node.config.ws_per_ip, node.config.ws_max)
+    app.state.accounts = AccountCache()
+    node.feed.subscribe(app.state.accounts.on_block)
     return app

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
 from api.errors import ApiError
 from chain.accounts import account_for_key_hash
+from chain.blocks import Block
 from node.datadir import api_key_hash
 
 HEADER = "x-api-key"
@@ -25,6 +27,30 @@ class Principal:
         return self.role == "admin"
 
 
+class AccountCache:
+    """Accounts by key hash, as the store has them. Any block touching accounts empties it,
+    so a revoked key is refused from the block that revoked it on."""
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, dict[str, Any]] = {}
+
+    def lookup(self, store: Any, key_hash: str) -> dict[str, Any] | None:
+        account = self._by_hash.get(key_hash)
+        if account is None:
+            account = account_for_key_hash(store, key_hash)
+            if account is not None:  # unknown keys are not remembered: guessing must not grow memory
+                if len(self._by_hash) >= self.MAX_ENTRIES:
+                    self._by_hash.clear()
+                self._by_hash[key_hash] = account
+        return account
+
+    def on_block(self, block: Block) -> None:
+        if any(tx.type.startswith("account.") for tx in block.transactions):
+            self._by_hash.clear()
+
+
 def authenticate(request: Request, *roles: str) -> Principal:
     """The caller's account; 401 without a valid key, 403 when its role is not in roles.
 
@@ -36,7 +62,7 @@ def authenticate(request: Request, *roles: str) -> Principal:
     if len(supplied) > MAX_KEY_CHARS:
         raise ApiError(401, "invalid API key", "unauthorized")
     key_hash = api_key_hash(supplied)
-    account = account_for_key_hash(request.app.state.node.store, key_hash)
+    account = request.app.state.accounts.lookup(request.app.state.node.store, key_hash)
     if account is None or not hmac.compare_digest(account["key_hash"], key_hash):
         raise ApiError(401, "invalid API key", "unauthorized")
     if account["revoked"]:

@@ -13,11 +13,13 @@ import logging
 from typing import Any, cast
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from api.responses import JSONResponse
 from api.auth import authenticate
+from api.wslimit import client_ip, refuse_if_over
 from api.errors import ApiError, error_response
 from api.parsing import query_int
 from chain.encoding import canonical
@@ -102,6 +104,14 @@ async def _wait_for_block(node: Any, height: int, seconds: int) -> None:
 
 async def websocket_feed(websocket: WebSocket) -> None:
     """Stored blocks from `from`, then every new block as it becomes durable."""
+    limiter = websocket.app.state.ws_limiter
+    if await refuse_if_over(websocket, limiter):
+        return
+    with limiter.hold(client_ip(websocket)):
+        await _serve_feed(websocket)
+
+
+async def _serve_feed(websocket: WebSocket) -> None:
     node = websocket.app.state.node
     try:
         authenticate(cast(Request, websocket), "peer")

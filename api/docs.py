@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse
+
+from api.responses import JSONResponse
 
 SPEC_DIR = Path(__file__).resolve().parent / "spec"
 STATIC_DIR = Path(__file__).resolve().parent / "static"

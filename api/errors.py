@@ -6,7 +6,9 @@ import logging
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from api.responses import JSONResponse
 
 from chain.errors import LedgerError
 from node.producer import NodeUnavailable

@@ -13,8 +13,9 @@ import re
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from api.responses import JSONResponse
 from api import queries
 from api.activity import Activity, activity_for
 from api.errors import ApiError
@@ -386,8 +387,16 @@ async def miner(request: Request) -> JSONResponse:
     return JSONResponse(miner_data(_store(request), request.path_params["miner_id"], now(request)))
 
 
-async def stats(request: Request) -> JSONResponse:
-    return JSONResponse(stats_data(_store(request), activity_for(request.app), now(request)))
+async def stats(request: Request) -> Response:
+    """Rendered at most once per block and second: the figures change only with blocks, and
+    active miners and the per-minute series only with time."""
+    store, at = _store(request), now(request)
+    key = (store.tip().height, at // 1000)
+    cached: tuple[tuple[int, int], bytes] | None = getattr(request.app.state, "stats_cache", None)
+    if cached is None or cached[0] != key:
+        cached = (key, JSONResponse(stats_data(store, activity_for(request.app), at)).body)
+        request.app.state.stats_cache = cached
+    return Response(cached[1], media_type="application/json")
 
 
 async def overview(request: Request) -> JSONResponse:

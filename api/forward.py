@@ -15,7 +15,6 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
 from api.parsing import read_body
@@ -73,25 +72,3 @@ async def forward(request: Request) -> Response:
     return Response(answer.content, status_code=answer.status, media_type=answer.content_type, headers=headers_out)
 
 
-class ChainHeightHeader:
-    """Adds X-Aitbc-Height (this node's tip when the answer starts) to every /v1 answer."""
-
-    def __init__(self, app: ASGIApp, node: Any) -> None:
-        self.app = app
-        self.node = node
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_height(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                names = {k.lower() for k, _ in message.get("headers", [])}
-                store = self.node.store
-                if b"x-aitbc-height" not in names and store is not None and not store.closed:
-                    height = str(store.tip().height).encode()
-                    message = {**message, "headers": [*message.get("headers", []), (b"x-aitbc-height", height)]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_height)

@@ -8,8 +8,8 @@ import secrets
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
+from api.responses import JSONResponse
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError

@@ -11,18 +11,22 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
+import itertools
+import os
 from typing import Any
 
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.security import HEADERS as SECURITY_HEADERS
 from node.logging_setup import request_id
 from node.metrics import NodeMetrics
 
 access_log = logging.getLogger("aitbc.access")
 
 HEADER = b"x-request-id"
+HEIGHT_HEADER = b"x-aitbc-height"
+"""On /v1 answers: the chain height the answer was read at (a follower waits to reach it)."""
 VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED = "<unmatched>"
 
@@ -37,10 +41,23 @@ def route_template(scope: Scope) -> str:
     return path  # type: ignore[no-any-return]
 
 
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """Unique per process start and request; cheaper than a uuid on every request."""
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
+
+
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, metrics: NodeMetrics | None = None) -> None:
+    """The one outer middleware: request id, access log, metrics, and the response headers every
+    answer carries (security headers; on /v1, the height the answer was read at)."""
+
+    def __init__(self, app: ASGIApp, metrics: NodeMetrics | None = None, node: Any = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.node = node
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,18 +68,26 @@ class RequestMiddleware:
             if name == HEADER:
                 rid = value.decode("latin-1") if VALID_ID.match(value) else None
                 break
-        rid = rid or uuid.uuid4().hex
+        rid = rid or new_request_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
         raw_rid = rid.encode("latin-1")
+
+        versioned = scope["path"].startswith("/v1/")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
                 headers.append((HEADER, raw_rid))
+                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                if versioned and HEIGHT_HEADER not in present:
+                    store = getattr(self.node, "store", None)
+                    if store is not None and not store.closed:
+                        headers.append((HEIGHT_HEADER, str(store.tip().height).encode()))
                 message = {**message, "headers": headers}
             await send(message)
 

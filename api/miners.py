@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
+from api.responses import JSONResponse
 from api.auth import authenticate
 from api.parsing import read_object, require_field
 from api.views import miner_view

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from api.responses import JSONResponse
 from api.auth import authenticate
 from api.errors import ApiError
 from node.backup import backup_chunks, backup_header

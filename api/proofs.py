@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from api.responses import JSONResponse
 from api import queries
 from api.auth import authenticate
 from api.errors import ApiError

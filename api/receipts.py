@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
+from api.responses import JSONResponse
 from api import queries
 from api.auth import authenticate
 from api.errors import ApiError

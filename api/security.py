@@ -1,8 +1,6 @@
-"""Response headers that keep browsers safe, and CORS (closed unless origins are configured)."""
+"""Response headers that keep browsers safe (api.middleware adds them to every answer)."""
 
 from __future__ import annotations
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # No inline script anywhere: every script is a file the node serves. Inline styles are
 # allowed because Swagger UI and ReDoc set them at run time; ReDoc uses blob: workers.
@@ -17,24 +15,3 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 ]
-
-
-class SecurityHeaders:
-    """Adds the security headers to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in HEADERS if n not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+
+from api.responses import JSONResponse
 
 
 async def health(request: Request) -> JSONResponse:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from starlette.websockets import WebSocket
 
@@ -41,11 +41,15 @@ class WebSocketLimiter:
                 del self._open[ip]
 
 
-async def admit(websocket: WebSocket, limiter: WebSocketLimiter) -> bool:
-    """Accept the websocket if the limits allow; otherwise close it with 1013 and a reason."""
-    ip = websocket.client.host if websocket.client else "unknown"
-    reason = limiter.refusal(ip)
-    if reason is not None:
-        await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
+def client_ip(websocket: WebSocket) -> str:
+    return websocket.client.host if websocket.client else "unknown"
+
+
+async def refuse_if_over(websocket: WebSocket, limiter: WebSocketLimiter) -> bool:
+    """When the limits are reached: accept, close with 1013 and the reason, and say so (True)."""
+    reason = limiter.refusal(client_ip(websocket))
+    if reason is None:
         return False
+    await websocket.accept()
+    await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
     return True

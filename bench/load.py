@@ -118,7 +118,7 @@ def start_node(port: int, workdir: Path, extra: list[str] | None = None) -> subp
     args = [
         *pin(SERVER_CPU), sys.executable, "-m", "node", "start", "--data-dir", str(workdir / "data"),
         "--port", str(port), "--api-keys", str(keys), "--genesis", str(bench_genesis(workdir / "genesis.json")),
-        "--log-level", "warning", *(extra or []),
+        "--log-level", "warning", "--rate-limit", "0", *(extra or []),
     ]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
 
@@ -207,7 +207,7 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
                 found = await timed(s, rec, "GET /v1/jobs/available", "GET", base + "/v1/jobs/available", 200,
                                     params={"miner_id": f"w{i}"}, headers=miner)
-                if not found:
+                if not isinstance(found, dict) or "job_id" not in found:
                     return 2
                 jid = found["job_id"]
                 await timed(s, rec, "POST claim", "POST", f"{base}/v1/jobs/{jid}/claim", 200, json={"miner_id": f"w{i}"}, headers=miner)

@@ -84,7 +84,13 @@ class Block:
         }
 
     def encode(self) -> bytes:
-        return canonical(self.to_dict())
+        """canonical(self.to_dict()), built from each transaction's cached encoding: canonical
+        JSON is compositional (sorted keys: header, signature, transactions)."""
+        return b"".join((
+            b'{"header":', canonical(self.header.to_dict()),
+            b',"signature":', canonical(self.signature),
+            b',"transactions":[', b",".join(tx.encoded for tx in self.transactions), b"]}",
+        ))
 
     @classmethod
     def from_dict(cls, raw: Any) -> Block:

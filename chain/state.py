@@ -87,6 +87,10 @@ class WorkingState:
         assert isinstance(parent, WorkingState), "only a child can be merged"
         parent._writes.update(self._writes)
 
+    def rebase(self, base: ReadableState) -> None:
+        """Read through `base` from now on; it must already hold everything the old base added."""
+        self._base = base
+
     def changes(self) -> list[tuple[bytes, bytes | None]]:
         """The net changes, sorted by key; None means deleted."""
         return sorted(self._writes.items())

@@ -118,6 +118,14 @@ def cli() -> None:
     help="Seconds a client has to send a whole request; slower senders are disconnected (slowloris).",
 )
 @click.option(
+    "--ws-per-ip", type=click.IntRange(1), default=32, envvar="AITBC_WS_PER_IP", show_envvar=True,
+    help="Most live WebSocket connections from one client address (closed with 1013 beyond).",
+)
+@click.option(
+    "--ws-max", type=click.IntRange(1), default=1024, envvar="AITBC_WS_MAX", show_envvar=True,
+    help="Most live WebSocket connections in total (closed with 1013 beyond).",
+)
+@click.option(
     "--max-connections", type=click.IntRange(1), default=2048, envvar="AITBC_MAX_CONNECTIONS", show_envvar=True,
     help="Most concurrent HTTP connections; beyond it requests get 503.",
 )

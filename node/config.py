@@ -39,6 +39,10 @@ class Config:
     """Origins allowed to call the JSON API from a browser; none by default (CORS closed)."""
     request_timeout: float = 30.0
     """Seconds a client has to send a whole request (headers and body); slow senders are cut off."""
+    ws_per_ip: int = 32
+    """Most live WebSocket connections (explorer and chain feeds) from one client address."""
+    ws_max: int = 1024
+    """Most live WebSocket connections in total."""
     max_connections: int = 2048
     """Most concurrent HTTP connections; beyond it new requests get 503."""
     explorer_ws_queue: int = 64

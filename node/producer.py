@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chain.blocks import Block
+from chain.blocks import Block, BlockHeader
 from chain.context import ApplyContext
 from chain.crypto import NodeKey
 from chain.errors import LedgerError
-from chain.state import WorkingState, key
+from chain.genesis import Genesis
+from chain.state import ReadableState, WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
 from node.events import BlockFeed
@@ -110,19 +111,76 @@ class Producer:
 
     # -- the loop --------------------------------------------------------------------
     async def _run(self) -> None:
+        """Collect, apply and seal on the event loop; write in a thread, one block in flight.
+
+        While block N is being written (fsync), block N+1 is collected and applied on top of
+        N's changes; N+1's write starts only once N is durable, and each block's requests are
+        answered only when that block is on disk.
+        """
         assert self._queue is not None
         queue = self._queue
+        inflight: asyncio.Task[bool] | None = None
+        inflight_state: WorkingState | None = None
+        tip = self.store.tip()
         while not self._stopping:
             batch = await self._collect(queue)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
             # Expired leases go first, so a claim in the same block sees the job pending again.
             batch = self._due_requeues(len(batch)) + batch
-            if batch:
-                await self._commit(batch)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            outcomes, block, state = apply_and_seal(inflight_state or self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+            if inflight is not None:
+                written = await inflight
+                inflight, inflight_state = None, None
+                if not written:  # block N failed to store: N+1 was built on it, so rebuild it on the store
+                    tip = self.store.tip()
+                    outcomes, block, state = apply_and_seal(self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+                state.rebase(self.store)  # N's changes are in the store now
+            if block is None:
+                self._answer(batch, outcomes)
+                continue
+            tip = block.header
+            inflight_state = state
+            inflight = asyncio.create_task(self._write_and_answer(batch, outcomes, block, state, started))
+        if inflight is not None:
+            await inflight
         while not queue.empty():
             pending = queue.get_nowait()
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(NodeUnavailable("the node is shutting down", error_code="shutting_down"))
+
+    async def _write_and_answer(
+        self, batch: list[_Pending], outcomes: list[Any], block: Block, state: WorkingState, started: float
+    ) -> bool:
+        try:
+            await asyncio.to_thread(self.store.write_block, block, state.changes())
+        except Exception as exc:  # storage failure: nothing of this block was acknowledged
+            if self.metrics is not None:
+                self.metrics.block_write_failures.inc()
+            log.exception("writing block %d failed; %d transactions refused", block.height, len(batch))
+            for p in batch:
+                if p.future is not None and not p.future.done():
+                    p.future.set_exception(NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error"))
+            return False
+        log.debug("sealed block %d with %d transactions", block.height, block.header.tx_count)
+        self._answer(batch, outcomes)
+        if self.metrics is not None:
+            self._observe(batch, outcomes, block, time.perf_counter() - started)
+        self.feed.publish(block)
+        if any(tx.type == "job.claim" for tx in block.transactions):
+            self.wake()  # new leases: the loop may be waiting with no lease deadline in view
+        return True
+
+    def _answer(self, batch: list[_Pending], outcomes: list[Any]) -> None:
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if p.future is None or p.future.done():
+                continue
+            if isinstance(outcome, LedgerError):
+                p.future.set_exception(outcome)
+            else:
+                p.future.set_result(outcome)
 
     async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
         """Wait for work (or the next lease expiry), then gather up to one block's worth."""
@@ -167,30 +225,6 @@ class Producer:
             due.append(_Pending(Transaction("job.requeue", payload, cutoff), None))
         return due
 
-    async def _commit(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        try:
-            outcomes, block = await asyncio.to_thread(self._seal, batch)
-        except Exception as exc:  # storage failure: nothing was acknowledged
-            if self.metrics is not None:
-                self.metrics.block_write_failures.inc()
-            log.exception("writing a block failed; %d transactions refused", len(batch))
-            for p in batch:
-                if p.future is not None and not p.future.done():
-                    p.future.set_exception(NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error"))
-            return
-        for p, outcome in zip(batch, outcomes, strict=True):
-            if p.future is None or p.future.done():
-                continue
-            if isinstance(outcome, LedgerError):
-                p.future.set_exception(outcome)
-            else:
-                p.future.set_result(outcome)
-        if self.metrics is not None:
-            self._observe(batch, outcomes, block, time.perf_counter() - started)
-        if block is not None:
-            self.feed.publish(block)
-
     def _observe(self, batch: list[_Pending], outcomes: list[Any], block: Block | None, seconds: float) -> None:
         assert self.metrics is not None
         for p, outcome in zip(batch, outcomes, strict=True):
@@ -199,18 +233,19 @@ class Producer:
         if block is not None:
             self.metrics.block_committed(block, seconds, self.params.max_block_txs)
 
-    def _seal(self, batch: list[_Pending]) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
-        return seal_now(self.store, self.key, [p.tx for p in batch], self.clock)
 
-
-def seal_now(
-    store: Store, key: NodeKey, txs: list[Transaction], clock: Callable[[], int] = now_ms
-) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
-    """Apply txs on the tip, seal the valid ones into one durable block, report each outcome."""
-    prev = store.tip()
+def apply_and_seal(
+    base: ReadableState,
+    prev: BlockHeader,
+    genesis: Genesis,
+    key: NodeKey,
+    txs: list[Transaction],
+    clock: Callable[[], int] = now_ms,
+) -> tuple[list[dict[str, Any] | LedgerError], Block | None, WorkingState]:
+    """Apply txs over `base` (whose tip is `prev`) and seal the valid ones into a block (not yet stored)."""
     timestamp = max(clock(), prev.timestamp, max(tx.timestamp for tx in txs))
-    ctx = ApplyContext(time_ms=timestamp, genesis=store.genesis)
-    state = WorkingState(store)
+    ctx = ApplyContext(time_ms=timestamp, genesis=genesis)
+    state = WorkingState(base)
     accepted: list[Transaction] = []
     outcomes: list[dict[str, Any] | LedgerError] = []
     for tx in txs:
@@ -220,8 +255,16 @@ def seal_now(
         except LedgerError as exc:
             outcomes.append(exc)
     if not accepted:
-        return outcomes, None
-    block = seal_block(prev, accepted, state, timestamp, key)
-    store.write_block(block, state.changes())
-    log.debug("sealed block %d with %d transactions", block.height, len(accepted))
+        return outcomes, None, state
+    return outcomes, seal_block(prev, accepted, state, timestamp, key), state
+
+
+def seal_now(
+    store: Store, key: NodeKey, txs: list[Transaction], clock: Callable[[], int] = now_ms
+) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
+    """Apply txs on the tip, seal the valid ones into one durable block, report each outcome."""
+    outcomes, block, state = apply_and_seal(store, store.tip(), store.genesis, key, txs, clock)
+    if block is not None:
+        store.write_block(block, state.changes())
+        log.debug("sealed block %d with %d transactions", block.height, len(block.transactions))
     return outcomes, block

@@ -93,7 +93,7 @@ class Node:
         self._open_store(init)
         assert self.store is not None
         self.init = init
-        self.sync = Follower(self.store, self.feed, upstream, self.config.peer_key)
+        self.sync = Follower(self.store, self.feed, upstream, self.config.peer_key, clock=self.clock, metrics=self.metrics)
         return init
 
     def _open_store(self, init: InitResult) -> None:
@@ -153,6 +153,10 @@ class Node:
     @property
     def role(self) -> str:
         return "follower" if self.config.follow is not None else "authority"
+
+    def sync_status(self) -> dict[str, Any] | None:
+        """Replication as `aitbc-node status` shows it; None on the authority."""
+        return None if self.sync is None else self.sync.status()
 
     def health(self) -> dict[str, Any]:
         assert self.store is not None

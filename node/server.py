@@ -26,6 +26,8 @@ UVICORN_SETTINGS: dict[str, object] = {
     "timeout_keep_alive": 5,
     "timeout_graceful_shutdown": 10,
     "h11_max_incomplete_event_size": 64 * 1024,
+    # X-Forwarded-* headers are not trusted: client addresses (per-IP limits, logs) are the peers'.
+    "proxy_headers": False,
 }
 """The HTTP server settings; bench/ serves its bare ceiling app with the same ones."""
 

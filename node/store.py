@@ -61,6 +61,8 @@ class Store:
     def __init__(self, path: Path | str, genesis: Genesis, *, create: bool = True) -> None:
         self.path = Path(path)
         self._db = None
+        self._tip: BlockHeader | None = None
+        """The tip header, cached; replaced only once a block's batch is durable."""
         if not create and not self.path.is_dir():
             raise StoreError(f"the store at {self.path} holds no chain")
         try:
@@ -145,9 +147,11 @@ class Store:
 
     # -- blocks --------------------------------------------------------------------
     def tip(self) -> BlockHeader:
-        raw = self._db.get(META_TIP)
-        assert raw is not None, "an adopted store always has a tip"
-        return BlockHeader.from_dict(decode(raw))
+        if self._tip is None:
+            raw = self._db.get(META_TIP)
+            assert raw is not None, "an adopted store always has a tip"
+            self._tip = BlockHeader.from_dict(decode(raw))
+        return self._tip
 
     def tx_count(self) -> int:
         raw = self._db.get(META_TXS)
@@ -206,6 +210,7 @@ class Store:
                 batch.put(k, v)
             for k, v in (extra or {}).items():
                 batch.put(k, v)
+        self._tip = block.header
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
     # Leaf i is block i's 32-byte hash. Each block adds the perfect subtrees it completes

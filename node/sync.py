@@ -141,8 +141,11 @@ class Follower:
         peer_key: str,
         *,
         clock: Callable[[], int] = _now_ms,
+        metrics: Any = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        """node.metrics.NodeMetrics, fed with lag and rejected blocks (None: not measured)."""
         self.genesis: Genesis = store.genesis
         self.feed = feed
         self.upstream = validate_upstream(upstream)
@@ -220,6 +223,23 @@ class Follower:
                 out["degraded_since"] = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return out
 
+    def lag(self) -> tuple[int | None, float | None]:
+        """Blocks behind the upstream, and how old this follower's tip is while behind (seconds)."""
+        if self.upstream_height is None:
+            return None, None
+        tip = self.store.tip()
+        blocks = max(0, self.upstream_height - tip.height)
+        seconds = 0.0 if blocks == 0 else max(0, self.clock() - tip.timestamp) / 1000
+        if self.metrics is not None:
+            self.metrics.sync_lag_blocks.set(blocks)
+            self.metrics.sync_lag_seconds.set(seconds)
+        return blocks, seconds
+
+    def status(self) -> dict[str, Any]:
+        """What `aitbc-node status` shows of replication."""
+        blocks, seconds = self.lag()
+        return {"upstream": self.upstream_display, "lag_blocks": blocks, "lag_seconds": seconds, "peers": []}
+
     def _degrade(self, reason: str, check: str | None = None) -> None:
         if self.reason is None:
             self.degraded_since = self.clock()
@@ -242,6 +262,8 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except BlockRejected as exc:
+                if self.metrics is not None:
+                    self.metrics.sync_rejected_blocks.labels(exc.check).inc()
                 self._degrade(f"rejected block {exc.height} from the upstream: {exc.detail}", exc.check)
                 log.error("rejected block %d from %s: %s [check: %s]", exc.height, self.upstream_display, exc.detail, exc.check)
             except UpstreamError as exc:
@@ -298,6 +320,7 @@ class Follower:
             raise UpstreamError("the upstream's head height is not a non-negative integer")
         self.upstream_height = height
         self.last_contact = self.clock()
+        self.lag()
         return height
 
     async def _live(self) -> None:
@@ -413,6 +436,7 @@ class Follower:
         for block in stored:
             self.feed.publish(block)
         if stored:
+            self.lag()
             self.blocks_stored += len(stored)
             self._made_progress()
             self._advanced.set()

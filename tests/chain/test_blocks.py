@@ -419,3 +419,26 @@ def test_every_lookalike_byte_change_is_refused_or_spells_the_same_block(height:
             v = _verdict(height, raw[:pos] + bytes([value]) + raw[pos + 1 :])
             verdicts[v] = verdicts.get(v, 0) + 1
     assert verdicts["refused"] > 0 and verdicts["undecodable"] > 0
+
+
+def test_block_encoding_built_from_cached_transactions_equals_canonical_encoding() -> None:
+    from chain.crypto import NodeKey
+    from chain.encoding import canonical
+    from chain.state import EmptyState, WorkingState
+    from chain.transactions import Transaction
+    from chain.transition import genesis_block, seal_block
+    from tests.support import make_genesis
+
+    key = NodeKey(bytes(range(32)))
+    genesis = make_genesis(key.public_hex)
+    block0, state0 = genesis_block(genesis, EmptyState())
+    txs = [Transaction("account.create", {"name": f"n{i}", "role": "client", "key_hash": f"{i:064x}"}, genesis.genesis_time_ms + i) for i in range(3)]
+    state = WorkingState(state0)
+    from chain.context import ApplyContext
+    from chain.transition import apply_tx
+
+    for tx in txs:
+        apply_tx(state, tx, ApplyContext(time_ms=genesis.genesis_time_ms + 10, genesis=genesis))
+    block = seal_block(block0.header, txs, state, genesis.genesis_time_ms + 10, key)
+    assert block.encode() == canonical(block.to_dict())
+    assert block0.encode() == canonical(block0.to_dict())

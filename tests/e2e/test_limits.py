@@ -95,3 +95,34 @@ def test_cors_is_closed_by_default(tmp_path: Path) -> None:
         r = http.get("/v1/jobs", headers={"Origin": "https://app.example"})
         assert r.status_code == 200
         assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_websocket_connections_beyond_the_per_address_cap_are_closed_with_1013(tmp_path: Path) -> None:
+    import asyncio
+
+    import websockets
+
+    node = NodeProcess(tmp_path / "data", api_keys=[CLIENT_A], extra_args=("--ws-per-ip", "2", "--ws-max", "10"))
+
+    async def scenario() -> None:
+        url = f"ws://127.0.0.1:{node.port}/explorer/ws"
+        async with websockets.connect(url) as first, websockets.connect(url) as second:
+            await first.recv()
+            await second.recv()  # both got their snapshot
+            async with websockets.connect(url) as third:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(third.recv(), 10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+                assert "live connections" in closed.value.rcvd.reason
+        # Once the others have gone (the server notices shortly after), a new connection is served.
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            async with websockets.connect(url) as again:
+                try:
+                    assert await asyncio.wait_for(again.recv(), 10)
+                    break
+                except websockets.ConnectionClosed:
+                    assert asyncio.get_running_loop().time() < deadline, "the freed slots were never reused"
+
+    with node:
+        asyncio.run(scenario())

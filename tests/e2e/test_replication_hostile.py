@@ -148,6 +148,12 @@ def test_follower_rejects_a_bad_block_stores_nothing_and_reports_the_check(
             wait_until(lambda: fake.block_requests > seen, "the follower to retry")
             h = health(node)
             assert h["status"] == "degraded" and h["check"] == check and h["height"] == stays_at
+            with node.client() as http:
+                metrics = http.get("/metrics").text
+                sync = http.get("/status").json()["sync"]
+            rejected_line = next(l for l in metrics.splitlines() if l.startswith(f'aitbc_sync_rejected_blocks_total{{reason="{check}"}}'))
+            assert float(rejected_line.split()[-1]) >= 2  # the first rejection and the retry
+            assert sync["upstream"] and sync["lag_blocks"] >= 1
         log = "".join(node.output)
         assert f"check: {check}" in log
     result = run_cli("verify", "--data-dir", str(node.data_dir))
