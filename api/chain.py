@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api.responses import JSONResponse
 from api.auth import authenticate
-from api.wslimit import client_ip, refuse_if_over
+from api.wslimit import limited
 from api.errors import ApiError, error_response
 from api.parsing import query_int
 from chain.encoding import canonical
@@ -102,16 +102,9 @@ async def _wait_for_block(node: Any, height: int, seconds: int) -> None:
         unsubscribe()
 
 
+@limited
 async def websocket_feed(websocket: WebSocket) -> None:
     """Stored blocks from `from`, then every new block as it becomes durable."""
-    limiter = websocket.app.state.ws_limiter
-    if await refuse_if_over(websocket, limiter):
-        return
-    with limiter.hold(client_ip(websocket)):
-        await _serve_feed(websocket)
-
-
-async def _serve_feed(websocket: WebSocket) -> None:
     node = websocket.app.state.node
     try:
         authenticate(cast(Request, websocket), "peer")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -10,19 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from api.errors import ApiError
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key '{k}'")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+from chain.encoding import parse_strict
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -52,7 +39,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "request body is not valid UTF-8", "invalid_json") from None
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return parse_strict(text)
     except RecursionError:
         raise ApiError(400, "request body is nested too deeply", "invalid_json") from None
     except ValueError as exc:

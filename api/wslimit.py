@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 from starlette.websockets import WebSocket
@@ -53,3 +53,16 @@ async def refuse_if_over(websocket: WebSocket, limiter: WebSocketLimiter) -> boo
     await websocket.accept()
     await websocket.close(code=TRY_AGAIN_LATER, reason=reason)
     return True
+
+
+def limited(serve: Callable[[WebSocket], Awaitable[None]]) -> Callable[[WebSocket], Awaitable[None]]:
+    """Wrap a WebSocket endpoint so that it runs only within the app's connection caps."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        limiter: WebSocketLimiter = websocket.app.state.ws_limiter
+        if await refuse_if_over(websocket, limiter):
+            return
+        with limiter.hold(client_ip(websocket)):
+            await serve(websocket)
+
+    return endpoint

@@ -48,3 +48,19 @@ def decode(data: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key '{k}'")
+        out[k] = v
+    return out
+
+
+def parse_strict(text: str) -> Any:
+    """JSON from outside (requests, proof bundles): duplicate keys, NaN and Infinity are refused.
+
+    Raises ValueError (or RecursionError for absurd nesting)."""
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from chain.blocks import Block, BlockHeader
 from chain.crypto import NodeKey, hash_bytes, verify_signature
-from chain.encoding import canonical
+from chain.encoding import canonical, parse_strict
 from chain.errors import EncodingError, ProofInvalid
 from chain.genesis import Genesis
 from chain.merkle import inclusion_proof, root_from_inclusion_proof
@@ -76,25 +75,12 @@ def _is_uint(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key '{k}'")
-        out[k] = v
-    return out
-
-
 def parse_bundle(data: bytes) -> Any:
     """A bundle file's bytes as JSON: UTF-8, no duplicate keys, no NaN."""
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return parse_strict(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail(f"bundle is not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedReceipt:

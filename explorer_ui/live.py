@@ -19,7 +19,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from api import explorer
 from api.activity import Activity, activity_for
-from api.wslimit import client_ip, refuse_if_over
+from api.wslimit import limited
 from chain.blocks import Block
 
 log = logging.getLogger("aitbc.explorer")
@@ -129,15 +129,8 @@ async def _listen(websocket: WebSocket, feed: LiveFeed, sub: Subscriber) -> None
                 feed.drop(sub)
 
 
+@limited
 async def feed_endpoint(websocket: WebSocket) -> None:
-    limiter = websocket.app.state.ws_limiter
-    if await refuse_if_over(websocket, limiter):
-        return
-    with limiter.hold(client_ip(websocket)):
-        await _serve(websocket)
-
-
-async def _serve(websocket: WebSocket) -> None:
     feed = live_feed(websocket.app)
     await websocket.accept()
     sub = feed.join()

@@ -196,16 +196,8 @@ class Store:
         # writing the part built so far.
         with self._db.write_batch(sync=True, transaction=True) as batch:
             batch.put(BLOCK + hb, block.encode())
-            batch.put(HASH + block.header.hash_bytes, hb)
-            for i, tx in enumerate(block.transactions):
-                batch.put(TX + tx.hash, hb + struct.pack(">I", i))
-            for k, v in changes:
-                if v is None:
-                    batch.delete(STATE + k)
-                else:
-                    batch.put(STATE + k, v)
+            self._put_derived(batch, block, changes)
             batch.put(META_TIP, canonical(block.header.to_dict()))
-            batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
             for k, v in self._block_tree_nodes(block).items():
                 batch.put(k, v)
             for k, v in (extra or {}).items():
@@ -258,6 +250,19 @@ class Store:
                 for k, v in self._block_tree_nodes(block).items():
                     batch.put(k, v)
 
+    def _put_derived(self, batch: Any, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
+        """What a block derives: its hash and tx index entries, its state changes, the tx count."""
+        hb = _height(block.height)
+        batch.put(HASH + block.header.hash_bytes, hb)
+        for i, tx in enumerate(block.transactions):
+            batch.put(TX + tx.hash, hb + struct.pack(">I", i))
+        for k, v in changes:
+            if v is None:
+                batch.delete(STATE + k)
+            else:
+                batch.put(STATE + k, v)
+        batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+
     # -- rebuilding state and indexes from the stored blocks (aitbc-node reindex) -----
     @property
     def reindex_pending(self) -> bytes | None:
@@ -281,17 +286,8 @@ class Store:
 
     def write_derived(self, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
         """Write what a stored block derives (state changes, hash and tx index) and the reindex mark."""
-        hb = _height(block.height)
         with self._db.write_batch(sync=True, transaction=True) as batch:
-            batch.put(HASH + block.header.hash_bytes, hb)
-            for i, tx in enumerate(block.transactions):
-                batch.put(TX + tx.hash, hb + struct.pack(">I", i))
-            for k, v in changes:
-                if v is None:
-                    batch.delete(STATE + k)
-                else:
-                    batch.put(STATE + k, v)
-            batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+            self._put_derived(batch, block, changes)
             batch.put(META_REINDEX, str(block.height + 1).encode())
 
     def end_reindex(self) -> None:
