@@ -8,6 +8,7 @@ params.block_max_wait_ms. An idle node seals nothing, except lease expiries when
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from typing import Any
 from chain.blocks import Block, BlockHeader
 from chain.context import ApplyContext
 from chain.crypto import NodeKey
+from chain.encoding import decode
 from chain.errors import LedgerError
+from chain.jobs import job_key
 from chain.genesis import Genesis
 from chain.state import ReadableState, WorkingState, key
 from chain.transactions import Transaction
@@ -74,9 +77,11 @@ class Producer:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._leases: list[tuple[int, str]] = []
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
+        self._seed_leases()
         self._queue = asyncio.Queue()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="aitbc-producer")
@@ -126,17 +131,19 @@ class Producer:
             batch = await self._collect(queue)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
             # Expired leases go first, so a claim in the same block sees the job pending again.
-            batch = self._due_requeues(len(batch)) + batch
+            batch = self._due_requeues(len(batch), inflight_state or self.store) + batch
             if not batch:
                 continue
             started = time.perf_counter()
             outcomes, block, state = apply_and_seal(inflight_state or self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+            self._note_claims(batch, outcomes)
             if inflight is not None:
                 written = await inflight
                 inflight, inflight_state = None, None
                 if not written:  # block N failed to store: N+1 was built on it, so rebuild it on the store
                     tip = self.store.tip()
                     outcomes, block, state = apply_and_seal(self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+                    self._note_claims(batch, outcomes)
                 state.rebase(self.store)  # N's changes are in the store now
             if block is None:
                 self._answer(batch, outcomes)
@@ -169,8 +176,6 @@ class Producer:
         if self.metrics is not None:
             self._observe(batch, outcomes, block, time.perf_counter() - started)
         self.feed.publish(block)
-        if any(tx.type == "job.claim" for tx in block.transactions):
-            self.wake()  # new leases: the loop may be waiting with no lease deadline in view
         return True
 
     def _answer(self, batch: list[_Pending], outcomes: list[Any]) -> None:
@@ -204,24 +209,40 @@ class Producer:
                 break
         return batch
 
-    def _seconds_to_next_lease(self) -> float | None:
+    # -- lease expiry ----------------------------------------------------------------
+    # Running jobs' lease deadlines, soonest first, kept in memory: seeded from the lease index
+    # once at start, then from every claim this producer seals. A busy chain churns that index
+    # (a put per claim, a delete per completion), and scanning its deletions on every block
+    # would cost more the longer the chain. Stale entries (the job completed, failed or was
+    # requeued since) are dropped when they come due.
+    def _seed_leases(self) -> None:
+        self._leases = []
         for k, _ in self.store.iter_state(LEASE_PREFIX):
-            deadline = int(k.split(b"\x00", 1)[0], 16)
-            return max(0.0, (deadline - self.clock()) / 1000) + 0.001
-        return None
+            deadline_hex, job_id = k.split(b"\x00", 1)
+            self._leases.append((int(deadline_hex, 16), job_id.decode("utf-8")))
+        heapq.heapify(self._leases)
 
-    def _due_requeues(self, used: int) -> list[_Pending]:
+    def _note_claims(self, batch: list[_Pending], outcomes: list[Any]) -> None:
+        for p, outcome in zip(batch, outcomes, strict=True):
+            if p.tx.type == "job.claim" and isinstance(outcome, dict):
+                heapq.heappush(self._leases, (outcome["lease_deadline"], outcome["job_id"]))
+
+    def _seconds_to_next_lease(self) -> float | None:
+        if not self._leases:
+            return None
+        return max(0.0, (self._leases[0][0] - self.clock()) / 1000) + 0.001
+
+    def _due_requeues(self, used: int, view: ReadableState) -> list[_Pending]:
         due: list[_Pending] = []
         room = self.params.max_block_txs - used
         cutoff = self.clock()
-        for k, v in self.store.iter_state(LEASE_PREFIX):
-            if len(due) >= room:
-                break
-            deadline_hex, job_id = k.split(b"\x00", 1)
-            deadline = int(deadline_hex, 16)
-            if deadline > cutoff:
-                break
-            payload = {"job_id": job_id.decode("utf-8"), "lease_deadline": deadline}
+        while self._leases and self._leases[0][0] <= cutoff and len(due) < room:
+            deadline, job_id = heapq.heappop(self._leases)
+            raw = view.get(job_key(job_id))
+            job = None if raw is None else decode(raw)
+            if job is None or job["status"] != "running" or job["lease_deadline"] != deadline:
+                continue  # the lease ended some other way
+            payload = {"job_id": job_id, "lease_deadline": deadline}
             due.append(_Pending(Transaction("job.requeue", payload, cutoff), None))
         return due
 

@@ -15,6 +15,7 @@ from chain.transactions import Transaction
 from node import __version__
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
+from node.compaction import IndexCompactor
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.producer import Producer, now_ms, seal_now
@@ -41,6 +42,7 @@ class Node:
         self.key: NodeKey | None = None
         self.producer: Producer | None = None
         self.sync: Follower | None = None
+        self.compactor: IndexCompactor | None = None
         """On a follower (--follow): the task that replicates and verifies the upstream's chain."""
         self.feed = BlockFeed()
         self.metrics = NodeMetrics(self)
@@ -129,6 +131,10 @@ class Node:
 
     # -- the async part, inside the server's event loop ------------------------------
     async def start(self) -> None:
+        assert self.store is not None
+        self.compactor = IndexCompactor(self.store)
+        self.feed.subscribe(self.compactor.on_block)
+        self.compactor.maybe_start()
         if self.sync is not None:
             self.sync.start()
             return
@@ -144,6 +150,8 @@ class Node:
             await self.producer.stop()
         if self.sync is not None:
             await self.sync.stop()
+        if self.compactor is not None:
+            await self.compactor.stop()
         self.close()
 
     def close(self) -> None:

@@ -39,6 +39,8 @@ META_TIP = META + b"tip"
 META_TXS = META + b"txcount"
 BLOCK_TREE = b"M"
 META_REINDEX = META + b"reindex"
+INDEX_PREFIX = b"ix\x00"
+"""State keys of secondary indexes (chain.state.key("ix", ...))."""
 
 
 class StoreError(Exception):
@@ -262,6 +264,11 @@ class Store:
             else:
                 batch.put(STATE + k, v)
         batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+
+    def compact_indexes(self) -> None:
+        """Compact the secondary-index key range (drops the tombstones that churn leaves)."""
+        if self._db is not None:
+            self._db.compact_range(start=STATE + INDEX_PREFIX, stop=STATE + INDEX_PREFIX[:-1] + b"\x01")
 
     # -- rebuilding state and indexes from the stored blocks (aitbc-node reindex) -----
     @property

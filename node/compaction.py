@@ -1,0 +1,47 @@
+"""Keep the churny secondary indexes compact, so that reads over them stay flat as the chain grows.
+
+Status, lease and pending indexes take a put and a delete for every job that moves on.
+LevelDB keeps each delete as a tombstone until a compaction reaches the bottom level, and an
+iterator has to step over every tombstone between two live keys; on a long chain that makes a
+listing cost grow with history. This compacts the index key range in a worker thread: once
+shortly after start, then after every `every_txs` transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from chain.blocks import Block
+from node.store import Store
+
+log = logging.getLogger("aitbc.compaction")
+
+
+class IndexCompactor:
+    def __init__(self, store: Store, every_txs: int = 50_000) -> None:
+        self.store = store
+        self.every_txs = every_txs
+        self._since = every_txs  # compact once soon after start: a restart may find old tombstones
+        self._running: asyncio.Future[None] | None = None
+
+    def on_block(self, block: Block) -> None:
+        self._since += len(block.transactions)
+        self.maybe_start()
+
+    def maybe_start(self) -> None:
+        if self._since < self.every_txs or (self._running is not None and not self._running.done()):
+            return
+        self._since = 0
+        self._running = asyncio.get_running_loop().run_in_executor(None, self._compact)
+
+    def _compact(self) -> None:
+        started = time.perf_counter()
+        self.store.compact_indexes()
+        log.info("compacted the secondary indexes in %.2f s", time.perf_counter() - started)
+
+    async def stop(self) -> None:
+        """Wait for a compaction in progress: the store must not close under it."""
+        if self._running is not None:
+            await asyncio.gather(self._running, return_exceptions=True)
