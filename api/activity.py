@@ -1,13 +1,15 @@
 """Recent chain activity for the explorer: per-minute counts over the last hour, recent block sizes.
 
 Kept in memory and fed by the node's BlockFeed, so a stats read costs the same on a chain of
-any length. On first use it loads the last hour from the store: a binary search for the
-first block of the hour (block timestamps never decrease), then a forward read, capped at
-WARM_UP_BLOCKS blocks.
+any length. When the node starts, a worker thread loads the last hour from the store (a
+binary search for the first block of the hour, block timestamps never decreasing, then a
+forward read capped at WARM_UP_BLOCKS blocks) and merges it in; requests never wait for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +18,12 @@ from typing import Any
 from chain.blocks import Block
 from node.store import Store
 
+log = logging.getLogger("aitbc.explorer")
+
 MINUTE_MS = 60_000
 WINDOW_MINUTES = 60
 RECENT_BLOCKS = 60
-WARM_UP_BLOCKS = 20_000
+WARM_UP_BLOCKS = 5_000
 
 
 @dataclass
@@ -40,11 +44,10 @@ class Activity:
         """The highest block counted; a block at or below it is not counted again."""
         self._minutes: dict[int, MinuteCounts] = {}
         self._recent: deque[tuple[int, int, int]] = deque(maxlen=RECENT_BLOCKS)
-        self._warm_up()
 
-    def _first_height_since(self, since_ms: int) -> int:
+    def _first_height_since(self, since_ms: int, tip: int) -> int:
         """The lowest height whose block is not older than since_ms (tip + 1 if none is)."""
-        low, high = 0, self.store.tip().height + 1
+        low, high = 0, tip + 1
         while low < high:
             mid = (low + high) // 2
             block = self.store.block(mid)
@@ -54,15 +57,28 @@ class Activity:
                 high = mid
         return low
 
-    def _warm_up(self) -> None:
-        tip = self.store.tip().height
+    def history(self, tip: int) -> Activity:
+        """The activity of the blocks up to `tip` in the last hour (run in a worker thread)."""
+        past = Activity(self.store, self.clock)
         since = (self.clock() // MINUTE_MS - WINDOW_MINUTES + 1) * MINUTE_MS
-        start = min(self._first_height_since(since), max(tip - RECENT_BLOCKS + 1, 0))
-        start = max(start, tip - WARM_UP_BLOCKS + 1, 0)
-        for height in range(start, tip + 1):
+        start = min(self._first_height_since(since, tip), max(tip - RECENT_BLOCKS + 1, 0))
+        for height in range(max(start, tip - WARM_UP_BLOCKS + 1, 0), tip + 1):
             block = self.store.block(height)
             if block is not None:
-                self.ingest(block)
+                past.ingest(block)
+        return past
+
+    def merge(self, past: Activity) -> None:
+        """Add the history (blocks before any this one counted live)."""
+        for minute, counts in past._minutes.items():
+            mine = self._minutes.setdefault(minute, MinuteCounts())
+            mine.blocks += counts.blocks
+            mine.transactions += counts.transactions
+            mine.jobs += counts.jobs
+            mine.receipts += counts.receipts
+        recent = [*past._recent, *self._recent]
+        self._recent.clear()
+        self._recent.extend(recent)
 
     def ingest(self, block: Block) -> None:
         """Count a newly durable block (idempotent: a block already counted is ignored)."""
@@ -92,11 +108,23 @@ class Activity:
 
 
 def activity_for(app: Any) -> Activity:
-    """The app's Activity, created on first use and subscribed to the node's block feed."""
+    """The app's Activity: counting live blocks from the node's feed at once, while a worker
+    thread loads the last hour before it (registered with the node, which waits for it)."""
     activity: Activity | None = getattr(app.state, "explorer_activity", None)
     if activity is None:
         node = app.state.node
         activity = Activity(node.store, node.clock)
+        activity.height = node.store.tip().height
         node.feed.subscribe(activity.ingest)
         app.state.explorer_activity = activity
+        task = asyncio.get_running_loop().create_task(_load_history(activity, activity.height))
+        node.background.add(task)
+        task.add_done_callback(node.background.discard)
     return activity
+
+
+async def _load_history(activity: Activity, tip: int) -> None:
+    try:
+        activity.merge(await asyncio.to_thread(activity.history, tip))
+    except Exception:  # the store closed under it (shutdown): the explorer simply starts empty
+        log.debug("loading the last hour of activity stopped", exc_info=True)

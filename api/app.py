@@ -13,6 +13,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
+from api.activity import activity_for
 from api.auth import AccountCache
 from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
@@ -65,6 +66,7 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
+        activity_for(app)  # start loading the explorer's last hour now, in the background
         if on_started is not None:
             on_started()
         try:

@@ -22,7 +22,7 @@ from api.errors import ApiError
 from api.parsing import query_int
 from api.receipts import verify_receipt_document
 from api.views import iso, miner_view
-from chain.blocks import Block, check_seal
+from chain.blocks import Block, BlockHeader, check_seal
 from chain.errors import InvalidBlock
 from chain.jobs import STATUSES, counter_key, receipt_tx_key
 from chain.merkle import inclusion_proof, verify_inclusion
@@ -48,13 +48,14 @@ PRIVATE_NOTES = {
 
 # -- shapes ------------------------------------------------------------------------------
 
-def block_summary(block: Block) -> dict[str, Any]:
+def block_summary(block: Block | BlockHeader) -> dict[str, Any]:
     """The spec's Block: height, hash, ISO timestamp, transaction count."""
+    header = block.header if isinstance(block, Block) else block
     return {
-        "height": block.height,
-        "hash": block.hash,
-        "timestamp": iso(block.header.timestamp),
-        "transactions": block.header.tx_count,
+        "height": header.height,
+        "hash": header.hash,
+        "timestamp": iso(header.timestamp),
+        "transactions": header.tx_count,
     }
 
 
@@ -110,11 +111,11 @@ def job_public(job: dict[str, Any]) -> dict[str, Any]:
 
 # -- reads -------------------------------------------------------------------------------
 
-def recent_blocks(store: Store, limit: int, before: int | None = None) -> list[Block]:
-    """Up to limit blocks below height `before` (default: from the tip), newest first."""
+def recent_headers(store: Store, limit: int, before: int | None = None) -> list[BlockHeader]:
+    """Up to limit block headers below height `before` (default: from the tip), newest first."""
     top = store.tip().height if before is None else min(before - 1, store.tip().height)
-    blocks = (store.block(h) for h in range(top, max(top - limit, -1), -1))
-    return [b for b in blocks if b is not None]
+    headers = (store.header(h) for h in range(top, max(top - limit, -1), -1))
+    return [h for h in headers if h is not None]
 
 
 def recent_transactions(store: Store, limit: int, after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
@@ -157,7 +158,7 @@ def _tx_location(store: Store, tx_hash: str) -> tuple[int, int]:
 # -- page data (each is one page and its JSON twin) ---------------------------------------
 
 def blocks_data(store: Store, limit: int, before: int | None) -> list[dict[str, Any]]:
-    return [block_summary(b) for b in recent_blocks(store, limit, before)]
+    return [block_summary(h) for h in recent_headers(store, limit, before)]
 
 
 def block_data(store: Store, ref: str) -> dict[str, Any]:

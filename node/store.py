@@ -30,6 +30,7 @@ from chain.state import EmptyState
 from chain.transition import genesis_block
 
 BLOCK = b"b"
+HEADER = b"H"
 HASH = b"h"
 TX = b"t"
 STATE = b"s"
@@ -162,6 +163,14 @@ class Store:
     def block_bytes(self, height: int) -> bytes | None:
         return self._db.get(BLOCK + _height(height))  # type: ignore[no-any-return]
 
+    def header(self, height: int) -> BlockHeader | None:
+        """A block's header alone: a small read, where the block may hold megabytes."""
+        raw = self._db.get(HEADER + _height(height))
+        if raw is not None:
+            return BlockHeader.from_dict(decode(raw))
+        block = self.block(height)  # a data dir written before headers were kept apart
+        return None if block is None else block.header
+
     def block(self, height: int) -> Block | None:
         raw = self.block_bytes(height)
         return None if raw is None else Block.decode(raw)
@@ -255,6 +264,7 @@ class Store:
     def _put_derived(self, batch: Any, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
         """What a block derives: its hash and tx index entries, its state changes, the tx count."""
         hb = _height(block.height)
+        batch.put(HEADER + hb, canonical(block.header.to_dict()))
         batch.put(HASH + block.header.hash_bytes, hb)
         for i, tx in enumerate(block.transactions):
             batch.put(TX + tx.hash, hb + struct.pack(">I", i))
