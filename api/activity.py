@@ -117,7 +117,7 @@ def activity_for(app: Any) -> Activity:
         activity.height = node.store.tip().height
         node.feed.subscribe(activity.ingest)
         app.state.explorer_activity = activity
-        task = asyncio.get_running_loop().create_task(_load_history(activity, activity.height))
+        task = asyncio.get_running_loop().create_task(_load_history(activity, activity.height), name="explorer history")
         node.background.add(task)
         task.add_done_callback(node.background.discard)
     return activity

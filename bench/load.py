@@ -232,11 +232,52 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
             for name in workloads:
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name])
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
+                if name == "submit":
+                    # Group commit, in a separate short pass (strace slows the node): synced writes per block.
+                    height_before = await _height(s, base)
+                    tracer = start_sync_counter(proc.pid)
+                    rec, _, _ = await drive(args.concurrency, 2.0, args.max_requests, steps[name])
+                    syncs = stop_sync_counter(tracer)
+                    blocks = await _height(s, base) - height_before
+                    writes = len(rec.latencies.get("POST /v1/jobs", []))
+                    print(f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); "
+                          f"fsync/fdatasync calls: {'n/a (strace not installed)' if syncs is None else syncs}", flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+async def _height(s: aiohttp.ClientSession, base: str) -> int:
+    async with s.get(base + "/health") as r:
+        return int((await r.json())["height"])
+
+
+def start_sync_counter(pid: int) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """strace counting the node's fsync/fdatasync calls (all threads), if strace is installed."""
+    if shutil.which("strace") is None:
+        return None
+    out = Path(tempfile.mkstemp(prefix="aitbc-strace-")[1])
+    proc = subprocess.Popen(["strace", "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o", str(out), "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # let strace attach to every thread before the load starts
+    return proc, out
+
+
+def stop_sync_counter(tracer: tuple[subprocess.Popen[bytes], Path] | None) -> int | None:
+    if tracer is None:
+        return None
+    proc, out = tracer
+    proc.send_signal(2)
+    proc.wait(timeout=30)
+    total = 0
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[-1] in ("fsync", "fdatasync"):
+            total += int(parts[3])
+    out.unlink()
+    return total
 
 
 def report(results: list[Result], block_max_wait_ms: int) -> None:

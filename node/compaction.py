@@ -26,6 +26,10 @@ class IndexCompactor:
         self._since = every_txs  # compact once soon after start: a restart may find old tombstones
         self._running: asyncio.Future[None] | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._running is not None and not self._running.done()
+
     def on_block(self, block: Block) -> None:
         self._since += len(block.transactions)
         self.maybe_start()

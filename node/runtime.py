@@ -162,6 +162,13 @@ class Node:
     def role(self) -> str:
         return "follower" if self.config.follow is not None else "authority"
 
+    def maintenance(self) -> list[str]:
+        """Background work in progress (index compaction, loading the explorer's last hour)."""
+        work = [task.get_name() for task in self.background if not task.done()]
+        if self.compactor is not None and self.compactor.running:
+            work.append("index compaction")
+        return work
+
     def sync_status(self) -> dict[str, Any] | None:
         """Replication as `aitbc-node status` shows it; None on the authority."""
         return None if self.sync is None else self.sync.status()

@@ -42,6 +42,7 @@ def node_status(node: Node) -> dict[str, Any]:
         "receipts": store.get_int(counter_key("receipts")),
         "active_miners": active_miners(store, params.active_miner_window_s, now),
         "websocket_subscribers": node.feed.subscribers,
+        "maintenance": node.maintenance(),
         # Filled in by replication: {"upstream": url | None, "lag_blocks": int,
         # "lag_seconds": float, "peers": [{"name", "height", "lag_blocks"}]}.
         "sync": sync() if callable(sync) else None,
