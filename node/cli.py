@@ -203,28 +203,29 @@ def verify(data_dir: Path, quiet: bool, log_format: str) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
-def reindex(data_dir: Path) -> None:
+@log_format_option
+def reindex(data_dir: Path, log_format: str) -> None:
     """Rebuild the state, indexes and counters from the stored blocks (node stopped).
 
-    Interrupted, it leaves a mark: the node will not start until a new run completes.
+    Interrupted, it leaves a mark: the node will not start until a new run completes. Shows a
+    progress bar on a terminal, progress lines on stderr otherwise.
     """
     from node.datadir import DataDir
+    from node.logging_setup import configure_logging
+    from node.progress import Progress
     from node.reindex import reindex_store
     from node.store import Store
     from node.verify import ChainInvalid
+
+    configure_logging("info", log_format)  # type: ignore[arg-type]
 
     def go() -> Any:
         datadir = DataDir(data_dir)
         store = Store(datadir.chain_path, datadir.genesis(), create=False)
         try:
-            total = store.tip().height
-            click.echo(f"reindexing {total + 1} blocks of {datadir.path}", err=True)
-
-            def progress(height: int, tip: int) -> None:
-                if height % 500 == 0 or height == tip:
-                    click.echo(f"reindexed {height}/{tip} blocks", err=True)
-
-            return reindex_store(store, progress)
+            click.echo(f"reindexing {store.tip().height + 1} blocks of {datadir.path}", err=True)
+            with Progress("reindex", total=store.tip().height) as progress:
+                return reindex_store(store, progress.callback)
         finally:
             store.close()
 

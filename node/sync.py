@@ -35,6 +35,7 @@ from chain.errors import LedgerError
 from chain.genesis import Genesis
 from chain.transition import apply_block
 from node.events import BlockFeed
+from node.progress import Progress
 from node.store import Store
 
 log = logging.getLogger("aitbc.sync")
@@ -287,26 +288,39 @@ class Follower:
         self._backoff = BACKOFF_FIRST_S
 
     async def _catch_up(self) -> None:
-        """Fetch and store batches until level with the upstream's head."""
-        while not self._stopping:
-            tip = self.store.tip().height
-            body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
-            if not isinstance(body, dict):
-                raise UpstreamError("the upstream's blocks answer is not an object")
-            head = self._read_head(body.get("head"))
-            blocks = decode_blocks(body.get("blocks"))
-            if head < tip:
-                raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
-            if not blocks:
-                if head > tip:
-                    raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
-                self._healthy("live")
-                return
-            await self._store(blocks)
-            if self.store.tip().height >= head:
-                self._healthy("live")
-                return
-            self._healthy("catching_up")
+        """Fetch and store batches until level with the upstream's head, showing progress
+        (a bar on a terminal, progress lines in the log otherwise) while behind."""
+        progress: Progress | None = None
+        try:
+            while not self._stopping:
+                tip = self.store.tip().height
+                body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
+                if not isinstance(body, dict):
+                    raise UpstreamError("the upstream's blocks answer is not an object")
+                head = self._read_head(body.get("head"))
+                blocks = decode_blocks(body.get("blocks"))
+                if head < tip:
+                    raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+                if not blocks:
+                    if head > tip:
+                        raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
+                    self._healthy("live")
+                    return
+                if progress is None:
+                    progress = Progress("catch-up", total=head)
+                await self._store(blocks)
+                progress.update(self.store.tip().height, head)
+                if self.store.tip().height >= head:
+                    self._healthy("live")
+                    return
+                self._healthy("catching_up")
+        except BaseException:
+            if progress is not None:
+                progress.close(failed=True)
+            raise
+        finally:
+            if progress is not None:
+                progress.close()  # after a failure it is closed already, and this does nothing
 
     def _read_head(self, head: Any) -> int:
         if not isinstance(head, dict):

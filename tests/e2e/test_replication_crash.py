@@ -58,6 +58,9 @@ def test_follower_killed_during_catch_up_resumes_converges_and_verifies(tmp_path
             assert health(node)["height"] > 0  # resumed from its own tip, not from genesis
             wait_until(lambda: converged([auth, node]), "the restarted follower to converge")
             assert health(node)["status"] == "ok"
+            # Without a terminal, catch-up reports its progress as log lines, the last one at the tip.
+            wait_until(lambda: any("catch-up" in line and f"{tip}/{tip} blocks" in line for line in node.output),
+                       "a catch-up progress line")
     result = run_cli("verify", "--data-dir", str(node.data_dir))
     assert result.returncode == 0, result.stderr
     assert f"ok: {tip + 1} blocks" in result.stdout
