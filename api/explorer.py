@@ -19,7 +19,7 @@ from api.responses import JSONResponse
 from api import queries
 from api.activity import Activity, activity_for
 from api.errors import ApiError
-from api.parsing import query_int
+from api.parsing import page_limit, query_int
 from api.receipts import verify_receipt_document
 from api.views import iso, miner_view
 from chain.blocks import Block, BlockHeader, check_seal
@@ -328,7 +328,7 @@ def _store(request: Request) -> Store:
 
 
 def page_size(request: Request, default: int) -> int:
-    return query_int(request, "limit", default, 1, queries.MAX_PAGE)
+    return page_limit(request, default)
 
 
 def before_height(request: Request) -> int | None:

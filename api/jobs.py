@@ -13,7 +13,7 @@ from api.responses import JSONResponse
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError
-from api.parsing import parse_datetime_ms, query_choice, query_int, read_object, require_field
+from api.parsing import page_limit, parse_datetime_ms, query_choice, query_int, read_object, require_field
 from api.views import job_view
 from chain.jobs import STATUSES, validate_job_request, validate_result
 from chain.miners import validate_id
@@ -69,7 +69,7 @@ async def submit_job(request: Request) -> JSONResponse:
 async def list_jobs(request: Request) -> JSONResponse:
     principal = authenticate(request, "client")
     status = query_choice(request, "status", STATUSES)
-    limit = query_int(request, "limit", 20, 1, queries.MAX_PAGE)
+    limit = page_limit(request, 20)
     offset = query_int(request, "offset", 0, 0)
     client = None if principal.is_admin else principal.name
     jobs = queries.list_jobs(_node(request).store, client=client, status=status, limit=limit, offset=offset)

@@ -65,6 +65,11 @@ def require_field(body: dict[str, Any], name: str) -> Any:
     return body[name]
 
 
+def page_limit(request: Request, default: int) -> int:
+    """The `limit` query parameter of a listing: 1 to the node's --max-page-size (default 100)."""
+    return query_int(request, "limit", default, 1, request.app.state.node.config.max_page_size)
+
+
 def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None:

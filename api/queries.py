@@ -10,7 +10,6 @@ from chain.miners import SEEN_PREFIX, get_miner
 from chain.state import key
 from node.store import Store
 
-MAX_PAGE = 100
 
 
 def _ids(store: Store, prefix: bytes, offset: int, limit: int) -> Iterator[str]:

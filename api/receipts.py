@@ -10,14 +10,14 @@ from api.responses import JSONResponse
 from api import queries
 from api.auth import authenticate
 from api.errors import ApiError
-from api.parsing import parse_json, query_int, read_body
+from api.parsing import page_limit, parse_json, read_body
 from chain.crypto import b64url_decode
 from chain.receipts import MINER_FIELDS, miner_signer, receipt_signer
 
 
 async def list_receipts(request: Request) -> JSONResponse:
     authenticate(request)
-    limit = query_int(request, "limit", 20, 1, queries.MAX_PAGE)
+    limit = page_limit(request, 20)
     client = request.query_params.get("client") or None
     provider = request.query_params.get("provider") or None
     store = request.app.state.node.store

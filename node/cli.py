@@ -118,6 +118,18 @@ def cli() -> None:
     help="Seconds a client has to send a whole request; slower senders are disconnected (slowloris).",
 )
 @click.option(
+    "--max-body-bytes", type=click.IntRange(1024), default=2 * 1024 * 1024, envvar="AITBC_MAX_BODY_BYTES",
+    show_envvar=True, help="Largest request body accepted, in bytes (413 beyond).",
+)
+@click.option(
+    "--max-page-size", type=click.IntRange(1, 10_000), default=100, envvar="AITBC_MAX_PAGE_SIZE", show_envvar=True,
+    help="The largest `limit` a listing accepts (400 beyond).",
+)
+@click.option(
+    "--keep-alive-timeout", type=click.FloatRange(0.1), default=5.0, envvar="AITBC_KEEP_ALIVE_TIMEOUT",
+    show_envvar=True, help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
     "--ws-per-ip", type=click.IntRange(1), default=32, envvar="AITBC_WS_PER_IP", show_envvar=True,
     help="Most live WebSocket connections from one client address (closed with 1013 beyond).",
 )

@@ -29,6 +29,10 @@ class Config:
     """Log lines as human-readable text, or one JSON object per line."""
     metrics: str = "api"
     """Where /metrics is served: 'api' (on the API port), 'off', or 'HOST:PORT' (its own listener)."""
+    max_page_size: int = 100
+    """The largest `limit` a listing accepts (400 beyond)."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an idle keep-alive connection stays open."""
     max_body_bytes: int = 2 * 1024 * 1024
     """Largest request body accepted, in bytes (413 beyond)."""
     rate_limit: float = 100.0

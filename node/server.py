@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 UVICORN_SETTINGS: dict[str, object] = {
     "lifespan": "on",
     "server_header": False,
-    "timeout_keep_alive": 5,
     "timeout_graceful_shutdown": 10,
     "h11_max_incomplete_event_size": 64 * 1024,
     # X-Forwarded-* headers are not trusted: client addresses (per-IP limits, logs) are the peers'.
@@ -140,6 +139,7 @@ class Server:
         uv_config = uvicorn.Config(
             app, log_level=self.config.log_level, log_config=None, access_log=False,
             http=protocol_with_deadline(self.config.request_timeout),
+            timeout_keep_alive=self.config.keep_alive_timeout,
             limit_concurrency=self.config.max_connections, **UVICORN_SETTINGS,
         )
         server = _Uvicorn(uv_config)

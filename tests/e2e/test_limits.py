@@ -18,7 +18,8 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
         tmp_path_factory.mktemp("limits") / "data",
         api_keys=[CLIENT_A, CLIENT_B, ADMIN],
         extra_args=("--rate-limit", "2", "--rate-burst", "5", "--request-timeout", "1",
-                    "--cors-origin", "https://app.example"),
+                    "--cors-origin", "https://app.example", "--max-body-bytes", "4096", "--max-page-size", "5",
+                    "--keep-alive-timeout", "1"),
     )
     with node:
         yield node
@@ -126,3 +127,27 @@ def test_websocket_connections_beyond_the_per_address_cap_are_closed_with_1013(t
 
     with node:
         asyncio.run(scenario())
+
+
+def test_body_and_page_size_limits_are_configurable(limited: NodeProcess) -> None:
+    with limited.client(ADMIN["key"]) as admin:
+        too_big = admin.post("/v1/jobs", content=b'{"prompt": "' + b"x" * 5000 + b'"}')
+        assert too_big.status_code == 413 and too_big.json()["error_code"] == "payload_too_large"
+        assert admin.get("/v1/jobs", params={"limit": 5}).status_code == 200
+        over = admin.get("/v1/jobs", params={"limit": 6})
+        assert over.status_code == 400 and "limit" in over.json()["detail"]
+    with limited.client() as public:
+        assert public.get("/explorer/blocks", params={"limit": 6}).status_code == 400
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(limited: NodeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        sock.settimeout(15)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break  # the server closed the idle connection
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200")
