@@ -124,7 +124,7 @@ class Node:
             if holder is not None:
                 raise DataDirError(f"the key given for '{k.name}' already belongs to account '{holder['name']}'")
             payload = {"name": k.name, "role": k.role, "key_hash": k.key_hash}
-            txs.append(Transaction("account.create", payload, self.store.tip().timestamp))
+            txs.append(Transaction("account.create", payload, max(self.clock(), self.store.tip().timestamp)))
         if txs:
             commit_offline(self.store, self.key, txs)
             log.info("provisioned %d account(s) from %s", len(txs), self.config.api_keys)
