@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from chain.accounts import get_account
@@ -11,6 +12,7 @@ from chain.genesis import HEX64_RE, MODEL_RE
 from chain.state import WorkingState, key
 
 MAX_ID_CHARS = 128
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
 MAX_CAPABILITIES = 64
 MAX_GPU_FIELDS = 16
 MAX_GPU_VALUE_CHARS = 256
@@ -33,7 +35,7 @@ def validate_id(field: str, value: Any, max_chars: int = MAX_ID_CHARS) -> str:
         raise ValidationError(f"{field} must be a string")
     if not 1 <= len(value) <= max_chars:
         raise ValidationError(f"{field} must be 1-{max_chars} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL_CHARS.search(value):
         raise ValidationError(f"{field} must not contain control characters")
     return value
 

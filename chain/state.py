@@ -18,10 +18,7 @@ SEP = b"\x00"
 
 def key(*parts: str | int) -> bytes:
     """Build a state key. Integers become 16 hex digits, so they sort numerically."""
-    out = []
-    for part in parts:
-        out.append(f"{part:016x}".encode() if isinstance(part, int) else part.encode("utf-8"))
-    return SEP.join(out)
+    return SEP.join([part.encode("utf-8") if part.__class__ is str else b"%016x" % part for part in parts])
 
 
 class StateView(Protocol):
