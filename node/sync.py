@@ -295,12 +295,7 @@ class Follower:
             while not self._stopping:
                 tip = self.store.tip().height
                 body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
-                if not isinstance(body, dict):
-                    raise UpstreamError("the upstream's blocks answer is not an object")
-                head = self._read_head(body.get("head"))
-                blocks = decode_blocks(body.get("blocks"))
-                if head < tip:
-                    raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+                head, blocks = self._read_blocks_answer(body, tip)
                 if not blocks:
                     if head > tip:
                         raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
@@ -321,6 +316,16 @@ class Follower:
         finally:
             if progress is not None:
                 progress.close()  # after a failure it is closed already, and this does nothing
+
+    def _read_blocks_answer(self, body: Any, tip: int) -> tuple[int, list[Block]]:
+        """The upstream's head height and the blocks of a /v1/chain/blocks answer, checked."""
+        if not isinstance(body, dict):
+            raise UpstreamError("the upstream's blocks answer is not an object")
+        head = self._read_head(body.get("head"))
+        blocks = decode_blocks(body.get("blocks"))
+        if head < tip:
+            raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+        return head, blocks
 
     def _read_head(self, head: Any) -> int:
         if not isinstance(head, dict):
@@ -399,12 +404,7 @@ class Follower:
                 {"from": tip + 1, "limit": BATCH_BLOCKS, "wait": LONG_POLL_S},
                 deadline=REQUEST_DEADLINE_S + LONG_POLL_S,
             )
-            if not isinstance(body, dict):
-                raise UpstreamError("the upstream's blocks answer is not an object")
-            head = self._read_head(body.get("head"))
-            blocks = decode_blocks(body.get("blocks"))
-            if head < tip:
-                raise UpstreamError(f"the upstream is behind this follower (its height {head}, ours {tip})")
+            head, blocks = self._read_blocks_answer(body, tip)
             if blocks:
                 await self._store(blocks)
             elif head > tip:
