@@ -8,7 +8,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.responses import JSONResponse
-from api import queries
 from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import query_int

@@ -30,7 +30,6 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from chain.crypto import NodeKey
 from chain.jobs import get_job
 from chain.receipts import receipt_body, sign_receipt
 from chain.transactions import Transaction

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from node import __version__
-from node.config import Config
+from node.config import CONFIG_DOCS, Config
 from node.config_file import ConfiguredGroup
 
 PathArg = click.Path(path_type=Path)
@@ -36,6 +36,16 @@ log_format_option = click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", envvar="AITBC_LOG_FORMAT",
     show_envvar=True, help="Log lines as human-readable text, or one JSON object per line.",
 )
+
+
+def limit_option(field: str, kind: Any, *, flag: str | None = None, extra: str = "", **kwargs: Any) -> Any:
+    """A `start` flag for a Config field: its default and help come from Config, its variable is AITBC_<FIELD>."""
+    spec = Config.__dataclass_fields__[field]
+    doc = CONFIG_DOCS[field] + (" " + extra if extra else "")
+    return click.option(
+        flag or "--" + field.replace("_", "-"), field, type=kind, default=spec.default, envvar="AITBC_" + field.upper(),
+        show_envvar=True, help=doc, **kwargs,
+    )
 
 
 def validate_metrics(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -97,50 +107,18 @@ def cli() -> None:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
     envvar="AITBC_LOG_LEVEL", show_envvar=True, help="Log verbosity.",
 )
-@click.option(
-    "--explorer-ws-queue", type=click.IntRange(1, 100_000), default=64, envvar="AITBC_EXPLORER_WS_QUEUE",
-    show_envvar=True, help="Messages an explorer live-feed client may fall behind by before it is dropped.",
-)
-@click.option(
-    "--rate-limit", type=click.FloatRange(0), default=100.0, envvar="AITBC_RATE_LIMIT", show_envvar=True,
-    help="Requests per second each API key may make, sustained; 0 turns the limit off (429 beyond).",
-)
-@click.option(
-    "--rate-burst", type=click.IntRange(1), default=200, envvar="AITBC_RATE_BURST", show_envvar=True,
-    help="Requests an API key may make at once before the sustained rate applies.",
-)
-@click.option(
-    "--cors-origin", "cors_origins", multiple=True, default=(), envvar="AITBC_CORS_ORIGINS", show_envvar=True,
-    help="An origin allowed to call the JSON API from a browser (repeatable; env: space-separated). None by default.",
-)
-@click.option(
-    "--request-timeout", type=click.FloatRange(1), default=30.0, envvar="AITBC_REQUEST_TIMEOUT", show_envvar=True,
-    help="Seconds a client has to send a whole request; slower senders are disconnected (slowloris).",
-)
-@click.option(
-    "--max-body-bytes", type=click.IntRange(1024), default=2 * 1024 * 1024, envvar="AITBC_MAX_BODY_BYTES",
-    show_envvar=True, help="Largest request body accepted, in bytes (413 beyond).",
-)
-@click.option(
-    "--max-page-size", type=click.IntRange(1, 10_000), default=100, envvar="AITBC_MAX_PAGE_SIZE", show_envvar=True,
-    help="The largest `limit` a listing accepts (400 beyond).",
-)
-@click.option(
-    "--keep-alive-timeout", type=click.FloatRange(0.1), default=5.0, envvar="AITBC_KEEP_ALIVE_TIMEOUT",
-    show_envvar=True, help="Seconds an idle keep-alive connection stays open.",
-)
-@click.option(
-    "--ws-per-ip", type=click.IntRange(1), default=32, envvar="AITBC_WS_PER_IP", show_envvar=True,
-    help="Most live WebSocket connections from one client address (closed with 1013 beyond).",
-)
-@click.option(
-    "--ws-max", type=click.IntRange(1), default=1024, envvar="AITBC_WS_MAX", show_envvar=True,
-    help="Most live WebSocket connections in total (closed with 1013 beyond).",
-)
-@click.option(
-    "--max-connections", type=click.IntRange(1), default=2048, envvar="AITBC_MAX_CONNECTIONS", show_envvar=True,
-    help="Most concurrent HTTP connections; beyond it requests get 503.",
-)
+@limit_option("explorer_ws_queue", click.IntRange(1, 100_000))
+@limit_option("rate_limit", click.FloatRange(0))
+@limit_option("rate_burst", click.IntRange(1))
+@limit_option("cors_origins", str, flag="--cors-origin", multiple=True,
+              extra="Repeatable; in the environment, space-separated.")
+@limit_option("request_timeout", click.FloatRange(1), extra="(Slowloris.)")
+@limit_option("max_body_bytes", click.IntRange(1024))
+@limit_option("max_page_size", click.IntRange(1, 10_000))
+@limit_option("keep_alive_timeout", click.FloatRange(0.1))
+@limit_option("ws_per_ip", click.IntRange(1), extra="Closed with 1013 beyond.")
+@limit_option("ws_max", click.IntRange(1), extra="Closed with 1013 beyond.")
+@limit_option("max_connections", click.IntRange(1))
 @log_format_option
 @click.option(
     "--metrics", default="api", envvar="AITBC_METRICS", show_envvar=True, callback=validate_metrics,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,3 +54,18 @@ class Config:
     """Messages each explorer live-feed client may fall behind by before it is dropped."""
     demo: bool = False
     """Also run an in-process echo miner and submit a sample job every few seconds."""
+
+
+def _field_docs() -> dict[str, str]:
+    """Each Config field's docstring (the string under it), for the CLI's --help."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config").body
+    docs: dict[str, str] = {}
+    for field, doc in zip(body, body[1:]):
+        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) \
+                and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+            docs[field.target.id] = " ".join(str(doc.value.value).split())
+    return docs
+
+
+CONFIG_DOCS = _field_docs()

@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, initialize, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 from starlette.testclient import TestClient
 
 from api.app import create_app

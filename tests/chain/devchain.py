@@ -13,6 +13,7 @@ from chain.genesis import Genesis, parse_genesis
 from chain.state import EmptyState, WorkingState
 from chain.transactions import Transaction
 from chain.transition import apply_tx, genesis_block, seal_block
+from node.verify import MemoryState  # the committed state verify replays into
 
 AUTHORITY = NodeKey(bytes(range(32)))
 """The devnet authority: seals blocks and signs receipts."""
@@ -58,23 +59,6 @@ def tx(tx_type: str, timestamp: int, **payload: Any) -> Transaction:
 def run(state: WorkingState, genesis: Genesis, tx_type: str, timestamp: int, **payload: Any) -> dict[str, Any]:
     """Apply one transaction at block time `timestamp`."""
     return apply_tx(state, tx(tx_type, timestamp, **payload), ApplyContext(time_ms=timestamp, genesis=genesis))
-
-
-class MemoryState:
-    """A committed state held in a dict (what node/store keeps in LevelDB)."""
-
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, changes: Sequence[tuple[bytes, bytes | None]]) -> None:
-        for k, v in changes:
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
 
 
 class Chain:

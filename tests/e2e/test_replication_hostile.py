@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from chain.blocks import Block, seal_header
-from chain.encoding import canonical
 from chain.transactions import Transaction
 from tests.chain.devchain import AUTHORITY, OUTSIDER, genesis_doc, job_chain
 from tests.e2e.replication import follower, health, wait_until
