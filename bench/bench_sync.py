@@ -30,13 +30,16 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
+from chain.blocks import Block
+from chain.crypto import forget_known_valid
 from chain.jobs import get_job
 from chain.receipts import receipt_body, sign_receipt
 from chain.transactions import Transaction
-from chain.transition import apply_block
+from node.catchup import BlockPipeline
 from node.datadir import DataDir, api_key_hash
 from node.producer import seal_now
 from node.store import Store
+from node.sync import BATCH_BLOCKS
 
 CLIENT, MINER, MINER_ID = "bench-client", "bench-miner", "bench-gpu"
 PEER_KEY = "bench-peer-key-000000000000000"
@@ -85,15 +88,18 @@ def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
         ])
         seal([tx("miner.register", miner_id=MINER_ID, owner=MINER, capabilities=["llama3.2"], gpu_info={})])
         price = store.genesis.params.price_per_unit("llama3.2")
-        made = 0
-        while made < jobs:
-            n = min(block_txs, jobs - made)
-            ids = [f"job_{made + i:08d}" for i in range(n)]
-            seal([tx("job.submit", job_id=j, client=CLIENT, prompt="bench", model="llama3.2", params={}) for j in ids])
-            seal([tx("job.claim", job_id=j, miner_id=MINER_ID, owner=MINER) for j in ids])
+        # All submissions, then all claims, then all completions: the last third of the chain is
+        # a run of blocks made only of receipt transactions.
+        ids = [f"job_{i:08d}" for i in range(jobs)]
+        rounds = [ids[i:i + block_txs] for i in range(0, jobs, block_txs)]
+        for part in rounds:
+            seal([tx("job.submit", job_id=j, client=CLIENT, prompt="bench", model="llama3.2", params={}) for j in part])
+        for part in rounds:
+            seal([tx("job.claim", job_id=j, miner_id=MINER_ID, owner=MINER) for j in part])
+        for part in rounds:
             done_at = clock[0] + 1000
             completes = []
-            for j in ids:
+            for j in part:
                 body = receipt_body(receipt_id="r" + j, job=get_job(store, j), provider=MINER_ID, result=RESULT,
                                     completed_at_ms=done_at, price_per_unit=price)
                 completes.append(Transaction("job.complete", {
@@ -102,39 +108,51 @@ def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
                 }, done_at))
             clock[0] = done_at - 1000
             seal(completes)
-            made += n
         return {"height": store.tip().height, "txs": store.tx_count()}
     finally:
         store.close()
 
 
 def verify_in_process(source_dir: Path, target_dir: Path) -> dict[str, float]:
-    """The follower's path: apply_block + write_block for every block, timed; receipt blocks apart."""
+    """The follower's path (node.catchup.BlockPipeline, what node/sync.py runs), fed batches of
+    BATCH_BLOCKS decoded blocks as catch-up is; the run of receipt-only blocks is timed apart."""
     source = Store(source_dir / "chain", DataDir(source_dir).genesis(), create=False)
     target = Store(target_dir, source.genesis)
-    from chain.blocks import Block
-
+    pipeline = BlockPipeline(target, target.genesis)
+    forget_known_valid()  # this process signed the chain's receipts while building it
     totals = {"blocks": 0, "txs": 0, "receipts": 0, "seconds": 0.0, "receipt_seconds": 0.0, "receipt_blocks_receipts": 0}
     try:
-        for height, raw in source.iter_block_bytes(1):
-            block = Block.decode(raw)  # what the follower parses from the wire
+        batches: list[list[Block]] = []
+        for _, raw in source.iter_block_bytes(1):
+            block = Block.decode(raw)  # what the follower parses from the wire (not timed)
+            last = batches[-1] if batches else None
+            if last is None or len(last) == BATCH_BLOCKS or _receipts_only(last[0]) != _receipts_only(block):
+                batches.append([block])
+            else:
+                last.append(block)
+        for batch in batches:
             started = time.perf_counter()
-            state = apply_block(target, target.tip(), block, target.genesis)
-            target.write_block(block, state.changes())
+            stored, rejected = pipeline.run(batch)
             spent = time.perf_counter() - started
-            receipts = sum(1 for t in block.transactions if t.type == "job.complete")
-            totals["blocks"] += 1
-            totals["txs"] += len(block.transactions)
+            assert rejected is None and len(stored) == len(batch), rejected
+            receipts = sum(1 for b in batch for t in b.transactions if t.type == "job.complete")
+            totals["blocks"] += len(batch)
+            totals["txs"] += sum(len(b.transactions) for b in batch)
             totals["receipts"] += receipts
             totals["seconds"] += spent
-            if receipts == len(block.transactions):
+            if _receipts_only(batch[0]):
                 totals["receipt_seconds"] += spent
                 totals["receipt_blocks_receipts"] += receipts
-            assert height == target.tip().height
+        assert target.tip().hash == source.tip().hash
     finally:
+        pipeline.close()
         source.close()
         target.close()
     return totals
+
+
+def _receipts_only(block: Block) -> bool:
+    return all(t.type == "job.complete" for t in block.transactions)
 
 
 def _node(*args: str) -> list[str]:
@@ -204,7 +222,8 @@ def main(argv: list[str]) -> int:
         print(f"raw PyNaCl Ed25519 verify:           {raw:>10,.0f} verifies/s  (baseline)")
 
         v = verify_in_process(work / "authority", work / "verify-target")
-        print(f"follower verification path (in-process, apply_block + write_block per block):")
+        print("follower verification path (in-process, node.catchup.BlockPipeline in batches of "
+              f"{BATCH_BLOCKS} blocks, as catch-up runs it):")
         print(f"  whole chain:   {v['blocks'] / v['seconds']:>10,.1f} blocks/s  {v['txs'] / v['seconds']:>10,.0f} tx/s  "
               f"{v['receipts'] / v['seconds']:>10,.0f} receipts verified/s")
         receipt_rate = v["receipt_blocks_receipts"] / v["receipt_seconds"]

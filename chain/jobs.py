@@ -6,6 +6,7 @@ pending -> running (claim) -> completed (complete) | pending again (fail, lease 
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -14,7 +15,16 @@ from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, InvalidTransaction, NotFound, TooLarge, ValidationError
 from chain.genesis import Params
-from chain.receipts import MINER_FIELDS, RECEIPT_FIELDS, miner_signer, price_e8, receipt_body, receipt_signer, result_hash
+from chain.receipts import (
+    MINER_FIELDS,
+    RECEIPT_FIELDS,
+    miner_signer,
+    price_e8,
+    receipt_body,
+    receipt_signer,
+    result_hash,
+    take_checked_completion,
+)
 from chain.state import WorkingState, key
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
@@ -26,25 +36,37 @@ MAX_ERROR_CHARS = 4096
 
 # -- keys ------------------------------------------------------------------------
 
+# The hottest keys are built from a prefix made once (the same bytes as key(...)).
+_JOB, _RECEIPT, _RECEIPT_TX = key("job", ""), key("rcpt", ""), key("rcptx", "")
+
+
 def job_key(job_id: str) -> bytes:
-    return key("job", job_id)
+    return _JOB + job_id.encode("utf-8")
 
 
 def receipt_key(receipt_id: str) -> bytes:
-    return key("rcpt", receipt_id)
+    return _RECEIPT + receipt_id.encode("utf-8")
 
 
 def receipt_tx_key(receipt_id: str) -> bytes:
-    return key("rcptx", receipt_id)
+    return _RECEIPT_TX + receipt_id.encode("utf-8")
 
 
+@functools.lru_cache(maxsize=256)
 def counter_key(*parts: str) -> bytes:
+    """A counter's key; counters are a small fixed set, so each is built once."""
     return key("ctr", *parts)
+
+
+_IX_JS, _IX_JCS = key("ix", "js", ""), key("ix", "jcs", "")
+_IX_RA, _IX_RC, _IX_RP, _IX_RCP = key("ix", "ra", ""), key("ix", "rc", ""), key("ix", "rp", ""), key("ix", "rcp", "")
 
 
 def _status_index_keys(job: dict[str, Any]) -> list[bytes]:
     seq, status = job["seq"], job["status"]
-    keys = [key("ix", "js", status, seq), key("ix", "jcs", job["client"], status, seq)]
+    # key("ix", "js", status, seq) and key("ix", "jcs", client, status, seq), from prefixes
+    tail = status.encode("utf-8") + b"\x00%016x" % seq
+    keys = [_IX_JS + tail, _IX_JCS + job["client"].encode("utf-8") + b"\x00" + tail]
     if status == "pending":
         keys.append(key("ix", "pm", job["model"], seq))
     if status == "running":
@@ -214,6 +236,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     if not job["started_at"] <= completed_at <= ctx.time_ms:
         raise ValidationError("completed_at must lie between the claim and now")
     receipt = payload.get("receipt")
+    checked = take_checked_completion(ctx.tx_hash)  # signatures checked ahead, if a follower had them
     cosigned = miner.get("miner_pubkey") is not None
     fields = {*RECEIPT_FIELDS, "signature", *(MINER_FIELDS if cosigned else ())}
     if not isinstance(receipt, dict) or set(receipt) != fields:
@@ -221,7 +244,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
             raise ValidationError(f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature", error_code="miner_signature_required")
         raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
     if cosigned:
-        _check_cosignature(receipt, miner, result)
+        _check_cosignature(receipt, miner, result, checked[1] if checked else miner_signer(receipt))
     expected = receipt_body(
         receipt_id=miners.validate_id("receipt_id", receipt.get("receipt_id"), 64),
         job=job,
@@ -232,7 +255,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     )
     if {k: receipt[k] for k in RECEIPT_FIELDS} != expected:
         raise Conflict("receipt does not match the job's current claim and result", error_code="receipt_mismatch")
-    signer = receipt_signer(receipt)
+    signer = checked[0] if checked else receipt_signer(receipt)
     if signer is None or signer.hex() not in ctx.genesis.authorities:
         raise InvalidTransaction("receipt is not signed by an authority", error_code="receipt_signature_invalid")
     receipt_id = expected["receipt_id"]
@@ -243,10 +266,13 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     state.put_record(receipt_key(receipt_id), receipt)
     state.put(receipt_tx_key(receipt_id), ctx.tx_hash.encode("ascii"))
     rid = receipt_id.encode("utf-8")
-    state.put(key("ix", "ra", seq), rid)
-    state.put(key("ix", "rc", job["client"], seq), rid)
-    state.put(key("ix", "rp", miner["miner_id"], seq), rid)
-    state.put(key("ix", "rcp", job["client"], miner["miner_id"], seq), rid)
+    # key("ix", "ra", seq), key("ix", "rc", client, seq), key("ix", "rp", miner, seq) and
+    # key("ix", "rcp", client, miner, seq), from prefixes
+    client, provider, at = job["client"].encode("utf-8"), miner["miner_id"].encode("utf-8"), b"%016x" % seq
+    state.put(_IX_RA + at, rid)
+    state.put(_IX_RC + client + b"\x00" + at, rid)
+    state.put(_IX_RP + provider + b"\x00" + at, rid)
+    state.put(_IX_RCP + client + b"\x00" + provider + b"\x00" + at, rid)
     state.add_int(counter_key("units"), expected["units"])
     state.add_int(counter_key("price_e8"), price_e8(expected["units"], rules.price_per_unit(job["model"])))
     miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}
@@ -263,11 +289,11 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     return receipt
 
 
-def _check_cosignature(receipt: dict[str, Any], miner: dict[str, Any], result: str) -> None:
-    """The receipt's result_hash is the result's, and the miner's registered key signed it."""
+def _check_cosignature(receipt: dict[str, Any], miner: dict[str, Any], result: str, signer: bytes | None) -> None:
+    """The receipt's result_hash is the result's, and the miner's registered key (signer: the
+    one whose co-signature verifies) signed it."""
     if receipt["result_hash"] != result_hash(result):
         raise ValidationError("receipt result_hash is not the BLAKE3 hash of the result", error_code="miner_signature_invalid")
-    signer = miner_signer(receipt)
     if signer is None or signer.hex() != miner["miner_pubkey"]:
         raise ValidationError(f"miner_signature does not verify with the miner_pubkey registered for '{miner['miner_id']}'", error_code="miner_signature_invalid")
 

@@ -18,15 +18,17 @@ MAX_GPU_FIELDS = 16
 MAX_GPU_VALUE_CHARS = 256
 
 
+SEEN_PREFIX = key("ix", "seen", "")
+_MINER = key("miner", "")
+
+
 def miner_key(miner_id: str) -> bytes:
-    return key("miner", miner_id)
+    return _MINER + miner_id.encode("utf-8")
 
 
 def seen_key(last_seen_ms: int, miner_id: str) -> bytes:
-    return key("ix", "seen", last_seen_ms, miner_id)
-
-
-SEEN_PREFIX = key("ix", "seen", "")
+    """key("ix", "seen", last_seen_ms, miner_id), built from its prefix."""
+    return SEEN_PREFIX + b"%016x\x00" % last_seen_ms + miner_id.encode("utf-8")
 
 
 def validate_id(field: str, value: Any, max_chars: int = MAX_ID_CHARS) -> str:

@@ -7,12 +7,12 @@ JSON with sorted keys, separators `,` and `:`, ASCII-escaped. Ed25519 over those
 
 from __future__ import annotations
 
-import json
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from chain.crypto import NodeKey, b64url, b64url_decode, hash_hex, verify_signature
-from chain.encoding import canonical
+from chain.encoding import canonical, sorted_compact_json
+from chain.errors import EncodingError
 
 UNIT_TYPE = "tokens"
 PRICE_PLACES = Decimal("0.00000001")
@@ -77,10 +77,13 @@ def receipt_body(
     }
 
 
+_signing_json = sorted_compact_json(ensure_ascii=True, allow_nan=True)
+
+
 def signing_bytes(receipt: dict[str, Any]) -> bytes:
     """The receipt protocol's canonical bytes."""
     body = {k: v for k, v in receipt.items() if k != "signature" and v is not None}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _signing_json(body).encode("ascii")
 
 
 def sign_receipt(body: dict[str, Any], key: NodeKey) -> dict[str, Any]:
@@ -88,8 +91,12 @@ def sign_receipt(body: dict[str, Any], key: NodeKey) -> dict[str, Any]:
     return {**body, "signature": signature}
 
 
-def receipt_signer(receipt: Any) -> bytes | None:
-    """The raw public key that validly signed this receipt, or None if the signature fails."""
+Triple = tuple[bytes, bytes, bytes]
+"""(public key, message, signature): one Ed25519 check."""
+
+
+def receipt_check(receipt: Any) -> Triple | None:
+    """The authority signature check a receipt asks for, or None if it is malformed."""
     if not isinstance(receipt, dict):
         return None
     signature = receipt.get("signature")
@@ -101,7 +108,13 @@ def receipt_signer(receipt: Any) -> bytes | None:
         message = signing_bytes(receipt)
     except (ValueError, TypeError, UnicodeEncodeError):
         return None
-    return public_key if verify_signature(public_key, message, sig) else None
+    return public_key, message, sig
+
+
+def receipt_signer(receipt: Any) -> bytes | None:
+    """The raw public key that validly signed this receipt, or None if the signature fails."""
+    check = receipt_check(receipt)
+    return check[0] if check is not None and verify_signature(*check) else None
 
 
 # -- miner co-signatures -----------------------------------------------------------------
@@ -137,8 +150,8 @@ def miner_signature_block(public_key: bytes, sig_b64: str) -> dict[str, str]:
     return {"alg": "ed25519", "key_id": b64url(public_key), "sig": sig_b64}
 
 
-def miner_signer(receipt: Any) -> bytes | None:
-    """The miner key whose co-signature on this receipt verifies, or None (also when absent)."""
+def miner_check(receipt: Any) -> Triple | None:
+    """The miner co-signature check a receipt asks for, or None if it has none or it is malformed."""
     if not isinstance(receipt, dict):
         return None
     block, digest, job_id = receipt.get("miner_signature"), receipt.get("result_hash"), receipt.get("job_id")
@@ -147,7 +160,39 @@ def miner_signer(receipt: Any) -> bytes | None:
     if not isinstance(digest, str) or not isinstance(job_id, str):
         return None
     try:
-        public_key = b64url_decode(block["key_id"])
-    except ValueError:
+        return b64url_decode(block["key_id"]), completion_signing_bytes(job_id, digest), b64url_decode(block["sig"])
+    except (ValueError, EncodingError):
         return None
-    return public_key if completion_signature_valid(public_key, job_id, digest, block["sig"]) else None
+
+
+def miner_signer(receipt: Any) -> bytes | None:
+    """The miner key whose co-signature on this receipt verifies, or None (also when absent)."""
+    check = miner_check(receipt)
+    return check[0] if check is not None and verify_signature(*check) else None
+
+
+# -- completions checked ahead -------------------------------------------------------------
+# A follower has the signatures of the next block's completions checked on another core
+# (node.sigcheck) and notes the outcome here under the transaction's hash, which commits to
+# the whole receipt (a transaction's public form keeps it). Applying that transaction then
+# takes the noted signers instead of checking again. Each note is taken once; the table is
+# bounded and starts afresh when full.
+Signers = tuple[bytes | None, bytes | None]
+"""(receipt_signer(receipt), miner_signer(receipt))"""
+CHECKED_LIMIT = 65_536
+_checked: dict[str, Signers] = {}
+
+
+def completion_signers(receipt: Any) -> Signers:
+    return receipt_signer(receipt), miner_signer(receipt)
+
+
+def note_checked_completion(tx_hash: str, signers: Signers) -> None:
+    """Record what completion_signers found for the job.complete transaction tx_hash (hex)."""
+    if len(_checked) >= CHECKED_LIMIT:
+        _checked.clear()
+    _checked[tx_hash] = signers
+
+
+def take_checked_completion(tx_hash: str) -> Signers | None:
+    return _checked.pop(tx_hash, None)

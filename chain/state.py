@@ -48,6 +48,7 @@ class WorkingState:
     def __init__(self, base: ReadableState) -> None:
         self._base = base
         self._writes: dict[bytes, bytes | None] = {}
+        self._sorted: list[tuple[bytes, bytes | None]] | None = None
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._writes:
@@ -56,9 +57,11 @@ class WorkingState:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._writes[key] = value
+        self._sorted = None
 
     def delete(self, key: bytes) -> None:
         self._writes[key] = None
+        self._sorted = None
 
     def get_record(self, key: bytes) -> Any:
         raw = self.get(key)
@@ -83,14 +86,18 @@ class WorkingState:
         parent = self._base
         assert isinstance(parent, WorkingState), "only a child can be merged"
         parent._writes.update(self._writes)
+        parent._sorted = None
 
     def rebase(self, base: ReadableState) -> None:
         """Read through `base` from now on; it must already hold everything the old base added."""
         self._base = base
 
     def changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The net changes, sorted by key; None means deleted."""
-        return sorted(self._writes.items())
+        """The net changes, sorted by key; None means deleted. (Sorted once until the next write:
+        the state root and the block's write batch both need them.)"""
+        if self._sorted is None:
+            self._sorted = sorted(self._writes.items())
+        return self._sorted
 
     def items(self) -> Iterator[tuple[bytes, bytes | None]]:
         return iter(self._writes.items())

@@ -16,6 +16,7 @@ the new tip, so after a crash the store ends at some block boundary, never insid
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ class ChainMismatch(StoreError):
 
 def _height(height: int) -> bytes:
     return struct.pack(">Q", height)
+
+
+Changes = list[tuple[bytes, bytes | None]]
+"""A block's net state changes, sorted by key; None means deleted (WorkingState.changes)."""
+
+
+@dataclass(frozen=True)
+class PreparedBlock:
+    """A block's write batch, built and not yet written (Store.prepare_block, Store.commit)."""
+
+    header: BlockHeader
+    batch: Any
 
 
 class Store:
@@ -193,27 +206,29 @@ class Store:
             return None
         return None if raw is None else struct.unpack(">QI", raw)
 
-    def write_block(
-        self,
-        block: Block,
-        changes: list[tuple[bytes, bytes | None]],
-        *,
-        extra: dict[bytes, bytes] | None = None,
-    ) -> None:
+    def write_block(self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None) -> None:
         """Write the block, its state changes, tx index and the new tip atomically and durably."""
-        height = block.height
-        hb = _height(height)
-        # transaction=True: if anything below raises, plyvel drops the batch instead of
-        # writing the part built so far.
-        with self._db.write_batch(sync=True, transaction=True) as batch:
-            batch.put(BLOCK + hb, block.encode())
-            self._put_derived(batch, block, changes)
-            batch.put(META_TIP, canonical(block.header.to_dict()))
-            for k, v in self._block_tree_nodes(block).items():
-                batch.put(k, v)
-            for k, v in (extra or {}).items():
-                batch.put(k, v)
-        self._tip = block.header
+        self.commit(self.prepare_block(block, changes, extra=extra))
+
+    def prepare_block(self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None) -> PreparedBlock:
+        """Build the block's one batch, without writing it. The block below must be stored:
+        the batch carries the new transaction count and block-tree nodes derived from it."""
+        batch = self._db.write_batch(sync=True)
+        batch.put(BLOCK + _height(block.height), block.encode())
+        self._put_derived(batch, block, changes)
+        batch.put(META_TIP, canonical(block.header.to_dict()))
+        for k, v in self._block_tree_nodes(block).items():
+            batch.put(k, v)
+        for k, v in (extra or {}).items():
+            batch.put(k, v)
+        return PreparedBlock(block.header, batch)
+
+    def commit(self, prepared: PreparedBlock) -> None:
+        """Write a prepared block's batch, synced. (LevelDB does this without Python's GIL, so
+        another thread may prepare or apply the next block meanwhile.) If anything raised while
+        the batch was being prepared, it is simply never committed: nothing of it is written."""
+        prepared.batch.write()
+        self._tip = prepared.header
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
     # Leaf i is block i's 32-byte hash. Each block adds the perfect subtrees it completes

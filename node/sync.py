@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect as ws_connect
 from chain.blocks import Block
 from chain.errors import LedgerError
 from chain.genesis import Genesis
-from chain.transition import apply_block
+from node.catchup import BlockPipeline, BlockRejected
 from node.events import BlockFeed
 from node.progress import Progress
 from node.store import Store
@@ -63,16 +63,6 @@ WAIT_FOR_WRITE_S = 5.0
 
 class UpstreamError(Exception):
     """The upstream cannot be reached or answered something unusable; nothing was stored."""
-
-
-class BlockRejected(Exception):
-    """A block failed verification and was not stored."""
-
-    def __init__(self, height: int, check: str, detail: str) -> None:
-        super().__init__(detail)
-        self.height = height
-        self.check = check
-        self.detail = detail
 
 
 def display_url(url: str) -> str:
@@ -170,6 +160,7 @@ class Follower:
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
         self._backoff = BACKOFF_FIRST_S
+        self._pipeline = BlockPipeline(store, self.genesis)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +169,7 @@ class Follower:
         self._stopping = False
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
+        self._pipeline = BlockPipeline(self.store, self.genesis)
         self._http = httpx.AsyncClient(
             base_url=self.upstream,
             timeout=REQUEST_TIMEOUT,
@@ -201,6 +193,7 @@ class Follower:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        self._pipeline.close()
 
     # -- health ----------------------------------------------------------------------
     @property
@@ -459,24 +452,7 @@ class Follower:
             raise rejected
 
     def _verify_and_write(self, blocks: list[Block]) -> tuple[list[Block], BlockRejected | None]:
-        stored: list[Block] = []
-        for block in blocks:
-            if self._stopping:
-                break
-            prev = self.store.tip()
-            if block.height <= prev.height:
-                if self.store.height_of(block.hash) == block.height:
-                    continue  # already stored (a websocket may repeat the block it started from)
-                return stored, BlockRejected(block.height, "bad_link", f"block {block.height} differs from the one this follower stored")
-            try:
-                state = apply_block(self.store, prev, block, self.genesis)
-            except LedgerError as exc:
-                cause = exc.__cause__
-                check = cause.error_code if isinstance(cause, LedgerError) else exc.error_code
-                return stored, BlockRejected(block.height, check, exc.detail)
-            self.store.write_block(block, state.changes())
-            stored.append(block)
-        return stored, None
+        return self._pipeline.run(blocks, lambda: self._stopping)
 
     # -- writes sent to this follower ------------------------------------------------
     async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded:

@@ -53,3 +53,57 @@ def test_b64url_round_trips_without_padding(data: bytes) -> None:
 def test_b64url_decode_refuses_non_text(text: object) -> None:
     with pytest.raises(ValueError):
         b64url_decode(text)  # type: ignore[arg-type]
+
+
+# -- the memo of checks known to be valid -------------------------------------------------
+def _counting_verify(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from nacl.signing import VerifyKey
+
+    calls: list[int] = []
+    real = VerifyKey.verify
+
+    def verify(self: VerifyKey, *args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(VerifyKey, "verify", verify)
+    return calls
+
+
+def test_a_remembered_valid_check_is_answered_without_verifying_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chain import crypto
+
+    crypto.forget_known_valid()
+    other = crypto.NodeKey(bytes([7]) * 32)
+    signature = other._signing.sign(b"message").signature  # signed without the memo's knowledge
+    calls = _counting_verify(monkeypatch)
+    assert crypto.verify_signature(other.public_key, b"message", signature)
+    assert crypto.verify_signature(other.public_key, b"message", signature, remember=True)
+    assert crypto.verify_signature(other.public_key, b"message", signature)
+    assert len(calls) == 2  # the third check was a memo hit
+    assert not crypto.verify_signature(other.public_key, b"other message", signature, remember=True)
+    assert not crypto.verify_signature(other.public_key, b"other message", signature)
+    assert len(calls) == 4  # an invalid check is never remembered
+
+
+def test_what_this_process_signs_is_known_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chain import crypto
+
+    crypto.forget_known_valid()
+    key = crypto.NodeKey(bytes([9]) * 32)
+    signature = key.sign(b"a receipt")
+    calls = _counting_verify(monkeypatch)
+    assert crypto.verify_signature(key.public_key, b"a receipt", signature)
+    assert calls == []
+    assert not crypto.verify_signature(key.public_key, b"a receipt!", signature)
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chain import crypto
+
+    crypto.forget_known_valid()
+    monkeypatch.setattr(crypto, "KNOWN_VALID_LIMIT", 3)
+    key = crypto.NodeKey(bytes([3]) * 32)
+    for i in range(10):
+        key.sign(b"m%d" % i)
+        assert len(crypto._known_valid) <= 3

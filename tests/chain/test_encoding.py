@@ -97,3 +97,57 @@ def test_equal_dicts_inserted_in_different_orders_encode_identically(pair: tuple
 
 def test_int_float_and_bool_encode_differently() -> None:
     assert len({canonical(1), canonical(1.0), canonical(True)}) == 3
+
+
+# The encoders built once (chain.encoding.sorted_compact_json) must spell every value exactly
+# as json.dumps does: the canonical form and the receipt protocol's signing bytes are both
+# defined by json.dumps. Wide floats, big integers, any text and any nesting are compared.
+wide_scalars = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.floats(min_value=-1e-300, max_value=1e-300)
+    | st.floats(min_value=1e15, max_value=1e17) | st.text() | st.text(st.characters(max_codepoint=0x3F))
+)
+wide_values = st.recursive(
+    wide_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(wide_values)
+def test_canonical_spells_every_value_as_json_dumps_does(value: Any) -> None:
+    import json
+
+    expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        want = expected.encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(EncodingError):
+            canonical(value)
+        return
+    assert canonical(value) == want
+
+
+@given(wide_values | st.floats())
+def test_the_ascii_encoder_spells_every_value_as_json_dumps_does(value: Any) -> None:
+    import json
+
+    from chain.encoding import sorted_compact_json
+
+    ascii_json = sorted_compact_json(ensure_ascii=True, allow_nan=True)
+    assert ascii_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def test_a_value_that_contains_itself_is_refused_cleanly() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(EncodingError):
+        canonical(loop)
+
+
+def test_non_string_keys_and_unencodable_values_are_refused_or_spelled_as_json_dumps_does() -> None:
+    assert canonical({2: "b", 1: "a"}) == b'{"1":"a","2":"b"}'
+    with pytest.raises(EncodingError):
+        canonical({"x": object()})
+    with pytest.raises(EncodingError):
+        canonical({(1, 2): "tuple key"})

@@ -179,3 +179,31 @@ class JobMarket(RuleBasedStateMachine):
 
 JobMarket.TestCase.settings = settings(JobMarket.TestCase.settings, stateful_step_count=40)
 test_job_market_agrees_with_its_model_and_its_follower = JobMarket.TestCase
+
+
+# -- keys built from prefixes are the keys chain.state.key builds --------------------
+from hypothesis import given as _given  # noqa: E402
+from hypothesis import strategies as _st  # noqa: E402
+
+_ids = _st.text(_st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+_ints = _st.integers(min_value=0, max_value=2**64 - 1)
+
+
+@_given(_ids, _ids, _ids, _ints, _st.sampled_from(jobs.STATUSES))
+def test_prefix_built_keys_equal_the_general_key_function(a: str, b: str, c: str, n: int, status: str) -> None:
+    from chain import miners
+    from chain.state import key
+
+    assert jobs.job_key(a) == key("job", a)
+    assert jobs.receipt_key(a) == key("rcpt", a)
+    assert jobs.receipt_tx_key(a) == key("rcptx", a)
+    assert jobs.counter_key("status", status) == key("ctr", "status", status)
+    assert miners.miner_key(a) == key("miner", a)
+    assert miners.seen_key(n, a) == key("ix", "seen", n, a)
+    job = {"seq": n, "status": status, "client": b, "model": c, "lease_deadline": n, "job_id": a}
+    expected = [key("ix", "js", status, n), key("ix", "jcs", b, status, n)]
+    if status == "pending":
+        expected.append(key("ix", "pm", c, n))
+    if status == "running":
+        expected.append(key("ix", "lease", n, a))
+    assert jobs._status_index_keys(job) == expected

@@ -37,6 +37,7 @@ def follower(tmp_path: Path) -> Any:
     try:
         yield f
     finally:
+        f._pipeline.close()
         store.close()
 
 

@@ -1,0 +1,110 @@
+"""Verify and store a run of blocks: a follower's path for every block it receives.
+
+Each block goes through chain.transition.apply_block (height, link, timestamps, tx_root,
+seal, every receipt signature, state_root) and is then written in one synced batch. On a
+machine with more than one core, three things overlap:
+
+- a helper process (node.sigcheck) checks the receipt signatures of block N+1's completions,
+  and what it finds is noted for the transition, which then need not check them again;
+- this thread applies block N on top of block N-1's changes;
+- a writer thread commits block N-1's batch (LevelDB writes and syncs without the GIL).
+
+A block counts as stored only once its batch is durable. If applying a block fails, the run
+stops there: the blocks before it are stored, and it and the rest are not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from chain.blocks import Block
+from chain.errors import LedgerError
+from chain.genesis import Genesis
+from chain.state import ReadableState
+from chain.transactions import Transaction
+from chain.transition import apply_block
+from node.sigcheck import SignatureChecker
+from node.store import Store
+
+
+class BlockRejected(Exception):
+    """A block failed verification and was not stored."""
+
+    def __init__(self, height: int, check: str, detail: str) -> None:
+        super().__init__(detail)
+        self.height = height
+        self.check = check
+        self.detail = detail
+
+
+class BlockPipeline:
+    """Verifies and stores blocks in order for one store; reusable across runs, then close()."""
+
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self._checker = SignatureChecker()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aitbc-blockwrite")
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._checker.close()
+
+    def run(
+        self, blocks: Sequence[Block], stopping: Callable[[], bool] = lambda: False
+    ) -> tuple[list[Block], BlockRejected | None]:
+        """Verify and store blocks in order. Return those stored (blocks already held are
+        skipped) and the rejection that stopped the run, if one did. A storage failure is
+        raised, after every block written before it is accounted for."""
+        stored: list[Block] = []
+        writing: tuple[Block, Future[None]] | None = None
+        base: ReadableState = self.store
+        prev = self.store.tip()
+        if blocks:
+            self._checker.send(_completions(blocks[0]))
+        try:
+            for i, block in enumerate(blocks):
+                self._checker.collect()  # block i's signatures
+                if i + 1 < len(blocks):
+                    self._checker.send(_completions(blocks[i + 1]))
+                if stopping():
+                    break
+                if block.height <= prev.height:
+                    if writing is not None:  # settle the store before comparing with it
+                        self._settle(writing, stored)
+                        writing, base = None, self.store
+                    if self.store.height_of(block.hash) == block.height:
+                        continue  # already stored (a websocket may repeat the block it started from)
+                    return stored, BlockRejected(block.height, "bad_link", f"block {block.height} differs from the one this follower stored")
+                try:
+                    state = apply_block(base, prev, block, self.genesis)
+                except LedgerError as exc:
+                    cause = exc.__cause__
+                    check = cause.error_code if isinstance(cause, LedgerError) else exc.error_code
+                    return stored, BlockRejected(block.height, check, exc.detail)
+                if writing is not None:
+                    self._settle(writing, stored)
+                    state.rebase(self.store)  # the block below is in the store now
+                # Prepared here, once the block below is stored (the batch derives from it);
+                # committed on the writer thread while the next block is applied.
+                prepared = self.store.prepare_block(block, state.changes())
+                writing = (block, self._writer.submit(self.store.commit, prepared))
+                base, prev = state, block.header
+            return stored, None
+        finally:
+            # A block still being written is settled even when the run ends early: it is then
+            # added to the list already returned.
+            self._checker.collect()  # an answer nobody will use, so the next run starts clean
+            if writing is not None:
+                self._settle(writing, stored)
+
+    @staticmethod
+    def _settle(writing: tuple[Block, Future[None]], stored: list[Block]) -> None:
+        block, future = writing
+        future.result()  # raises the storage failure, if any
+        stored.append(block)
+
+
+def _completions(block: Block) -> list[Transaction]:
+    return [tx for tx in block.transactions if tx.type == "job.complete"]

@@ -1,0 +1,118 @@
+"""The follower's block pipeline: receipt signatures checked ahead in a helper process, blocks
+applied in order and committed on a writer thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from chain.blocks import Block, seal_header, tx_root
+from chain.crypto import b64url
+from chain.receipts import take_checked_completion
+from chain.transactions import Transaction
+from node.catchup import BlockPipeline
+from node.sigcheck import SignatureChecker
+from node.store import Store
+from tests.chain.devchain import AUTHORITY, job_chain
+
+CHAIN = job_chain()
+COMPLETE = next(t for t in CHAIN.blocks[2].transactions if t.type == "job.complete")
+
+
+def forge_receipt(tx: Transaction) -> Transaction:
+    receipt = tx.payload["receipt"]
+    forged = {**receipt, "signature": {**receipt["signature"], "sig": b64url(bytes(64))}}
+    return Transaction(tx.type, {**tx.payload, "receipt": forged}, tx.timestamp)
+
+
+def block_with(block: Block, txs: tuple[Transaction, ...]) -> Block:
+    """The block with other transactions: a matching tx_root and a valid seal, so only the
+    transactions themselves can be wrong."""
+    header = replace(block.header, tx_root=tx_root(txs))
+    return Block(header, seal_header(header, AUTHORITY), txs)
+
+
+FORGED_BLOCK = block_with(CHAIN.blocks[2], tuple(forge_receipt(t) if t is COMPLETE else t for t in CHAIN.blocks[2].transactions))
+
+
+@pytest.fixture
+def checker() -> Iterator[SignatureChecker]:
+    c = SignatureChecker()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[BlockPipeline]:
+    store = Store(tmp_path / "chain", CHAIN.genesis)
+    p = BlockPipeline(store, CHAIN.genesis)
+    try:
+        yield p
+    finally:
+        p.close()
+        store.close()
+
+
+def test_the_helper_process_answers_each_completions_signers(checker: SignatureChecker) -> None:
+    forged = forge_receipt(COMPLETE)
+    checker.send([COMPLETE, forged])
+    checker.collect()
+    assert take_checked_completion(COMPLETE.hash.hex()) == (AUTHORITY.public_key, None)
+    assert take_checked_completion(forged.hash.hex()) == (None, None)
+    assert take_checked_completion(COMPLETE.hash.hex()) is None  # each note is taken once
+
+
+def test_the_pipeline_stores_valid_blocks_in_order_and_the_helper_stays_on(pipeline: BlockPipeline) -> None:
+    stored, rejected = pipeline.run(list(CHAIN.blocks[1:]))
+    assert rejected is None and [b.height for b in stored] == [1, 2]
+    assert pipeline.store.tip() == CHAIN.tip
+    assert pipeline._checker._proc is not None and pipeline._checker._proc.poll() is None
+
+
+@pytest.mark.parametrize("helper", ["on", "dead"])
+def test_a_forged_receipt_signature_is_rejected_with_or_without_the_helper(
+    pipeline: BlockPipeline, helper: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stored, rejected = pipeline.run([CHAIN.blocks[1]])
+    assert rejected is None and len(stored) == 1
+    if helper == "dead":
+        proc = pipeline._checker._process()  # started (block 1 had no completion to check)
+        proc.kill()
+        proc.wait()
+    with caplog.at_level(logging.WARNING, logger="aitbc.sigcheck"):
+        stored, rejected = pipeline.run([FORGED_BLOCK])
+    assert stored == [] and rejected is not None
+    assert (rejected.height, rejected.check) == (2, "receipt_signature_invalid")
+    assert pipeline.store.tip() == CHAIN.blocks[1].header
+    if helper == "dead":
+        assert "signature helper process turned off" in caplog.text
+        # and the valid block is still verified and stored, by this process alone
+        stored, rejected = pipeline.run([CHAIN.blocks[2]])
+        assert rejected is None and pipeline.store.tip() == CHAIN.tip
+
+
+def test_a_rejection_after_a_stored_block_reports_that_block_stored(pipeline: BlockPipeline) -> None:
+    stored, rejected = pipeline.run([CHAIN.blocks[1], FORGED_BLOCK])
+    assert [b.height for b in stored] == [1] and rejected is not None and rejected.height == 2
+    assert pipeline.store.tip() == CHAIN.blocks[1].header
+
+
+def test_a_prepared_block_that_is_never_committed_writes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "chain", CHAIN.genesis)
+    try:
+        block = CHAIN.blocks[1]
+        from chain.transition import apply_block
+
+        state = apply_block(store, store.tip(), block, CHAIN.genesis)
+        store.prepare_block(block, state.changes())
+        assert store.tip().height == 0 and store.block_bytes(1) is None and store.tx_count() == len(CHAIN.blocks[0].transactions)
+        store.commit(store.prepare_block(block, state.changes()))
+        assert store.tip() == block.header and store.block_bytes(1) == block.encode()
+    finally:
+        store.close()
