@@ -102,7 +102,7 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes, *, rem
     """
     if len(public_key) != 32 or len(signature) != 64 or not isinstance(message, bytes):
         return False
-    digest = _check_digest(public_key, message, signature)
+    digest = _check_digest(public_key, message, signature) if _known_valid or remember else b""
     if digest in _known_valid:
         return True
     try:

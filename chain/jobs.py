@@ -226,6 +226,10 @@ def claim(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> di
     return _save(state, job, new)
 
 
+_RECEIPT_KEYS = frozenset({*RECEIPT_FIELDS, "signature"})
+_COSIGNED_RECEIPT_KEYS = _RECEIPT_KEYS | set(MINER_FIELDS)
+
+
 def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
     job, miner = _running_for(state, payload)
     rules = ctx.genesis.params
@@ -238,20 +242,20 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     receipt = payload.get("receipt")
     checked = take_checked_completion(ctx.tx_hash)  # signatures checked ahead, if a follower had them
     cosigned = miner.get("miner_pubkey") is not None
-    fields = {*RECEIPT_FIELDS, "signature", *(MINER_FIELDS if cosigned else ())}
-    if not isinstance(receipt, dict) or set(receipt) != fields:
+    if not isinstance(receipt, dict) or receipt.keys() != (_COSIGNED_RECEIPT_KEYS if cosigned else _RECEIPT_KEYS):
         if cosigned and isinstance(receipt, dict) and not set(MINER_FIELDS) <= set(receipt):
             raise ValidationError(f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature", error_code="miner_signature_required")
         raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
     if cosigned:
         _check_cosignature(receipt, miner, result, checked[1] if checked else miner_signer(receipt))
+    price_per_unit = rules.price_per_unit(job["model"])
     expected = receipt_body(
         receipt_id=miners.validate_id("receipt_id", receipt.get("receipt_id"), 64),
         job=job,
         provider=miner["miner_id"],
         result=result,
         completed_at_ms=completed_at,
-        price_per_unit=rules.price_per_unit(job["model"]),
+        price_per_unit=price_per_unit,
     )
     if {k: receipt[k] for k in RECEIPT_FIELDS} != expected:
         raise Conflict("receipt does not match the job's current claim and result", error_code="receipt_mismatch")
@@ -274,7 +278,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     state.put(_IX_RP + provider + b"\x00" + at, rid)
     state.put(_IX_RCP + client + b"\x00" + provider + b"\x00" + at, rid)
     state.add_int(counter_key("units"), expected["units"])
-    state.add_int(counter_key("price_e8"), price_e8(expected["units"], rules.price_per_unit(job["model"])))
+    state.add_int(counter_key("price_e8"), price_e8(expected["units"], price_per_unit))
     miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}
     miners.touch(state, miner, ctx)
     new = {

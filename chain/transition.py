@@ -8,7 +8,6 @@ root and signature. It is the same code both times.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 from chain import accounts, jobs, miners
@@ -43,7 +42,7 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
     if tx.timestamp > ctx.time_ms:
         raise LedgerError("transaction timestamp is after its block's", error_code="tx_from_future")
     scratch = state.child()
-    result = HANDLERS[tx.type](scratch, tx.payload, replace(ctx, tx_hash=tx.hash.hex()))
+    result = HANDLERS[tx.type](scratch, tx.payload, ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex()))
     scratch.merge_into_parent()
     return result
 

@@ -4,8 +4,9 @@ Each block goes through chain.transition.apply_block (height, link, timestamps, 
 seal, every receipt signature, state_root) and is then written in one synced batch. On a
 machine with more than one core, three things overlap:
 
-- a helper process (node.sigcheck) checks the receipt signatures of block N+1's completions,
-  and what it finds is noted for the transition, which then need not check them again;
+- a helper process (node.sigcheck) checks the receipt signatures of the completions in the
+  next blocks, and what it finds is noted for the transition, which then need not check them
+  again;
 - this thread applies block N on top of block N-1's changes;
 - a writer thread commits block N-1's batch (LevelDB writes and syncs without the GIL).
 
@@ -15,6 +16,8 @@ stops there: the blocks before it are stored, and it and the rest are not.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -26,6 +29,13 @@ from chain.transactions import Transaction
 from chain.transition import apply_block
 from node.sigcheck import SignatureChecker
 from node.store import Store
+
+
+WRITER_NICE = 10
+BALANCE_WAIT_S = 0.001
+BALANCE_STEP = 0.04
+CHECK_AHEAD_BLOCKS = 2
+"""Blocks handed to the helper process ahead of the one being applied, so it never idles."""
 
 
 class BlockRejected(Exception):
@@ -45,7 +55,9 @@ class BlockPipeline:
         self.store = store
         self.genesis = genesis
         self._checker = SignatureChecker()
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aitbc-blockwrite")
+        self.share = 1.0
+        """The part of each block's completions given to the helper process (see _balance)."""
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aitbc-blockwrite", initializer=_yield_cpu)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
@@ -61,13 +73,13 @@ class BlockPipeline:
         writing: tuple[Block, Future[None]] | None = None
         base: ReadableState = self.store
         prev = self.store.tip()
-        if blocks:
-            self._checker.send(_completions(blocks[0]))
+        for ahead in blocks[:CHECK_AHEAD_BLOCKS]:
+            self._send(ahead)
         try:
             for i, block in enumerate(blocks):
-                self._checker.collect()  # block i's signatures
-                if i + 1 < len(blocks):
-                    self._checker.send(_completions(blocks[i + 1]))
+                self._balance(self._checker.collect())  # block i's completions
+                if i + CHECK_AHEAD_BLOCKS < len(blocks):
+                    self._send(blocks[i + CHECK_AHEAD_BLOCKS])
                 if stopping():
                     break
                 if block.height <= prev.height:
@@ -95,9 +107,24 @@ class BlockPipeline:
         finally:
             # A block still being written is settled even when the run ends early: it is then
             # added to the list already returned.
-            self._checker.collect()  # an answer nobody will use, so the next run starts clean
+            self._checker.collect_all()  # answers nobody will use, so the next run starts clean
             if writing is not None:
                 self._settle(writing, stored)
+
+    # -- sharing the checks between the helper and this thread ---------------------------
+    # The helper gets the first `share` of each block's completions; this thread checks the
+    # rest itself as it applies them. When it has to wait for the helper's answer, the helper
+    # is the slower side (the machine is busy, or has one core) and gets less; when the answer
+    # is ready, it gets more again.
+    def _send(self, block: Block) -> None:
+        txs = _completions(block)
+        self._checker.send(txs[: round(len(txs) * self.share)])
+
+    def _balance(self, waited: float) -> None:
+        if waited > BALANCE_WAIT_S:
+            self.share = max(0.0, self.share - BALANCE_STEP)
+        else:
+            self.share = min(1.0, self.share + BALANCE_STEP / 2)
 
     @staticmethod
     def _settle(writing: tuple[Block, Future[None]], stored: list[Block]) -> None:
@@ -108,3 +135,12 @@ class BlockPipeline:
 
 def _completions(block: Block) -> list[Transaction]:
     return [tx for tx in block.transactions if tx.type == "job.complete"]
+
+
+def _yield_cpu() -> None:
+    """Lower the writer thread's CPU priority: its commits have slack (a whole block's apply),
+    while the helper process and the applying thread are the critical path."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICE)
+    except (AttributeError, OSError):
+        pass

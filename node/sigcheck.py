@@ -21,11 +21,14 @@ import fcntl
 import logging
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from chain.encoding import decode
@@ -94,51 +97,68 @@ def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 class SignatureChecker:
-    """The parent's side: send a block's completions, later collect the answer. One request
-    at a time."""
+    """The parent's side: send blocks' completions, and collect the answers in the same order.
+
+    Requests are written by a sender thread, so the caller never waits on the pipe, and the
+    helper can be given the next blocks while it still works on one. (It cannot dead-lock: the
+    helper only ever waits to write the oldest answer, which is the next one collected.)
+    """
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
         self._off = False
-        self._pending: Sequence[Transaction] | None = None
+        self._pending: deque[tuple[Sequence[Transaction], Future[None] | None]] = deque()
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="aitbc-sigcheck-send")
+
+    @property
+    def outstanding(self) -> int:
+        """Requests sent (or skipped) and not yet collected."""
+        return len(self._pending)
 
     def send(self, txs: Sequence[Transaction]) -> None:
-        """Start checking these job.complete transactions (collect the previous answer first)."""
-        assert self._pending is None, "collect the previous answer first"
-        if self._off or not txs:
+        """Queue these job.complete transactions for checking; collect() answers in order."""
+        request = encode_request(txs) if txs and not self._off else b""
+        if not request or len(request) > MAX_REQUEST_BYTES:
+            self._pending.append(((), None))  # nothing to check, or too big: the parent checks it
             return
-        request = encode_request(txs)
-        if len(request) > MAX_REQUEST_BYTES:
-            return  # the parent checks these itself
         try:
             proc = self._process()
-            assert proc.stdin is not None
-            view = memoryview(request)
-            while view:
-                view = view[proc.stdin.write(view) or 0:]
-        except (OSError, ValueError) as exc:
-            self._turn_off(f"cannot send to it: {exc}")
+        except OSError as exc:
+            self._turn_off(f"cannot start it: {exc}")
+            self._pending.append(((), None))
             return
-        self._pending = txs
+        self._pending.append((txs, self._sender.submit(_write_all, proc, request)))
 
-    def collect(self) -> None:
-        """Wait for the answer to the last request and note it for the transition."""
-        txs, self._pending = self._pending, None
-        if txs is None or self._off:
-            return
+    def collect(self) -> float:
+        """Wait for the answer to the oldest request and note it for the transition. Return the
+        seconds spent waiting for it."""
+        if not self._pending:
+            return 0.0
+        txs, sent = self._pending.popleft()
+        if sent is None or self._off:
+            return 0.0
         assert self._proc is not None and self._proc.stdout is not None
+        started = time.perf_counter()
         try:
+            sent.result()
             data = _read_exact(self._proc.stdout.fileno(), len(txs) * ANSWER_BYTES, ANSWER_DEADLINE_S)
             answers = [read_answer(data[i:i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             self._turn_off(str(exc))
-            return
+            return 0.0
+        waited = time.perf_counter() - started
         for tx, signers in zip(txs, answers, strict=True):
             note_checked_completion(tx.hash.hex(), signers)
+        return waited
+
+    def collect_all(self) -> None:
+        while self._pending:
+            self.collect()
 
     def close(self) -> None:
+        self._sender.shutdown(wait=True)
         proc, self._proc = self._proc, None
-        self._pending = None
+        self._pending.clear()
         if proc is None:
             return
         try:
@@ -162,17 +182,17 @@ class SignatureChecker:
                 close_fds=True,
             )
             if hasattr(fcntl, "F_SETPIPE_SZ") and self._proc.stdin is not None:
-                # Room for a whole block's request, so sending it does not wait for the helper.
+                # Room for a block's request, so the helper finds the next one waiting.
                 try:
                     fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
                 except OSError:
-                    pass  # above the system's limit: sending may then wait a little
+                    pass  # above the system's limit: the sender thread then waits a little longer
         return self._proc
 
     def _turn_off(self, why: str) -> None:
         log.warning("signature helper process turned off (%s); verifying on this process alone", why)
         self._off = True
-        self._pending = None
+        self._pending.clear()
         proc, self._proc = self._proc, None
         if proc is not None:
             proc.kill()
@@ -180,6 +200,13 @@ class SignatureChecker:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     stream.close()
+
+
+def _write_all(proc: subprocess.Popen[bytes], request: bytes) -> None:
+    assert proc.stdin is not None
+    view = memoryview(request)
+    while view:
+        view = view[proc.stdin.write(view) or 0:]
 
 
 def _read_exact(fd: int, size: int, deadline_s: float) -> bytes:
@@ -201,4 +228,7 @@ def _read_exact(fd: int, size: int, deadline_s: float) -> bytes:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group: the parent decides when this stops (by closing
+    # its end of the pipe), so the helper neither dies first nor prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -116,3 +116,26 @@ def test_a_prepared_block_that_is_never_committed_writes_nothing(tmp_path: Path)
         assert store.tip() == block.header and store.block_bytes(1) == block.encode()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_checks_the_helper_is_not_given_are_made_by_the_pipeline_itself(pipeline: BlockPipeline, share: float) -> None:
+    pipeline.share = share
+    pipeline._balance(0.0)  # an answer that was ready: the helper gets more, at most all
+    assert share <= pipeline.share <= 1.0
+    pipeline.share = share
+    stored, rejected = pipeline.run([CHAIN.blocks[1], FORGED_BLOCK])
+    assert [b.height for b in stored] == [1] and rejected is not None
+    assert rejected.check == "receipt_signature_invalid"
+
+
+def test_the_helper_gets_less_when_the_pipeline_waits_for_it_and_more_when_it_does_not(pipeline: BlockPipeline) -> None:
+    assert pipeline.share == 1.0
+    for _ in range(100):
+        pipeline._balance(1.0)
+    assert pipeline.share == 0.0
+    pipeline._balance(0.0)
+    assert 0.0 < pipeline.share < 1.0
+    for _ in range(100):
+        pipeline._balance(0.0)
+    assert pipeline.share == 1.0
