@@ -282,12 +282,18 @@ class Follower:
 
     async def _catch_up(self) -> None:
         """Fetch and store batches until level with the upstream's head, showing progress
-        (a bar on a terminal, progress lines in the log otherwise) while behind."""
+        (a bar on a terminal, progress lines in the log otherwise) while behind. The next
+        batch is fetched while this one is verified and stored."""
         progress: Progress | None = None
+        upcoming: tuple[int, asyncio.Future[Any]] | None = None
         try:
             while not self._stopping:
                 tip = self.store.tip().height
-                body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
+                if upcoming is not None and upcoming[0] == tip + 1:
+                    body = await upcoming[1]
+                else:
+                    body = await self._get_json("/v1/chain/blocks", {"from": tip + 1, "limit": BATCH_BLOCKS})
+                upcoming = None
                 head, blocks = self._read_blocks_answer(body, tip)
                 if not blocks:
                     if head > tip:
@@ -296,6 +302,9 @@ class Follower:
                     return
                 if progress is None:
                     progress = Progress("catch-up", total=head)
+                after = blocks[-1].height + 1
+                if after <= head:
+                    upcoming = (after, asyncio.ensure_future(self._get_json("/v1/chain/blocks", {"from": after, "limit": BATCH_BLOCKS})))
                 await self._store(blocks)
                 progress.update(self.store.tip().height, head)
                 if self.store.tip().height >= head:
@@ -307,6 +316,9 @@ class Follower:
                 progress.close(failed=True)
             raise
         finally:
+            if upcoming is not None:
+                upcoming[1].cancel()
+                upcoming[1].add_done_callback(_retrieve)  # its outcome is not wanted any more
             if progress is not None:
                 progress.close()  # after a failure it is closed already, and this does nothing
 
@@ -510,6 +522,12 @@ class ForwardTimeout(Exception):
 
 class ForwardBadAnswer(Exception):
     """The authority's answer was unusable (too large or cut off)."""
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a dropped future's failure as seen (asyncio would otherwise log it)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _read_capped(resp: httpx.Response, cap: int, *, allow_truncate: bool = False) -> bytes:
