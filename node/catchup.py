@@ -59,6 +59,10 @@ class BlockPipeline:
         """The part of each block's completions given to the helper process (see _balance)."""
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="aitbc-blockwrite", initializer=_yield_cpu)
 
+    def start(self, *, wait: bool = False) -> None:
+        """Start the helper process ahead of the first completions (see SignatureChecker.start)."""
+        self._checker.start(wait=wait)
+
     def close(self) -> None:
         self._writer.shutdown(wait=True)
         self._checker.close()

@@ -43,6 +43,8 @@ ANSWER_DEADLINE_S = 60.0
 MAX_REQUEST_BYTES = 256 * 1024 * 1024
 PIPE_BYTES = 1024 * 1024
 ANSWER_BYTES = 65
+READY = b"R"
+"""The helper's first byte: it has started and imported what it needs."""
 NO_KEY = bytes(32)
 
 
@@ -83,7 +85,10 @@ def read_answer(data: bytes) -> Signers:
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """The helper's loop: answer requests until stdin closes (the parent went away)."""
+    """The helper's loop: say it is ready, then answer requests until stdin closes (the
+    parent went away)."""
+    stdout.write(READY)
+    stdout.flush()
     while True:
         head = stdin.read(4)
         if len(head) < 4:
@@ -104,11 +109,26 @@ class SignatureChecker:
     helper only ever waits to write the oldest answer, which is the next one collected.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, command: Sequence[str] | None = None) -> None:
+        self.command = list(command) if command is not None else [sys.executable, "-m", "node.sigcheck"]
+        """How to start the helper (a test may give another program)."""
         self._proc: subprocess.Popen[bytes] | None = None
+        self._greeted = False
         self._off = False
         self._pending: deque[tuple[Sequence[Transaction], Future[None] | None]] = deque()
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="aitbc-sigcheck-send")
+
+    def start(self, *, wait: bool = False) -> None:
+        """Start the helper now rather than at the first request (it takes a fraction of a
+        second to import); wait=True also waits until it is ready."""
+        if self._off:
+            return
+        try:
+            self._process()
+            if wait:
+                self._greet()
+        except OSError as exc:
+            self._turn_off(f"cannot start it: {exc}")
 
     @property
     def outstanding(self) -> int:
@@ -140,6 +160,7 @@ class SignatureChecker:
         assert self._proc is not None and self._proc.stdout is not None
         started = time.perf_counter()
         try:
+            self._greet()
             sent.result()
             data = _read_exact(self._proc.stdout.fileno(), len(txs) * ANSWER_BYTES, ANSWER_DEADLINE_S)
             answers = [read_answer(data[i:i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
@@ -172,10 +193,18 @@ class SignatureChecker:
             if proc.stdout is not None:
                 proc.stdout.close()
 
+    def _greet(self) -> None:
+        if not self._greeted:
+            assert self._proc is not None and self._proc.stdout is not None
+            if _read_exact(self._proc.stdout.fileno(), len(READY), ANSWER_DEADLINE_S) != READY:
+                raise OSError("it did not start as expected")
+            self._greeted = True
+
     def _process(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
+            self._greeted = False
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "node.sigcheck"],
+                self.command,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 bufsize=0,

@@ -170,6 +170,7 @@ class Follower:
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
         self._pipeline = BlockPipeline(self.store, self.genesis)
+        self._pipeline.start()
         self._http = httpx.AsyncClient(
             base_url=self.upstream,
             timeout=REQUEST_TIMEOUT,

@@ -139,3 +139,32 @@ def test_the_helper_gets_less_when_the_pipeline_waits_for_it_and_more_when_it_do
     for _ in range(100):
         pipeline._balance(0.0)
     assert pipeline.share == 1.0
+
+
+def test_a_started_helper_says_it_is_ready(checker: SignatureChecker) -> None:
+    checker.start(wait=True)
+    assert checker._greeted and checker._proc is not None and checker._proc.poll() is None
+
+
+@pytest.mark.parametrize("program", [
+    "import sys; sys.stdout.write('X'); sys.stdout.flush(); sys.stdin.read()",  # not the helper's greeting
+    "import sys; sys.stdout.write('R'); sys.stdout.flush(); sys.stdout.write('?' * 65); sys.stdout.flush(); sys.stdin.read()",  # nonsense answers
+    "raise SystemExit(3)",  # exits at once
+])
+def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(tmp_path: Path, program: str, caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    store = Store(tmp_path / "chain", CHAIN.genesis)
+    pipeline = BlockPipeline(store, CHAIN.genesis)
+    pipeline._checker = SignatureChecker([sys.executable, "-c", program])
+    try:
+        with caplog.at_level(logging.WARNING, logger="aitbc.sigcheck"):
+            stored, rejected = pipeline.run([CHAIN.blocks[1], FORGED_BLOCK])
+            assert [b.height for b in stored] == [1] and rejected is not None
+            assert rejected.check == "receipt_signature_invalid"
+            stored, rejected = pipeline.run([CHAIN.blocks[2]])
+        assert rejected is None and store.tip() == CHAIN.tip
+        assert "signature helper process turned off" in caplog.text
+    finally:
+        pipeline.close()
+        store.close()
