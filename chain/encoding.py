@@ -45,6 +45,34 @@ def canonical(record: Any) -> bytes:
         raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
 
 
+def canonical_text(record: Any) -> str:
+    """canonical(record) before its UTF-8 encoding (a caller that joins parts encodes once)."""
+    try:
+        return _canonical_json(record)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
+
+
+_json_string = _json_encoder_module.c_encode_basestring or _json_encoder_module.py_encode_basestring
+
+
+def canonical_scalar_text(value: Any) -> str:
+    """canonical_text(value), quicker for the commonest values (exact str and int)."""
+    if value.__class__ is str:
+        return _json_string(value)  # type: ignore[no-any-return]
+    if value.__class__ is int:
+        return int.__repr__(value)
+    return canonical_text(value)
+
+
+def utf8(text: str) -> bytes:
+    """text as UTF-8, refusing lone surrogates as canonical() does."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
+
+
 # orjson reads integers beyond 64 bits as floats; any run of 19 digits takes the exact path.
 # (Found by mapping digits to "1" and the rest to "0", then a substring search: several times
 # faster than a regular expression over the same bytes.)

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import hash_bytes, hash_hex
-from chain.encoding import canonical
+from chain.encoding import canonical, canonical_scalar_text, canonical_text, utf8
 from chain.errors import EncodingError
 
 PRIVATE_FIELDS = ("prompt", "result")
@@ -45,12 +45,38 @@ class Transaction:
     @cached_property
     def encoded(self) -> bytes:
         """The canonical bytes of the whole transaction, as blocks store it."""
-        return canonical(self.to_dict())
+        return utf8(self._texts[0])
 
     @cached_property
     def public_encoded(self) -> bytes:
         """The canonical bytes of the public form: private fields replaced by their digests."""
-        return canonical({"type": self.type, "payload": redact(self.payload), "timestamp": self.timestamp})
+        return utf8(self._texts[1])
+
+    @cached_property
+    def _texts(self) -> tuple[str, str]:
+        """The canonical text of the transaction and of its public form, each payload value
+        encoded once (the transaction's hash needs the one, its block the other).
+
+        A canonical object is `{` + its `"key":value` pairs in key order, joined by `,` + `}`,
+        and a transaction's keys sort as payload, timestamp, type: so both are assembled from
+        one encoding of each payload value. (tests/chain pins them to canonical() of the dicts.)
+        """
+        payload = self.payload
+        if any(k.__class__ is not str for k in payload):  # not from JSON: leave it all to json
+            full = self.to_dict()
+            return canonical_text(full), canonical_text({**full, "payload": redact(payload)})
+        pairs: list[str] = []
+        public: list[str] = []
+        for k in sorted(payload):
+            value = payload[k]
+            pair = canonical_scalar_text(k) + ":" + canonical_scalar_text(value)
+            pairs.append(pair)
+            if k in PRIVATE_FIELDS and isinstance(value, str):
+                public.append(canonical_scalar_text(k) + ':{"blake3":"' + _digest(value) + '"}')
+            else:
+                public.append(pair)
+        tail = '},"timestamp":' + canonical_scalar_text(self.timestamp) + ',"type":' + canonical_scalar_text(self.type) + "}"
+        return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
     @cached_property
     def hash(self) -> bytes:
@@ -75,7 +101,8 @@ def redact(payload: dict[str, Any]) -> dict[str, Any]:
     """The payload with each private string field replaced by {"blake3": hex digest of its UTF-8}."""
     if not any(name in payload for name in PRIVATE_FIELDS):
         return payload
-    return {
-        k: {"blake3": hash_hex(v.encode("utf-8", "surrogatepass"))} if k in PRIVATE_FIELDS and isinstance(v, str) else v
-        for k, v in payload.items()
-    }
+    return {k: {"blake3": _digest(v)} if k in PRIVATE_FIELDS and isinstance(v, str) else v for k, v in payload.items()}
+
+
+def _digest(private: str) -> str:
+    return hash_hex(private.encode("utf-8", "surrogatepass"))

@@ -151,3 +151,52 @@ def test_non_string_keys_and_unencodable_values_are_refused_or_spelled_as_json_d
         canonical({"x": object()})
     with pytest.raises(EncodingError):
         canonical({(1, 2): "tuple key"})
+
+
+# Transactions assemble their canonical and public encodings from one encoding of each
+# payload value (chain.transactions.Transaction._texts); they must equal canonical() of the
+# whole dicts, for any payload, private fields or not.
+@given(
+    st.dictionaries(st.sampled_from(["prompt", "result", "job_id", "receipt", "a", "zz", "Ω", "result_"]) | st.text(max_size=6),
+                    wide_values, max_size=7),
+    st.sampled_from(["job.submit", "job.complete", "account.create"]),
+    st.integers(min_value=0, max_value=2**63),
+)
+def test_transaction_encodings_equal_canonical_of_the_dicts(payload: dict[str, Any], tx_type: str, timestamp: int) -> None:
+    from chain.transactions import Transaction, redact
+
+    tx = Transaction(tx_type, payload, timestamp)
+    full = {"type": tx_type, "payload": payload, "timestamp": timestamp}
+    public = {"type": tx_type, "payload": redact(payload), "timestamp": timestamp}
+    for attr, record in (("encoded", full), ("public_encoded", public)):
+        try:
+            expected = canonical(record)
+        except EncodingError:
+            with pytest.raises(EncodingError):
+                getattr(tx, attr)
+            continue
+        assert getattr(tx, attr) == expected
+
+
+def test_a_payload_with_non_string_keys_is_encoded_as_json_dumps_does() -> None:
+    from chain.transactions import Transaction
+
+    tx = Transaction("job.submit", {2: "y", 1: "x"}, 5)  # type: ignore[dict-item]
+    assert tx.encoded == canonical({"type": "job.submit", "payload": {2: "y", 1: "x"}, "timestamp": 5})
+    assert tx.encoded == b'{"payload":{"1":"x","2":"y"},"timestamp":5,"type":"job.submit"}'
+    mixed = Transaction("job.submit", {1: "x", "prompt": "p"}, 5)  # type: ignore[dict-item]
+    with pytest.raises(EncodingError):
+        mixed.encoded  # noqa: B018
+
+
+@given(wide_values)
+def test_the_scalar_shortcut_spells_values_as_canonical_does(value: Any) -> None:
+    from chain.encoding import canonical_scalar_text, canonical_text
+
+    try:
+        expected = canonical_text(value)
+    except EncodingError:
+        with pytest.raises(EncodingError):
+            canonical_scalar_text(value)
+        return
+    assert canonical_scalar_text(value) == expected
