@@ -179,7 +179,7 @@ def miner_signer(receipt: Any) -> bytes | None:
 # bounded and starts afresh when full.
 Signers = tuple[bytes | None, bytes | None]
 """(receipt_signer(receipt), miner_signer(receipt))"""
-CHECKED_LIMIT = 65_536
+CHECKED_LIMIT = 16_384
 _checked: dict[str, Signers] = {}
 
 

@@ -111,7 +111,7 @@ class BlockPipeline:
         finally:
             # A block still being written is settled even when the run ends early: it is then
             # added to the list already returned.
-            self._checker.collect_all()  # answers nobody will use, so the next run starts clean
+            self._checker.discard_all()  # answers for blocks this run did not reach
             if writing is not None:
                 self._settle(writing, stored)
 

@@ -149,9 +149,9 @@ class SignatureChecker:
             return
         self._pending.append((txs, self._sender.submit(_write_all, proc, request)))
 
-    def collect(self) -> float:
-        """Wait for the answer to the oldest request and note it for the transition. Return the
-        seconds spent waiting for it."""
+    def collect(self, *, note: bool = True) -> float:
+        """Wait for the answer to the oldest request and note it for the transition (unless
+        note=False: an answer no one will use). Return the seconds spent waiting for it."""
         if not self._pending:
             return 0.0
         txs, sent = self._pending.popleft()
@@ -168,13 +168,15 @@ class SignatureChecker:
             self._turn_off(str(exc))
             return 0.0
         waited = time.perf_counter() - started
-        for tx, signers in zip(txs, answers, strict=True):
-            note_checked_completion(tx.hash.hex(), signers)
+        if note:
+            for tx, signers in zip(txs, answers, strict=True):
+                note_checked_completion(tx.hash.hex(), signers)
         return waited
 
-    def collect_all(self) -> None:
+    def discard_all(self) -> None:
+        """Read and drop every outstanding answer, so that the next request starts clean."""
         while self._pending:
-            self.collect()
+            self.collect(note=False)
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)

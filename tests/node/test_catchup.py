@@ -168,3 +168,12 @@ def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(tmp_path: Pa
     finally:
         pipeline.close()
         store.close()
+
+
+def test_answers_for_blocks_a_run_did_not_reach_are_dropped(pipeline: BlockPipeline) -> None:
+    bad_first = Block(replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions)
+    take_checked_completion(COMPLETE.hash.hex())
+    stored, rejected = pipeline.run([bad_first, CHAIN.blocks[2]])  # block 2 was sent to the helper ahead
+    assert stored == [] and rejected is not None and rejected.height == 1
+    assert pipeline._checker.outstanding == 0
+    assert take_checked_completion(COMPLETE.hash.hex()) is None
