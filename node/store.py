@@ -61,6 +61,16 @@ def _height(height: int) -> bytes:
     return struct.pack(">Q", height)
 
 
+LEVELDB_OPTIONS: dict[str, Any] = {
+    # LevelDB's background compaction runs in this process and competes with it for CPU
+    # (on the authority, with the one event loop). Measured over a follower catching up
+    # 102,000 transactions (bench/bench_sync.py), it cost about 80 µs of CPU per transaction
+    # with the defaults and about 30 µs with these two, for about twice the disk (canonical
+    # JSON compresses well with snappy). Stores written either way read the same.
+    "compression": None,
+    "write_buffer_size": 16 * 1024 * 1024,  # 4 MiB by default: fewer, larger level-0 files
+}
+
 Changes = list[tuple[bytes, bytes | None]]
 """A block's net state changes, sorted by key; None means deleted (WorkingState.changes)."""
 
@@ -82,7 +92,7 @@ class Store:
         if not create and not self.path.is_dir():
             raise StoreError(f"the store at {self.path} holds no chain")
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=create)
+            self._db = plyvel.DB(str(self.path), create_if_missing=create, **LEVELDB_OPTIONS)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(
@@ -348,7 +358,7 @@ class StoreSnapshot:
 
 def load_raw(path: Path, items: Iterator[tuple[bytes, bytes]], batch_bytes: int = 4 * 1024 * 1024) -> int:
     """Write raw entries (from StoreSnapshot.items) into a new, empty store at path; count them."""
-    db = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True)
+    db = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True, **LEVELDB_OPTIONS)
     count = 0
     try:
         batch = db.write_batch(sync=True)
