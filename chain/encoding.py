@@ -53,16 +53,8 @@ def canonical_text(record: Any) -> str:
         raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
 
 
-_json_string = _json_encoder_module.c_encode_basestring or _json_encoder_module.py_encode_basestring
-
-
-def canonical_scalar_text(value: Any) -> str:
-    """canonical_text(value), quicker for the commonest values (exact str and int)."""
-    if value.__class__ is str:
-        return _json_string(value)  # type: ignore[no-any-return]
-    if value.__class__ is int:
-        return int.__repr__(value)
-    return canonical_text(value)
+json_string: Callable[[str], str] = _json_encoder_module.c_encode_basestring or _json_encoder_module.py_encode_basestring
+"""A str as a JSON string, exactly as canonical() spells it (non-ASCII kept, not escaped)."""
 
 
 def utf8(text: str) -> bytes:

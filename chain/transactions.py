@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import hash_bytes, hash_hex
-from chain.encoding import canonical, canonical_scalar_text, canonical_text, utf8
+from chain.encoding import canonical, canonical_text, json_string, utf8
 from chain.errors import EncodingError
 
 PRIVATE_FIELDS = ("prompt", "result")
@@ -62,6 +62,9 @@ class Transaction:
         one encoding of each payload value. (tests/chain pins them to canonical() of the dicts.)
         """
         payload = self.payload
+        if not any(name in payload for name in PRIVATE_FIELDS):  # the public form is the same
+            text = canonical_text(self.to_dict())
+            return text, text
         if any(k.__class__ is not str for k in payload):  # not from JSON: leave it all to json
             full = self.to_dict()
             return canonical_text(full), canonical_text({**full, "payload": redact(payload)})
@@ -69,13 +72,15 @@ class Transaction:
         public: list[str] = []
         for k in sorted(payload):
             value = payload[k]
-            pair = canonical_scalar_text(k) + ":" + canonical_scalar_text(value)
+            kind = value.__class__
+            text = json_string(value) if kind is str else int.__repr__(value) if kind is int else canonical_text(value)
+            pair = json_string(k) + ":" + text
             pairs.append(pair)
             if k in PRIVATE_FIELDS and isinstance(value, str):
-                public.append(canonical_scalar_text(k) + ':{"blake3":"' + _digest(value) + '"}')
+                public.append(json_string(k) + ':{"blake3":"' + _digest(value) + '"}')
             else:
                 public.append(pair)
-        tail = '},"timestamp":' + canonical_scalar_text(self.timestamp) + ',"type":' + canonical_scalar_text(self.type) + "}"
+        tail = '},"timestamp":' + canonical_text(self.timestamp) + ',"type":' + canonical_text(self.type) + "}"
         return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
     @cached_property

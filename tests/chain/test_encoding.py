@@ -189,14 +189,8 @@ def test_a_payload_with_non_string_keys_is_encoded_as_json_dumps_does() -> None:
         mixed.encoded  # noqa: B018
 
 
-@given(wide_values)
-def test_the_scalar_shortcut_spells_values_as_canonical_does(value: Any) -> None:
-    from chain.encoding import canonical_scalar_text, canonical_text
+@given(st.text())
+def test_json_string_spells_text_as_canonical_does(text: str) -> None:
+    from chain.encoding import canonical_text, json_string
 
-    try:
-        expected = canonical_text(value)
-    except EncodingError:
-        with pytest.raises(EncodingError):
-            canonical_scalar_text(value)
-        return
-    assert canonical_scalar_text(value) == expected
+    assert json_string(text) == canonical_text(text)
