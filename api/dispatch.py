@@ -144,7 +144,11 @@ def _first_allowing(entries: list[_Entry], method: str, best: _Entry | None) -> 
 
 
 class FastDispatch:
-    """The innermost middleware: serves what RouteTable finds; passes the rest down."""
+    """The innermost middleware: serves what RouteTable finds; passes the rest down.
+
+    `handlers` is the app's whole exception handler map (api.errors.EXCEPTION_HANDLERS, which
+    covers HTTPException); an exception it has no handler for goes up unhandled, as from the
+    Router, to the outermost ServerErrorMiddleware and its 500."""
 
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], handlers: Mapping[Any, Handler]) -> None:
         self.app = app
