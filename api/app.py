@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
 from api.activity import activity_for
 from api.auth import AccountCache
+from api.dispatch import FastDispatch
 from api.errors import EXCEPTION_HANDLERS
 from api.ratelimit import RateLimiter
 from api.wslimit import WebSocketLimiter
@@ -86,6 +87,8 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
             allow_headers=["X-Api-Key", "Content-Type"],
             expose_headers=["X-Request-Id", "Retry-After"],
         ))
+    # Innermost: plain routes go straight to their endpoint (api/dispatch.py); the rest to the Router.
+    middleware.append(Middleware(FastDispatch, routes=routes, handlers=EXCEPTION_HANDLERS))
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     app.state.node = node
     app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)

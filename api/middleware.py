@@ -29,6 +29,9 @@ HEIGHT_HEADER = b"x-aitbc-height"
 """On /v1 answers: the chain height the answer was read at (a follower waits to reach it)."""
 VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 UNMATCHED = "<unmatched>"
+OWN_HEADERS = frozenset(name for name, _ in SECURITY_HEADERS) | {HEIGHT_HEADER}
+"""Headers this middleware adds unless the endpoint set them itself."""
+_NONE: frozenset[bytes] = frozenset()
 
 
 def route_template(scope: Scope) -> str:
@@ -81,9 +84,14 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers.append((HEADER, raw_rid))
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                if any(name.lower() in OWN_HEADERS for name, _ in headers):
+                    present = {name.lower() for name, _ in headers}
+                    headers.append((HEADER, raw_rid))
+                    headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                else:  # the usual case: none of ours was set by the endpoint
+                    present = _NONE
+                    headers.append((HEADER, raw_rid))
+                    headers.extend(SECURITY_HEADERS)
                 if versioned and HEIGHT_HEADER not in present:
                     store = getattr(self.node, "store", None)
                     if store is not None and not store.closed:

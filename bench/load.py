@@ -39,6 +39,10 @@ WORKLOADS = ("ceiling", "submit", "lifecycle", "stats", "receipts", "pending")
 class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    load_cpu: float = float("nan")
+    """CPU time of this load generator over the run's wall time: near 1.0, it is the bottleneck."""
+    server_cpu: float = float("nan")
+    """CPU seconds the server used during the run (all its threads), where /proc tells."""
 
     def add(self, name: str, seconds: float, ok: bool) -> None:
         if ok:
@@ -62,6 +66,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    load_cpu: float = float("nan")
+    server_us: float = float("nan")
+    """Server CPU per request of the whole run, in microseconds: unlike req/s, barely moved by other load on the machine."""
 
     @property
     def rate(self) -> float:
@@ -123,14 +130,25 @@ def start_node(port: int, workdir: Path, extra: list[str] | None = None) -> subp
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all threads (nan where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(
-    concurrency: int, seconds: float, max_requests: int, step: Callable[[int, Recorder], Awaitable[int]]
+    concurrency: int, seconds: float, max_requests: int, step: Callable[[int, Recorder], Awaitable[int]],
+    server_pid: int | None = None,
 ) -> tuple[Recorder, float, int]:
     """Run `step(worker, recorder)` in `concurrency` workers until time or the request budget runs out."""
     recorder = Recorder()
     done = 0
     deadline = time.monotonic() + seconds
-    started = time.perf_counter()
+    server_started = cpu_seconds(server_pid) if server_pid is not None else float("nan")
+    started, cpu_started = time.perf_counter(), time.process_time()
 
     async def worker(i: int) -> None:
         nonlocal done
@@ -138,25 +156,34 @@ async def drive(
             done += await step(i, recorder)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return recorder, time.perf_counter() - started, done
+    elapsed = time.perf_counter() - started
+    recorder.load_cpu = (time.process_time() - cpu_started) / elapsed
+    if server_pid is not None:
+        recorder.server_cpu = cpu_seconds(server_pid) - server_started
+    return recorder, elapsed, done
 
 
 async def timed(session: aiohttp.ClientSession, rec: Recorder, name: str, method: str, url: str,
-                expect: int, **kwargs: Any) -> Any:
+                expect: int, *, parse: bool = False, **kwargs: Any) -> Any:
+    """One request, timed; its JSON body only with parse=True (decoding a big body costs the
+    load generator, which is CPU-bound on the read workloads, more than the server's answer)."""
     t0 = time.perf_counter()
     async with session.request(method, url, **kwargs) as r:
         body = await r.read()
         rec.add(name, time.perf_counter() - t0, r.status == expect)
-        return json.loads(body) if body else None
+        return json.loads(body) if parse and body else None
 
 
 def summarise(rec: Recorder, elapsed: float, prefix: str = "") -> list[Result]:
     names = sorted(set(rec.latencies) | set(rec.errors))
+    total = sum(len(v) for k, v in rec.latencies.items() if k != "lifecycles") + sum(rec.errors.values())
+    server_us = rec.server_cpu / total * 1e6 if total else float("nan")
     out = []
     for name in names:
         lat = rec.latencies.get(name, [])
         out.append(Result(prefix + name, len(lat) + rec.errors.get(name, 0), elapsed,
-                          percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0)))
+                          percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0), rec.load_cpu,
+                          server_us))
     return out
 
 
@@ -173,7 +200,7 @@ async def run_ceiling(args: argparse.Namespace) -> list[Result]:
                 async def step(i: int, rec: Recorder, m: str = method, p: str = path, n: str = name, e: int = expect) -> int:
                     await timed(s, rec, n, m, base + p, e, data=body if m == "POST" else None)
                     return 1
-                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, step)
+                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, step, proc.pid)
                 results += summarise(rec, elapsed)
     finally:
         proc.terminate()
@@ -206,7 +233,7 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
                 await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
                 found = await timed(s, rec, "GET /v1/jobs/available", "GET", base + "/v1/jobs/available", 200,
-                                    params={"miner_id": f"w{i}"}, headers=miner)
+                                    parse=True, params={"miner_id": f"w{i}"}, headers=miner)
                 if not isinstance(found, dict) or "job_id" not in found:
                     return 2
                 jid = found["job_id"]
@@ -230,7 +257,7 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 "pending": await get_step("GET /v1/jobs?status=pending", "/v1/jobs?status=pending", client),
             }
             for name in workloads:
-                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name])
+                rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
                 if name == "submit":
                     # Group commit, in a separate short pass (strace slows the node): synced writes per block.
@@ -281,12 +308,12 @@ def stop_sync_counter(tracer: tuple[subprocess.Popen[bytes], Path] | None) -> in
 
 
 def report(results: list[Result], block_max_wait_ms: int) -> None:
-    print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load cpu':>9} {'server us/req':>14}")
     for r in results:
         if r.name.endswith("lifecycles"):
             print(f"{r.name:44} {r.rate:9.1f} {'':>8} {'':>8} {'':>7}")
             continue
-        print(f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
+        print(f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {100 * r.load_cpu:8.0f}% {r.server_us:14.1f}")
     by = {r.name: r for r in results}
     get_ceiling, post_ceiling = by.get("ceiling GET"), by.get("ceiling POST")
     print()

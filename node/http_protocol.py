@@ -21,19 +21,31 @@ log = logging.getLogger("aitbc.http")
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
     request_timeout: float = 30.0
+    _due: float | None = None
+    """When the request being received must be complete (loop time); None when none is."""
     _deadline: asyncio.TimerHandle | None = None
+    """The connection's one timer, at or before _due. A request that ends does not cancel it:
+    when it fires it closes the connection only if a request is then overdue, and otherwise
+    re-arms for the request in progress, if any, so a request costs no timer of its own."""
 
     def _arm(self) -> None:
+        if self._due is not None:
+            return  # a deadline runs already (the connection's, for its first request)
+        self._due = self.loop.time() + self.request_timeout
         if self._deadline is None:
-            self._deadline = self.loop.call_later(self.request_timeout, self._expire)
+            self._deadline = self.loop.call_at(self._due, self._expire)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = None
 
     def _expire(self) -> None:
         self._deadline = None
+        if self._due is None:
+            return
+        if self._due > self.loop.time():
+            self._deadline = self.loop.call_at(self._due, self._expire)
+            return
+        self._due = None
         if not self.transport.is_closing():
             log.warning("closing a connection that did not send its request within %.0f s", self.request_timeout)
             self.transport.close()
@@ -44,6 +56,9 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:

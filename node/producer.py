@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,11 @@ class NodeUnavailable(Exception):
         self.error_code = error_code
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -74,7 +80,12 @@ class Producer:
         self.key = key
         self.params = store.genesis.params
         self.mempool_limit = mempool_limit
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._mempool: deque[_Pending] | None = None
+        """Submitted, not yet taken into a block; None until started."""
+        self._waiter: asyncio.Future[None] | None = None
+        """While the loop sleeps in _collect: resolved to wake it early."""
+        self._idle = False
+        """The loop is waiting for a first transaction (rather than filling a block)."""
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._leases: list[tuple[int, str]] = []
@@ -82,7 +93,7 @@ class Producer:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self._seed_leases()
-        self._queue = asyncio.Queue()
+        self._mempool = deque()
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name="aitbc-producer")
 
@@ -96,22 +107,25 @@ class Producer:
 
     def wake(self) -> None:
         """Look at lease expiries now (after the clock moved) rather than at the planned time."""
-        if self._queue is not None:
-            self._queue.put_nowait(_Pending(Transaction("miner.heartbeat", {}, 0), None))
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def mempool_size(self) -> int:
-        return 0 if self._queue is None else self._queue.qsize()
+        return 0 if self._mempool is None else len(self._mempool)
 
     # -- submission ----------------------------------------------------------------
     async def submit(self, tx_type: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Queue a transaction; return its result once its block is durable."""
-        if self._queue is None or self._stopping:
+        mempool = self._mempool
+        if mempool is None or self._stopping:
             raise NodeUnavailable("the node is shutting down", error_code="shutting_down")
-        if self._queue.qsize() >= self.mempool_limit:
+        if len(mempool) >= self.mempool_limit:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(Transaction(tx_type, payload, self.clock()), future))
+        mempool.append(_Pending(Transaction(tx_type, payload, self.clock()), future))
+        if self._idle or len(mempool) >= self.params.max_block_txs:
+            self.wake()  # a first transaction, or a full block: no reason to wait longer
         return await future
 
     # -- the loop --------------------------------------------------------------------
@@ -122,13 +136,13 @@ class Producer:
         N's changes; N+1's write starts only once N is durable, and each block's requests are
         answered only when that block is on disk.
         """
-        assert self._queue is not None
-        queue = self._queue
+        assert self._mempool is not None
+        mempool = self._mempool
         inflight: asyncio.Task[bool] | None = None
         inflight_state: WorkingState | None = None
         tip = self.store.tip()
         while not self._stopping:
-            batch = await self._collect(queue)
+            batch = await self._collect(mempool)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
             # Expired leases go first, so a claim in the same block sees the job pending again.
             batch = self._due_requeues(len(batch), inflight_state or self.store) + batch
@@ -153,8 +167,8 @@ class Producer:
             inflight = asyncio.create_task(self._write_and_answer(batch, outcomes, block, state, started))
         if inflight is not None:
             await inflight
-        while not queue.empty():
-            pending = queue.get_nowait()
+        while mempool:
+            pending = mempool.popleft()
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(NodeUnavailable("the node is shutting down", error_code="shutting_down"))
 
@@ -187,27 +201,35 @@ class Producer:
             else:
                 p.future.set_result(outcome)
 
-    async def _collect(self, queue: asyncio.Queue[_Pending]) -> list[_Pending]:
-        """Wait for work (or the next lease expiry), then gather up to one block's worth."""
-        try:
-            first = await asyncio.wait_for(queue.get(), timeout=self._seconds_to_next_lease())
-        except TimeoutError:
-            return []
-        batch = [first]
-        limit = self.params.max_block_txs
-        deadline = time.monotonic() + self.params.block_max_wait_ms / 1000
-        while len(batch) < limit and not self._stopping:
-            if not queue.empty():
-                batch.append(queue.get_nowait())
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+    async def _collect(self, mempool: deque[_Pending]) -> list[_Pending]:
+        """Wait for work (or the next lease expiry), then gather up to one block's worth.
+
+        Two sleeps at most per block, whatever the number of transactions: one for a first
+        transaction, then one of block_max_wait_ms for more, cut short by a full block."""
+        if not mempool:
+            self._idle = True
             try:
-                batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
-            except TimeoutError:
-                break
-        return batch
+                await self._sleep(self._seconds_to_next_lease())
+            finally:
+                self._idle = False
+            if not mempool:
+                return []
+        limit = self.params.max_block_txs
+        if len(mempool) < limit and not self._stopping:
+            await self._sleep(self.params.block_max_wait_ms / 1000)
+        return [mempool.popleft() for _ in range(min(limit, len(mempool)))]
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Sleep for seconds (None: until woken), or until wake()."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if seconds is None else loop.call_later(seconds, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     # -- lease expiry ----------------------------------------------------------------
     # Running jobs' lease deadlines, soonest first, kept in memory: seeded from the lease index

@@ -63,6 +63,16 @@ def test_a_request_trickled_byte_by_byte_is_cut_off(limited: NodeProcess) -> Non
         assert http.get("/health").status_code == 200
 
 
+def test_a_later_request_on_a_kept_alive_connection_trickled_is_cut_off(limited: NodeProcess) -> None:
+    """The deadline of each request counts, not only the connection's first one."""
+    slow = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", limited.port)) as sock:
+        sock.settimeout(15)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _closed_by_server(sock, slow, limit_s=15)
+
+
 def test_a_connection_that_never_sends_a_request_is_closed(limited: NodeProcess) -> None:
     with socket.create_connection(("127.0.0.1", limited.port)) as sock:
         sock.settimeout(15)
