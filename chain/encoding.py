@@ -100,8 +100,14 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+_strict_decoder = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+"""Built once: json.loads with these options would build a decoder per call."""
+
+
 def parse_strict(text: str) -> Any:
     """JSON from outside (requests, proof bundles): duplicate keys, NaN and Infinity are refused.
 
     Raises ValueError (or RecursionError for absurd nesting)."""
-    return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
+    if text.startswith("\ufeff"):
+        raise ValueError("JSON must not start with a byte order mark")  # as json.loads refuses it
+    return _strict_decoder.decode(text)
