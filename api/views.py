@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timezone
 from typing import Any
 
 
 def iso(ms: int) -> str:
     """Unix milliseconds as ISO 8601 UTC with millisecond precision."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, millis = divmod(ms, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    """A whole second as ISO 8601 UTC (a job's times, a block's, repeat the same few seconds)."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "")
 
 
 JOB_TIMES = ("created_at", "started_at", "completed_at")
