@@ -15,7 +15,7 @@ from api.auth import Principal, authenticate
 from api.errors import ApiError
 from api.parsing import page_limit, parse_datetime_ms, query_choice, query_int, read_object, require_field
 from api.views import job_view
-from chain.jobs import STATUSES, validate_job_request, validate_result
+from chain.jobs import STATUSES, validate_error, validate_job_request, validate_result
 from chain.miners import validate_id
 from chain.receipts import completion_signature_valid, miner_signature_block, receipt_body, result_hash, sign_receipt
 
@@ -162,8 +162,8 @@ async def complete_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "miner")
     body = await read_object(request, ("miner_id", "result", "completed_at", "miner_signature"))
     node = _node(request)
+    result = validate_result(require_field(body, "result"), node.store.genesis.params)  # the body first, then lookups
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
-    result = validate_result(require_field(body, "result"), node.store.genesis.params)
     job = _running_job(request, miner)
     now = node.clock()
     completed_at = now if body.get("completed_at") is None else parse_datetime_ms("completed_at", body["completed_at"])
@@ -208,11 +208,12 @@ def _cosignature(job: dict[str, Any], miner: dict[str, Any], result: str, signat
 async def fail_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "miner")
     body = await read_object(request, ("miner_id", "error"))
+    error = validate_error(require_field(body, "error"))  # the body first, then lookups
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
     payload = {
         "job_id": request.path_params["job_id"],
         "miner_id": miner["miner_id"],
         "owner": miner["owner"],
-        "error": require_field(body, "error"),
+        "error": error,
     }
     return JSONResponse(job_view(await _node(request).producer.submit("job.fail", payload)))

@@ -302,13 +302,18 @@ def _check_cosignature(receipt: dict[str, Any], miner: dict[str, Any], result: s
         raise ValidationError(f"miner_signature does not verify with the miner_pubkey registered for '{miner['miner_id']}'", error_code="miner_signature_invalid")
 
 
-def fail(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
-    job, miner = _running_for(state, payload)
-    error = payload.get("error")
+def validate_error(error: Any) -> str:
+    """A miner's failure report: a non-empty string of at most MAX_ERROR_CHARS."""
     if not isinstance(error, str) or not error.strip():
         raise ValidationError("error must be a non-empty string")
     if len(error) > MAX_ERROR_CHARS:
         raise TooLarge(f"error is longer than {MAX_ERROR_CHARS} characters")
+    return error
+
+
+def fail(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    job, miner = _running_for(state, payload)
+    error = validate_error(payload.get("error"))
     miners.touch(state, miner, ctx)
     return _release(state, job, error, ctx)
 

@@ -118,3 +118,14 @@ def test_wrong_types_in_every_field_get_4xx_and_write_nothing(api: tuple[TestCli
 def test_an_enormous_body_gets_413_and_writes_nothing(api: tuple[TestClient, Node, str], endpoint: Any) -> None:
     r = _send(api, endpoint, b'{"prompt": "' + b"x" * (3 * 1024 * 1024) + b'"}')
     assert r.status_code == 413
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/jobs/{job}/complete", {"miner_id": "0", "result": []}),
+    ("/v1/jobs/{job}/complete", {"miner_id": "nobody", "result": 7}),
+    ("/v1/jobs/{job}/fail", {"miner_id": "0", "error": ["x"]}),
+    ("/v1/jobs/{job}/fail", {"miner_id": "nobody", "error": ""}),
+])
+def test_a_malformed_body_is_a_400_before_any_lookup_of_what_it_names(api: tuple[TestClient, Node, str], path: str, body: dict[str, Any]) -> None:
+    r = _send(api, ("POST", path, MINER_1["key"], []), json.dumps(body).encode())
+    assert r.status_code == 400 and r.json()["error_code"] == "validation_error"
