@@ -92,9 +92,10 @@ def dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory from /proc: VmRSS (all), RssAnon (the heap) or RssFile (mapped files)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -142,6 +143,8 @@ async def measure(data_dir: Path, seconds: float, concurrency: int) -> dict[str,
                 lat = rec.latencies[name]
                 out[name] = (len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0))
             out["rss_mb"] = rss_mb(proc.pid)
+            out["rss_anon_mb"] = rss_mb(proc.pid, "RssAnon")
+            out["rss_file_mb"] = rss_mb(proc.pid, "RssFile")
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -186,6 +189,6 @@ def main(argv: list[str]) -> int:
     for s in sorted(results):
         r = results[s]
         print(f"{s:>12,} tx: start-up {r['startup_s']:.2f} s (then {r['maintenance_s']:.1f} s of background maintenance), "
-              f"resident memory {r['rss_mb']:.0f} MB, {r['bytes_per_tx']:.0f} bytes on disk per tx")
+              f"resident memory {r['rss_mb']:.0f} MB ({r['rss_anon_mb']:.0f} MB heap, {r['rss_file_mb']:.0f} MB mapped files), {r['bytes_per_tx']:.0f} bytes on disk per tx")
     print(json.dumps({str(k): {kk: vv for kk, vv in v.items()} for k, v in results.items()}, default=str))
     return 0

@@ -65,10 +65,13 @@ LEVELDB_OPTIONS: dict[str, Any] = {
     # LevelDB's background compaction runs in this process and competes with it for CPU
     # (on the authority, with the one event loop). Measured over a follower catching up
     # 102,000 transactions (bench/bench_sync.py), it cost about 80 µs of CPU per transaction
-    # with the defaults and about 30 µs with these two, for about twice the disk (canonical
+    # with the defaults and about 30 µs with the first two, for about twice the disk (canonical
     # JSON compresses well with snappy). Stores written either way read the same.
     "compression": None,
     "write_buffer_size": 16 * 1024 * 1024,  # 4 MiB by default: fewer, larger level-0 files
+    # LevelDB maps each open table file into memory; open files (1,000 by default, about 2 MiB
+    # each) bound what a node's resident memory can hold of them.
+    "max_open_files": 100,
 }
 
 Changes = list[tuple[bytes, bytes | None]]
