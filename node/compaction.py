@@ -4,7 +4,8 @@ Status, lease and pending indexes take a put and a delete for every job that mov
 LevelDB keeps each delete as a tombstone until a compaction reaches the bottom level, and an
 iterator has to step over every tombstone between two live keys; on a long chain that makes a
 listing cost grow with history. This compacts the index key range in a worker thread: once
-shortly after start, then after every `every_txs` transactions. (LevelDB drops a tombstone
+shortly after start, then after every `every_txs` transactions, and whenever writes pause
+after a burst. (LevelDB drops a tombstone
 for a key written only recently at its first compaction; the sooner that comes, the fewer a
 newest-first listing steps over. With a 16 MiB write buffer (node.store.LEVELDB_OPTIONS),
 compacting every 10,000 transactions kept `GET /v1/jobs?status=pending` right after a burst of
@@ -24,11 +25,18 @@ log = logging.getLogger("aitbc.compaction")
 
 
 class IndexCompactor:
-    def __init__(self, store: Store, every_txs: int = 10_000) -> None:
+    """Compacts after every `every_txs` transactions, and also once writes pause for
+    `idle_after_s` with at least `idle_min_txs` since the last time, so that a burst of job
+    churn does not leave its tombstones in the way of the reads that follow it."""
+
+    def __init__(self, store: Store, every_txs: int = 10_000, *, idle_after_s: float = 2.0, idle_min_txs: int = 1_000) -> None:
         self.store = store
         self.every_txs = every_txs
+        self.idle_after_s = idle_after_s
+        self.idle_min_txs = idle_min_txs
         self._since = every_txs  # compact once soon after start: a restart may find old tombstones
         self._running: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     @property
     def running(self) -> bool:
@@ -37,9 +45,23 @@ class IndexCompactor:
     def on_block(self, block: Block) -> None:
         self._since += len(block.transactions)
         self.maybe_start()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = None
+        if self._since >= self.idle_min_txs:
+            self._idle_timer = asyncio.get_running_loop().call_later(self.idle_after_s, self._on_idle)
+
+    def _on_idle(self) -> None:
+        self._idle_timer = None
+        if self._since >= self.idle_min_txs:
+            self._start()
 
     def maybe_start(self) -> None:
-        if self._since < self.every_txs or (self._running is not None and not self._running.done()):
+        if self._since >= self.every_txs:
+            self._start()
+
+    def _start(self) -> None:
+        if self._running is not None and not self._running.done():
             return
         self._since = 0
         self._running = asyncio.get_running_loop().run_in_executor(None, self._compact)
@@ -51,5 +73,8 @@ class IndexCompactor:
 
     async def stop(self) -> None:
         """Wait for a compaction in progress: the store must not close under it."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._running is not None:
             await asyncio.gather(self._running, return_exceptions=True)

@@ -1,4 +1,4 @@
-"""The index compactor runs once after start, then after every `every_txs` transactions, never twice at once."""
+"""The index compactor runs once after start, then after every `every_txs` transactions or when writes pause, never twice at once."""
 
 from __future__ import annotations
 
@@ -61,3 +61,26 @@ def test_compact_indexes_keeps_every_live_entry(tmp_path: Any) -> None:
         assert dict(store.iter_all_state()) == before
     finally:
         store.close()
+
+
+def test_compaction_also_runs_when_writes_pause_after_enough_transactions() -> None:
+    async def scenario() -> list[int]:
+        store: Any = CountingStore()
+        store.release.set()
+        compactor = IndexCompactor(store, every_txs=1_000, idle_after_s=0.01, idle_min_txs=5)
+        compactor._since = 0  # as if the start-up compaction had run
+        seen = []
+        compactor.on_block(_block(3))  # below idle_min_txs: no timer
+        assert compactor._idle_timer is None
+        compactor.on_block(_block(3))  # 6 since: compacts once writes pause
+        assert compactor._idle_timer is not None
+        assert await asyncio.to_thread(store.started.wait, 10)
+        await compactor.stop()
+        seen.append(store.calls)
+        compactor.on_block(_block(2))  # 2 since the last one: not enough
+        assert compactor._idle_timer is None
+        await compactor.stop()
+        seen.append(store.calls)
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 1]
