@@ -273,7 +273,7 @@ def main(argv: list[str]) -> int:
 
         if not args.no_http:
             seconds = catch_up_over_http(work / "authority", work / "follower", built["height"], args.timeout)
-            print(f"two processes over HTTP on 127.0.0.1 (start of follower to level with the authority):")
+            print("two processes over HTTP on 127.0.0.1 (start of follower to level with the authority):")
             print(f"  {built['height'] / seconds:>10,.1f} blocks/s  {built['txs'] / seconds:>10,.0f} tx/s  "
                   f"{args.jobs / seconds:>10,.0f} receipts verified/s  in {seconds:.1f} s")
     finally:

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import hash_bytes, hash_hex
-from chain.encoding import canonical, canonical_text, json_string, utf8
+from chain.encoding import canonical_text, json_string, utf8
 from chain.errors import EncodingError
 
 PRIVATE_FIELDS = ("prompt", "result")

@@ -35,7 +35,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def submit(store: Store, models: list[str]) -> list[str]:
     at = store.tip().timestamp + 1
     ids = [f"job-{store.tip().height}-{i}" for i in range(len(models))]
-    txs = [Transaction("job.submit", {"job_id": j, "client": "c", "prompt": "p", "model": m, "params": {}}, at) for j, m in zip(ids, models)]
+    txs = [Transaction("job.submit", {"job_id": j, "client": "c", "prompt": "p", "model": m, "params": {}}, at) for j, m in zip(ids, models, strict=True)]
     outcomes, block = seal_now(store, AUTHORITY, txs, clock=lambda: at)
     assert block is not None and all(isinstance(o, dict) for o in outcomes), outcomes
     return ids
