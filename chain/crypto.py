@@ -69,12 +69,11 @@ class NodeKey:
 
 
 # -- signatures known to be valid ----------------------------------------------------
-# A bounded memo of the checks that passed (or that this process signed itself), each kept
-# as the BLAKE3 digest of key, signature and message (fixed-length key and signature first,
-# so the digest names one triple). Only valid triples ever enter it, so a hit answers what a
-# fresh check would. It lets a follower verify a block's signatures on another thread ahead
-# of applying the block, and spares the authority re-checking a receipt it just signed.
-# Membership tests, adds and clear are each atomic under the GIL.
+# A bounded memo of the signatures this process made, each kept as the BLAKE3 digest of key,
+# signature and message (fixed-length key and signature first, so the digest names one
+# triple). A signature made with the key verifies, so a hit answers what a fresh check would;
+# it spares the authority re-checking a receipt it has just signed. Membership tests, adds and
+# clear are each atomic under the GIL.
 KNOWN_VALID_LIMIT = 65_536
 """At most this many digests (about 6 MB); the memo starts afresh when full."""
 _known_valid: set[bytes] = set()
@@ -95,20 +94,14 @@ def forget_known_valid() -> None:
     _known_valid.clear()
 
 
-def verify_signature(public_key: bytes, message: bytes, signature: bytes, *, remember: bool = False) -> bool:
-    """True when signature is a valid Ed25519 signature of message by public_key.
-
-    remember=True keeps a valid triple in the memo, so the next check of it is a set lookup.
-    """
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True when signature is a valid Ed25519 signature of message by public_key."""
     if len(public_key) != 32 or len(signature) != 64 or not isinstance(message, bytes):
         return False
-    digest = _check_digest(public_key, message, signature) if _known_valid or remember else b""
-    if digest in _known_valid:
+    if _known_valid and _check_digest(public_key, message, signature) in _known_valid:
         return True
     try:
         VerifyKey(public_key).verify(message, signature)
     except (BadSignatureError, ValueError, TypeError):
         return False
-    if remember:
-        _remember(digest)
     return True

@@ -122,4 +122,3 @@ def apply_block(base: ReadableState, prev: BlockHeader, block: Block, genesis: G
     if header.state_root != state_root(prev.state_root, state.changes()):
         raise InvalidBlock(f"block {h}: state_root does not match the re-derived state", error_code="bad_state_root")
     return state
-

@@ -55,6 +55,7 @@ class BlockPipeline:
         self.store = store
         self.genesis = genesis
         self._checker = SignatureChecker()
+        self.closed = False
         self.share = 1.0
         """The part of each block's completions given to the helper process (see _balance)."""
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="aitbc-blockwrite", initializer=_yield_cpu)
@@ -64,6 +65,7 @@ class BlockPipeline:
         self._checker.start(wait=wait)
 
     def close(self) -> None:
+        self.closed = True
         self._writer.shutdown(wait=True)
         self._checker.close()
 

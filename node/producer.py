@@ -107,8 +107,8 @@ class Producer:
 
     def wake(self) -> None:
         """Look at lease expiries now (after the clock moved) rather than at the planned time."""
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            _resolve(self._waiter)
 
     @property
     def mempool_size(self) -> int:

@@ -42,8 +42,8 @@ class Node:
         self.key: NodeKey | None = None
         self.producer: Producer | None = None
         self.sync: Follower | None = None
-        self.compactor: IndexCompactor | None = None
         """On a follower (--follow): the task that replicates and verifies the upstream's chain."""
+        self.compactor: IndexCompactor | None = None
         self.feed = BlockFeed()
         self.metrics = NodeMetrics(self)
         """Prometheus metrics in a registry of this node's own (api/operations.py serves them)."""

@@ -16,8 +16,8 @@ the new tip, so after a crash the store ends at some block boundary, never insid
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

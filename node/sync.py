@@ -169,7 +169,8 @@ class Follower:
         self._stopping = False
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
-        self._pipeline = BlockPipeline(self.store, self.genesis)
+        if self._pipeline.closed:  # started again after stop()
+            self._pipeline = BlockPipeline(self.store, self.genesis)
         self._pipeline.start()
         self._http = httpx.AsyncClient(
             base_url=self.upstream,

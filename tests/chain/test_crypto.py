@@ -70,7 +70,7 @@ def _counting_verify(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_a_remembered_valid_check_is_answered_without_verifying_again(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checks_of_signatures_made_elsewhere_are_always_made(monkeypatch: pytest.MonkeyPatch) -> None:
     from chain import crypto
 
     crypto.forget_known_valid()
@@ -78,12 +78,11 @@ def test_a_remembered_valid_check_is_answered_without_verifying_again(monkeypatc
     signature = other._signing.sign(b"message").signature  # signed without the memo's knowledge
     calls = _counting_verify(monkeypatch)
     assert crypto.verify_signature(other.public_key, b"message", signature)
-    assert crypto.verify_signature(other.public_key, b"message", signature, remember=True)
     assert crypto.verify_signature(other.public_key, b"message", signature)
-    assert len(calls) == 2  # the third check was a memo hit
-    assert not crypto.verify_signature(other.public_key, b"other message", signature, remember=True)
+    assert len(calls) == 2  # verifying remembers nothing
     assert not crypto.verify_signature(other.public_key, b"other message", signature)
-    assert len(calls) == 4  # an invalid check is never remembered
+    assert not crypto.verify_signature(other.public_key, b"other message", signature)
+    assert len(calls) == 4
 
 
 def test_what_this_process_signs_is_known_valid(monkeypatch: pytest.MonkeyPatch) -> None:

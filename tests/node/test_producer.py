@@ -57,6 +57,20 @@ def lease_store(tmp_path: Path, lease_genesis: Genesis) -> Iterator[Store]:
         s.close()
 
 
+def submit_together(store: Store, node_key: NodeKey, *accounts: dict[str, str]) -> list[Any]:
+    """Submit account.create transactions at once to a fresh producer; each result or error."""
+
+    async def scenario() -> list[Any]:
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            return await asyncio.gather(*(producer.submit("account.create", a) for a in accounts), return_exceptions=True)
+        finally:
+            await producer.stop()
+
+    return asyncio.run(scenario())
+
+
 def test_concurrent_submissions_share_blocks_within_max_block_txs(store: Store, node_key: NodeKey) -> None:
     assert store.genesis.params.max_block_txs == 10
     start_height = store.tip().height
@@ -98,20 +112,7 @@ def test_rejected_tx_raises_its_error_while_the_rest_of_its_block_commits(store:
     good_a, good_b = account("alice"), account("bob")
     bad_role = {"name": "mallory", "role": "wizard", "key_hash": hash_hex(b"mallory")}
 
-    async def scenario() -> list[Any]:
-        producer = Producer(store, node_key)
-        producer.start()
-        try:
-            return await asyncio.gather(
-                producer.submit("account.create", good_a),
-                producer.submit("account.create", bad_role),
-                producer.submit("account.create", good_b),
-                return_exceptions=True,
-            )
-        finally:
-            await producer.stop()
-
-    a, bad, b = asyncio.run(scenario())
+    a, bad, b = submit_together(store, node_key, good_a, bad_role, good_b)
 
     assert isinstance(bad, ValidationError)
     assert "role" in bad.detail
@@ -128,19 +129,7 @@ def test_conflicting_submissions_one_wins_one_gets_conflict(store: Store, node_k
     first = account("alice")
     second = {"name": "alice", "role": "client", "key_hash": hash_hex(b"another key")}
 
-    async def scenario() -> list[Any]:
-        producer = Producer(store, node_key)
-        producer.start()
-        try:
-            return await asyncio.gather(
-                producer.submit("account.create", first),
-                producer.submit("account.create", second),
-                return_exceptions=True,
-            )
-        finally:
-            await producer.stop()
-
-    won, lost = asyncio.run(scenario())
+    won, lost = submit_together(store, node_key, first, second)
 
     assert won["key_hash"] == first["key_hash"]
     assert isinstance(lost, Conflict) and lost.error_code == "account_exists"
