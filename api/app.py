@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
@@ -11,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
 from api.activity import activity_for
@@ -63,6 +65,18 @@ ROUTES = [
 ]
 
 
+class NodeApp(Starlette):
+    """Starlette, with api.dispatch.FastDispatch in front of its middleware stack."""
+
+    fast: dict[str, Any] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        if self.fast is None:
+            return stack
+        return FastDispatch(stack, self.routes, self.exception_handlers, **self.fast)
+
+
 def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -87,9 +101,9 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
             allow_headers=["X-Api-Key", "Content-Type"],
             expose_headers=["X-Request-Id", "Retry-After"],
         ))
-    # Innermost: plain routes go straight to their endpoint (api/dispatch.py); the rest to the Router.
-    middleware.append(Middleware(FastDispatch, routes=routes, handlers=EXCEPTION_HANDLERS))
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app = NodeApp(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.
+    app.fast = {"metrics": node.metrics, "node": node, "cors": bool(node.config.cors_origins)}
     app.state.node = node
     app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)
     app.state.ws_limiter = WebSocketLimiter(node.config.ws_per_ip, node.config.ws_max)

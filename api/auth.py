@@ -14,6 +14,7 @@ from chain.blocks import Block
 from node.datadir import api_key_hash
 
 HEADER = "x-api-key"
+RAW_HEADER = HEADER.encode("latin-1")
 MAX_KEY_CHARS = 512
 
 
@@ -28,23 +29,24 @@ class Principal:
 
 
 class AccountCache:
-    """Accounts by key hash, as the store has them. Any block touching accounts empties it,
-    so a revoked key is refused from the block that revoked it on."""
+    """Accounts by key hash, as the store has them, each with its Principal. Any block touching
+    accounts empties it, so a revoked key is refused from the block that revoked it on."""
 
     MAX_ENTRIES = 100_000
 
     def __init__(self) -> None:
-        self._by_hash: dict[str, dict[str, Any]] = {}
+        self._by_hash: dict[str, tuple[dict[str, Any], Principal]] = {}
 
-    def lookup(self, store: Any, key_hash: str) -> dict[str, Any] | None:
-        account = self._by_hash.get(key_hash)
-        if account is None:
+    def entry(self, store: Any, key_hash: str) -> tuple[dict[str, Any], Principal] | None:
+        found = self._by_hash.get(key_hash)
+        if found is None:
             account = account_for_key_hash(store, key_hash)
-            if account is not None:  # unknown keys are not remembered: guessing must not grow memory
-                if len(self._by_hash) >= self.MAX_ENTRIES:
-                    self._by_hash.clear()
-                self._by_hash[key_hash] = account
-        return account
+            if account is None:  # unknown keys are not remembered: guessing must not grow memory
+                return None
+            if len(self._by_hash) >= self.MAX_ENTRIES:
+                self._by_hash.clear()
+            found = self._by_hash[key_hash] = account, Principal(account["name"], account["role"])
+        return found
 
     def on_block(self, block: Block) -> None:
         if any(tx.type.startswith("account.") for tx in block.transactions):
@@ -56,19 +58,24 @@ def authenticate(request: Request, *roles: str) -> Principal:
 
     admin may do everything, so it passes every role check.
     """
-    supplied = request.headers.get(HEADER)
+    supplied = None
+    for name, value in request.scope["headers"]:
+        if name == RAW_HEADER:
+            supplied = value.decode("latin-1")
+            break
     if not supplied:
         raise ApiError(401, "missing X-Api-Key header", "unauthorized")
     if len(supplied) > MAX_KEY_CHARS:
         raise ApiError(401, "invalid API key", "unauthorized")
     key_hash = api_key_hash(supplied)
-    account = request.app.state.accounts.lookup(request.app.state.node.store, key_hash)
-    if account is None or not hmac.compare_digest(account["key_hash"], key_hash):
+    state = request.app.state
+    found = state.accounts.entry(state.node.store, key_hash)
+    if found is None or not hmac.compare_digest(found[0]["key_hash"], key_hash):
         raise ApiError(401, "invalid API key", "unauthorized")
+    account, principal = found
     if account["revoked"]:
         raise ApiError(401, "this API key has been revoked", "unauthorized")
-    principal = Principal(account["name"], account["role"])
-    request.app.state.rate_limiter.take(principal.name)
+    state.rate_limiter.take(principal.name)
     if roles and principal.role not in roles and not principal.is_admin:
         raise ApiError(403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden")
     return principal

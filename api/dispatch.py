@@ -1,13 +1,14 @@
 """Direct dispatch: a request for a plain route goes straight to its endpoint.
 
 Starlette finds a request's route by trying every route's regex in order, then runs the
-endpoint inside two layers of exception handling (ExceptionMiddleware, then the route's
-own), each with its own Request and send wrapper. FastDispatch, the innermost middleware,
-does the same work once: it looks the path up by its segments in a table built from the
-app's own route list, calls the endpoint, and turns an exception into the response of the
-app's exception handler for it. Whatever the table cannot answer for certain (no route, a
-method the route does not take, a Mount or a {name:path} route that might come first, a
-root_path) goes to the Starlette stack below, unchanged.
+endpoint inside four layers (ServerErrorMiddleware, our RequestMiddleware, ExceptionMiddleware,
+then the route's own exception handling), each with its own send wrapper. FastDispatch, in
+front of them all, does the same work once: it looks the path up by its segments in a table
+built from the app's own route list, calls the endpoint, turns an exception into the response
+of the app's exception handler for it, adds the headers every answer carries and sends it.
+Whatever the table cannot answer for certain (no route, a method the route does not take, a
+Mount or a {name:path} route that might come first, a root_path) goes to the Starlette stack,
+unchanged.
 
 The table picks the route Starlette would: the first route, in list order, that matches
 both the path and the method. A route takes part only when its endpoint is an async
@@ -18,6 +19,7 @@ matching whenever it comes before the route found.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +30,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, WebSocketRoute, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.middleware import add_own_headers, record_request, request_id_of
+from node.logging_setup import request_id
+from node.metrics import NodeMetrics
 
 Handler = Callable[[Request, Exception], Any]
 Segments = tuple[str | None, ...]
@@ -144,25 +150,38 @@ def _first_allowing(entries: list[_Entry], method: str, best: _Entry | None) -> 
 
 
 class FastDispatch:
-    """The innermost middleware: serves what RouteTable finds; passes the rest down.
+    """The outermost layer: serves what RouteTable finds, whole; passes the rest down.
 
-    `handlers` is the app's whole exception handler map (api.errors.EXCEPTION_HANDLERS, which
-    covers HTTPException); an exception it has no handler for goes up unhandled, as from the
-    Router, to the outermost ServerErrorMiddleware and its 500."""
+    For a request it serves, it also does what api.middleware.RequestMiddleware and Starlette's
+    ServerErrorMiddleware do for the rest (request id, access log, metrics, the headers every
+    answer carries, and the 500 of an unexpected error, which then goes up to uvicorn's log as
+    from Starlette), without wrapping `send`: the headers are added to the response before it
+    is sent. `app` is the app's whole Starlette stack. `handlers` is the app's whole exception
+    handler map (api.errors.EXCEPTION_HANDLERS: HTTPException, and Exception for the 500).
+    With CORS origins configured, a request that carries an Origin goes down to the stack,
+    whose CORS middleware answers it."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], handlers: Mapping[Any, Handler]) -> None:
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], handlers: Mapping[Any, Handler], *,
+                 metrics: NodeMetrics | None = None, node: Any = None, cors: bool = False) -> None:
         self.app = app
         self.table = RouteTable(routes)
         self.handlers = {k: v for k, v in handlers.items() if isinstance(k, type)}
-        """The app's exception handlers by class; the 500 one is ServerErrorMiddleware's, outermost."""
         self.status_handlers = {k: v for k, v in handlers.items() if isinstance(k, int) and k != 500}
-        self.handlers.pop(Exception, None)
+        self.unexpected = self.handlers.pop(Exception, None) or handlers.get(500)
+        """The 500 handler, for what no other handler takes."""
+        self.metrics = metrics
+        self.node = node
+        self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.table.find(scope) if scope["type"] == "http" else None
-        if found is None:
+        if found is None or (self.cors and any(name == b"origin" for name, _ in scope["headers"])):
             await self.app(scope, receive, send)
             return
+        rid = request_id_of(scope["headers"])
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
         route, endpoint, params = found
         if "router" not in scope:
             scope["router"] = scope["app"].router
@@ -170,20 +189,32 @@ class FastDispatch:
         scope["endpoint"] = endpoint
         scope["path_params"] = params
         request = Request(scope, receive, send)
+        unexpected: Exception | None = None
         try:
-            response = await endpoint(request)
-        except Exception as exc:
-            handler = self._handler_for(exc)
-            if handler is None:
+            try:
+                response = await endpoint(request)
+            except Exception as exc:
+                handler = self._handler_for(exc)
+                if handler is None:
+                    if self.unexpected is None:
+                        raise
+                    handler, unexpected = self.unexpected, exc
+                response = await handler(request, exc)
+                if unexpected is None:
+                    exc.__traceback__ = None  # as Starlette does: a reused exception must not pile up tracebacks
+            status = response.status_code
+            add_own_headers(response.raw_headers, rid.encode("latin-1"), scope["path"].startswith("/v1/"), self.node)
+            try:
+                await response(scope, receive, send)
+            except Exception as exc:
+                if self._handler_for(exc) is not None:  # as Starlette: too late to answer with the handler
+                    raise RuntimeError("Caught handled exception, but response already started.") from exc
                 raise
-            response = await handler(request, exc)
-            exc.__traceback__ = None  # as Starlette does: a reused exception must not pile up tracebacks
-        try:
-            await response(scope, receive, send)
-        except Exception as exc:
-            if self._handler_for(exc) is not None:  # as Starlette: too late to answer with the handler
-                raise RuntimeError("Caught handled exception, but response already started.") from exc
-            raise
+        finally:
+            record_request(self.metrics, scope, status, started)
+        if unexpected is not None:
+            raise unexpected  # answered with the 500; uvicorn logs it, as ServerErrorMiddleware would have it
+        request_id.reset(token)
 
     def _handler_for(self, exc: Exception) -> Handler | None:
         if isinstance(exc, HTTPException) and exc.status_code in self.status_handlers:

@@ -53,9 +53,54 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
+def request_id_of(headers: Any) -> str:
+    """The caller's X-Request-Id when it is a sane token, else a new id."""
+    for name, value in headers:
+        if name == HEADER:
+            if VALID_ID.match(value):
+                return value.decode("latin-1")  # type: ignore[no-any-return]
+            break
+    return new_request_id()
+
+
+def add_own_headers(headers: list[Any], raw_rid: bytes, versioned: bool, node: Any) -> None:
+    """Append what every answer carries to a response's headers: the request id, the security
+    headers and, on /v1, the height the answer was read at, each unless the endpoint set it."""
+    if any(name.lower() in OWN_HEADERS for name, _ in headers):
+        present = {name.lower() for name, _ in headers}
+        headers.append((HEADER, raw_rid))
+        headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+    else:  # the usual case: none of ours was set by the endpoint
+        present = _NONE
+        headers.append((HEADER, raw_rid))
+        headers.extend(SECURITY_HEADERS)
+    if versioned and HEIGHT_HEADER not in present:
+        store = getattr(node, "store", None)
+        if store is not None and not store.closed:
+            headers.append((HEIGHT_HEADER, str(store.tip().height).encode()))
+
+
+def record_request(metrics: NodeMetrics | None, scope: Scope, status: int, started: float) -> None:
+    """The request's metrics and access log line."""
+    elapsed = time.perf_counter() - started
+    method = scope.get("method", "")
+    if metrics is not None:
+        metrics.http_request(method, route_template(scope), status, elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        path = scope.get("path", "")
+        client = scope.get("client")
+        access_log.info(
+            "%s %s %d %.1fms", method, path, status, elapsed * 1000,
+            extra={"http": {"method": method, "path": path, "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "client": client[0] if client else None}},
+        )
+
+
 class RequestMiddleware:
     """The one outer middleware: request id, access log, metrics, and the response headers every
-    answer carries (security headers; on /v1, the height the answer was read at)."""
+    answer carries (security headers; on /v1, the height the answer was read at). Requests that
+    api.dispatch.FastDispatch serves get the same from it, without this layer."""
 
     def __init__(self, app: ASGIApp, metrics: NodeMetrics | None = None, node: Any = None) -> None:
         self.app = app
@@ -66,17 +111,11 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = None
-        for name, value in scope.get("headers", ()):
-            if name == HEADER:
-                rid = value.decode("latin-1") if VALID_ID.match(value) else None
-                break
-        rid = rid or new_request_id()
+        rid = request_id_of(scope.get("headers", ()))
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
         raw_rid = rid.encode("latin-1")
-
         versioned = scope["path"].startswith("/v1/")
 
         async def send_with_id(message: Message) -> None:
@@ -84,37 +123,14 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers: list[Any] = list(message.get("headers", ()))
-                if any(name.lower() in OWN_HEADERS for name, _ in headers):
-                    present = {name.lower() for name, _ in headers}
-                    headers.append((HEADER, raw_rid))
-                    headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                else:  # the usual case: none of ours was set by the endpoint
-                    present = _NONE
-                    headers.append((HEADER, raw_rid))
-                    headers.extend(SECURITY_HEADERS)
-                if versioned and HEIGHT_HEADER not in present:
-                    store = getattr(self.node, "store", None)
-                    if store is not None and not store.closed:
-                        headers.append((HEIGHT_HEADER, str(store.tip().height).encode()))
+                add_own_headers(headers, raw_rid, versioned, self.node)
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            elapsed = time.perf_counter() - started
-            method = scope.get("method", "")
-            path = scope.get("path", "")
-            if self.metrics is not None:
-                self.metrics.http_request(method, route_template(scope), status, elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
-                access_log.info(
-                    "%s %s %d %.1fms", method, path, status, elapsed * 1000,
-                    extra={"http": {"method": method, "path": path, "status": status,
-                                    "duration_ms": round(elapsed * 1000, 2),
-                                    "client": client[0] if client else None}},
-                )
+            record_request(self.metrics, scope, status, started)
         # Reset only on success: an unhandled error is logged (by Starlette's outer error
         # middleware) after we return, and that line should carry the request id too.
         request_id.reset(token)

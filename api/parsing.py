@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from api.errors import ApiError
 from chain.encoding import parse_strict
@@ -21,14 +21,23 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise ApiError(400, "Content-Length is not a number") from None
         if declared_size > max_bytes:
             raise ApiError(413, f"request body is larger than {max_bytes} bytes")
+    # The ASGI messages themselves, rather than Request.stream(): one async generator less per request.
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    receive = request.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
             raise ApiError(413, f"request body is larger than {max_bytes} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # what request.body() gives from now on
+    return body
 
 
 def parse_json(raw: bytes) -> Any:

@@ -16,6 +16,7 @@ the new tip, so after a crash the store ends at some block boundary, never insid
 from __future__ import annotations
 
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,52 @@ class PreparedBlock:
 
     header: BlockHeader
     batch: Any
+    changes: Changes = ()  # type: ignore[assignment]
+    """The block's state changes, for the read cache once the batch is durable."""
+
+
+class StateCache:
+    """Recently read or written state values (not indexes), by key, bounded.
+
+    Reads come from the event loop while a writer thread commits blocks, so an entry read
+    from LevelDB is kept only if no commit finished between the read and keeping it (the
+    epoch, moved under the lock by every commit after its batch is durable, tells); a commit
+    replaces or drops the entries of the keys it changed. So an entry never outlives the
+    value it caches. Full, it is emptied: a hostile reader cannot make it grow."""
+
+    MAX_ENTRIES = 32_768
+
+    def __init__(self) -> None:
+        self.values: dict[bytes, bytes] = {}
+        self.epoch = 0
+        self._lock = threading.Lock()
+
+    def keep(self, key: bytes, value: bytes, epoch: int) -> None:
+        with self._lock:
+            if epoch == self.epoch:
+                self._put(key, value)
+
+    def _put(self, key: bytes, value: bytes) -> None:
+        values = self.values
+        if len(values) >= self.MAX_ENTRIES and key not in values:
+            values.clear()
+        values[key] = value
+
+    def committed(self, changes: Changes) -> None:
+        """After a batch is durable: the keys it changed now read as it wrote them."""
+        with self._lock:
+            pop, put = self.values.pop, self._put
+            for k, v in changes:
+                if v is None:
+                    pop(k, None)
+                elif not k.startswith(INDEX_PREFIX):  # indexes are iterated, never read by key
+                    put(k, v)
+            self.epoch += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self.values.clear()
+            self.epoch += 1
 
 
 class Store:
@@ -92,6 +139,7 @@ class Store:
         self._db = None
         self._tip: BlockHeader | None = None
         """The tip header, cached; replaced only once a block's batch is durable."""
+        self._cache = StateCache()
         if not create and not self.path.is_dir():
             raise StoreError(f"the store at {self.path} holds no chain")
         try:
@@ -136,7 +184,14 @@ class Store:
 
     # -- state view (read side of chain.state.StateView) ---------------------------
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(STATE + key)  # type: ignore[no-any-return]
+        cache = self._cache
+        value = cache.values.get(key)
+        if value is None:
+            epoch = cache.epoch
+            value = self._db.get(STATE + key)
+            if value is not None:  # absent keys are not kept: guessed ids must not grow the cache
+                cache.keep(key, value, epoch)
+        return value
 
     def get_record(self, key: bytes) -> Any:
         raw = self.get(key)
@@ -234,13 +289,14 @@ class Store:
             batch.put(k, v)
         for k, v in (extra or {}).items():
             batch.put(k, v)
-        return PreparedBlock(block.header, batch)
+        return PreparedBlock(block.header, batch, changes)
 
     def commit(self, prepared: PreparedBlock) -> None:
         """Write a prepared block's batch, synced. (LevelDB does this without Python's GIL, so
         another thread may prepare or apply the next block meanwhile.) If anything raised while
         the batch was being prepared, it is simply never committed: nothing of it is written."""
         prepared.batch.write()
+        self._cache.committed(prepared.changes)
         self._tip = prepared.header
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
@@ -316,6 +372,7 @@ class Store:
 
     def begin_reindex(self, batch_size: int = 10_000) -> None:
         """Mark the state as being rebuilt, then delete all of it and the tx index, in batches."""
+        self._cache.clear()
         self._db.put(META_REINDEX, b"clearing", sync=True)
         for prefix in (STATE, TX, HASH):
             while True:
@@ -334,6 +391,7 @@ class Store:
         with self._db.write_batch(sync=True, transaction=True) as batch:
             self._put_derived(batch, block, changes)
             batch.put(META_REINDEX, str(block.height + 1).encode())
+        self._cache.committed(changes)
 
     def end_reindex(self) -> None:
         self._db.delete(META_REINDEX, sync=True)

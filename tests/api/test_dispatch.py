@@ -192,6 +192,8 @@ def test_unexpected_errors_are_500_on_both_ways(both: tuple[Both, Node], monkeyp
     a, b = ways.request("GET", "/health")
     assert a.status_code == b.status_code == 500
     assert a.json() == b.json() == {"detail": "internal error", "error_code": "internal_error"}
+    # Answered directly, the 500 carries what every answer carries, as any other answer does.
+    assert "x-request-id" in a.headers and a.headers["x-content-type-options"] == "nosniff"
 
 
 def test_metrics_name_the_route_template(both: tuple[Both, Node]) -> None:

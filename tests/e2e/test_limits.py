@@ -101,6 +101,15 @@ def test_cors_allows_only_the_configured_origin(limited: NodeProcess) -> None:
         assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_cors_headers_reach_answers_of_every_route(limited: NodeProcess) -> None:
+    with limited.client() as http:
+        for path in ("/health", "/explorer/stats", "/v1/jobs"):  # served directly, and by the Router
+            r = http.get(path, headers={"Origin": "https://app.example"})
+            assert r.headers.get("Access-Control-Allow-Origin") == "https://app.example", path
+            assert "x-request-id" in r.headers
+            assert "Access-Control-Allow-Origin" not in http.get(path, headers={"Origin": "https://evil.example"}).headers
+
+
 def test_cors_is_closed_by_default(tmp_path: Path) -> None:
     with NodeProcess(tmp_path / "data", api_keys=[CLIENT_A]) as node, node.client(CLIENT_A["key"]) as http:
         r = http.get("/v1/jobs", headers={"Origin": "https://app.example"})

@@ -245,3 +245,80 @@ def test_seal_now_reports_ledger_error_types(store: Store, node_key: NodeKey) ->
     outcomes, _ = seal_now(store, node_key, [Transaction("account.revoke", {"name": "nobody"}, now_ms())])
     assert isinstance(outcomes[0], LedgerError)
     assert outcomes[0].error_code == "account_not_found"
+
+
+# -- the state read cache (node.store.StateCache) ----------------------------------------
+
+def _revoke(name: str) -> Transaction:
+    return Transaction("account.revoke", {"name": name}, now_ms())
+
+
+def test_reads_see_every_committed_change_through_the_cache(store: Store, node_key: NodeKey) -> None:
+    seal_now(store, node_key, [account_tx("alice")])
+    assert store.get_record(account_key("alice"))["revoked"] is False  # read once: now cached
+    assert store.get_record(account_key("alice"))["revoked"] is False
+    outcomes, _ = seal_now(store, node_key, [_revoke("alice")])
+    assert not isinstance(outcomes[0], LedgerError), outcomes
+    assert store.get_record(account_key("alice"))["revoked"] is True
+
+
+def test_a_read_that_races_a_commit_keeps_no_stale_value(store: Store, node_key: NodeKey) -> None:
+    """LevelDB answers with the old value, a block changing the key is committed before the
+    reader keeps it: the reader's answer is the old value, but the store must not keep it."""
+    seal_now(store, node_key, [account_tx("bob")])
+    wanted = b"s" + account_key("bob")
+    real = store._db
+
+    class CommitDuringRead:
+        raced = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def get(self, k: bytes) -> Any:
+            value = real.get(k)
+            if k == wanted and not self.raced:
+                self.raced = True
+                store._db = real
+                outcomes, _ = seal_now(store, node_key, [_revoke("bob")])
+                assert not isinstance(outcomes[0], LedgerError), outcomes
+            return value
+
+    store._cache.clear()
+    store._db = CommitDuringRead()
+    try:
+        assert store.get_record(account_key("bob"))["revoked"] is False  # read before the commit
+    finally:
+        store._db = real
+    assert store.get_record(account_key("bob"))["revoked"] is True
+
+
+def test_the_cache_drops_deleted_keys_skips_indexes_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node.store import INDEX_PREFIX, StateCache
+
+    cache = StateCache()
+    cache.keep(b"a", b"1", cache.epoch)
+    cache.committed([(b"a", None), (b"b", b"2"), (INDEX_PREFIX + b"x", b"3")])
+    assert cache.values == {b"b": b"2"}
+    epoch = cache.epoch
+    cache.committed([])
+    cache.keep(b"c", b"old", epoch)  # read before a commit finished: not kept
+    assert b"c" not in cache.values
+    monkeypatch.setattr(StateCache, "MAX_ENTRIES", 3)
+    for i in range(10):
+        cache.keep(b"k%d" % i, b"v", cache.epoch)
+        assert len(cache.values) <= 3
+
+
+def test_absent_keys_are_not_cached(store: Store) -> None:
+    for i in range(100):
+        assert store.get(account_key(f"nobody-{i}")) is None
+    assert store._cache.values == {}
+
+
+def test_reindex_empties_the_cache(store: Store, node_key: NodeKey) -> None:
+    seal_now(store, node_key, [account_tx("carol")])
+    assert store.get(account_key("carol")) is not None
+    store.begin_reindex()
+    assert store.get(account_key("carol")) is None
+    store.end_reindex()
