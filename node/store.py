@@ -90,12 +90,12 @@ class PreparedBlock:
 
 
 class StateCache:
-    """Recently read or written state values (not indexes), by key, bounded.
+    """Recently read state values, by key, bounded.
 
     Reads come from the event loop while a writer thread commits blocks, so an entry read
     from LevelDB is kept only if no commit finished between the read and keeping it (the
     epoch, moved under the lock by every commit after its batch is durable, tells); a commit
-    replaces or drops the entries of the keys it changed. So an entry never outlives the
+    replaces or drops the entries of the cached keys it changed. So an entry never outlives the
     value it caches. Full, it is emptied: a hostile reader cannot make it grow."""
 
     MAX_ENTRIES = 32_768
@@ -108,23 +108,24 @@ class StateCache:
     def keep(self, key: bytes, value: bytes, epoch: int) -> None:
         with self._lock:
             if epoch == self.epoch:
-                self._put(key, value)
-
-    def _put(self, key: bytes, value: bytes) -> None:
-        values = self.values
-        if len(values) >= self.MAX_ENTRIES and key not in values:
-            values.clear()
-        values[key] = value
+                values = self.values
+                if len(values) >= self.MAX_ENTRIES:
+                    values.clear()
+                values[key] = value
 
     def committed(self, changes: Changes) -> None:
-        """After a batch is durable: the keys it changed now read as it wrote them."""
+        """After a batch is durable: the cached keys it changed now read as it wrote them. (Keys
+        not cached stay so: filling the cache from every write would cost a follower catching up
+        more than its reads gain.)"""
         with self._lock:
-            pop, put = self.values.pop, self._put
-            for k, v in changes:
-                if v is None:
-                    pop(k, None)
-                elif not k.startswith(INDEX_PREFIX):  # indexes are iterated, never read by key
-                    put(k, v)
+            values = self.values
+            if values:
+                for k, v in changes:
+                    if k in values:
+                        if v is None:
+                            del values[k]
+                        else:
+                            values[k] = v
             self.epoch += 1
 
     def clear(self) -> None:

@@ -293,13 +293,14 @@ def test_a_read_that_races_a_commit_keeps_no_stale_value(store: Store, node_key:
     assert store.get_record(account_key("bob"))["revoked"] is True
 
 
-def test_the_cache_drops_deleted_keys_skips_indexes_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    from node.store import INDEX_PREFIX, StateCache
+def test_a_commit_replaces_or_drops_cached_keys_and_the_cache_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from node.store import StateCache
 
     cache = StateCache()
     cache.keep(b"a", b"1", cache.epoch)
-    cache.committed([(b"a", None), (b"b", b"2"), (INDEX_PREFIX + b"x", b"3")])
-    assert cache.values == {b"b": b"2"}
+    cache.keep(b"b", b"1", cache.epoch)
+    cache.committed([(b"a", None), (b"b", b"2"), (b"c", b"3")])
+    assert cache.values == {b"b": b"2"}  # a deleted, b replaced, c (never read) not added
     epoch = cache.epoch
     cache.committed([])
     cache.keep(b"c", b"old", epoch)  # read before a commit finished: not kept
