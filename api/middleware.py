@@ -4,6 +4,8 @@ The id comes from the caller's X-Request-Id when it is a sane token, else it is 
 it is sent back in X-Request-Id and carried by every log record of the request. The access
 log line holds the method, the path (never the query string), the status and the time.
 Metrics are labelled by route template (/v1/jobs/{job_id}), never by raw path.
+api.dispatch.FastDispatch, in front of the stack, does the same for the routes it serves
+through the helpers below (request_id_of, add_own_headers, record_request).
 """
 
 from __future__ import annotations
