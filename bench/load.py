@@ -6,6 +6,7 @@ sched_setaffinity). Every run is bounded in time and request count and talks onl
 
   python -m bench load                       # every workload, 5 s each, 64 connections
   python -m bench load --workload lifecycle --seconds 10 --concurrency 32
+  python -m bench load --rounds 3            # three sittings in one: medians of the target ratios
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -307,6 +309,26 @@ def stop_sync_counter(tracer: tuple[subprocess.Popen[bytes], Path] | None) -> in
     return total
 
 
+def verdicts(results: list[Result], block_max_wait_ms: int) -> dict[str, tuple[float, str]]:
+    """The figures the targets are about, each with the line that states it against its target."""
+    by = {r.name: r for r in results}
+    get_ceiling, post_ceiling = by.get("ceiling GET"), by.get("ceiling POST")
+    out: dict[str, tuple[float, str]] = {}
+    lifecycle = [r for r in results if r.name.startswith("[lifecycle]") and not r.name.endswith("lifecycles")]
+    if lifecycle and post_ceiling:
+        total = sum(r.rate for r in lifecycle)
+        share = 100 * total / post_ceiling.rate
+        out["lifecycle"] = share, f"job lifecycle requests/s {total:.0f} = {share:.0f}% of the bare POST ceiling (target >= 50%)"
+    stats = by.get("[stats] GET /explorer/stats")
+    if stats and get_ceiling:
+        share = 100 * stats.rate / get_ceiling.rate
+        out["stats"] = share, f"GET /explorer/stats {stats.rate:.0f}/s = {share:.0f}% of the bare GET ceiling (target >= 80%)"
+    submit = by.get("[submit] POST /v1/jobs")
+    if submit:
+        out["p99"] = submit.p99_ms, f"p99 POST /v1/jobs {submit.p99_ms:.1f} ms (target <= {4 * block_max_wait_ms + 10} ms)"
+    return out
+
+
 def report(results: list[Result], block_max_wait_ms: int) -> None:
     print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load cpu':>9} {'server us/req':>14}")
     for r in results:
@@ -314,19 +336,9 @@ def report(results: list[Result], block_max_wait_ms: int) -> None:
             print(f"{r.name:44} {r.rate:9.1f} {'':>8} {'':>8} {'':>7}")
             continue
         print(f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {100 * r.load_cpu:8.0f}% {r.server_us:14.1f}")
-    by = {r.name: r for r in results}
-    get_ceiling, post_ceiling = by.get("ceiling GET"), by.get("ceiling POST")
     print()
-    lifecycle = [r for r in results if r.name.startswith("[lifecycle]") and not r.name.endswith("lifecycles")]
-    if lifecycle and post_ceiling:
-        total = sum(r.rate for r in lifecycle)
-        print(f"job lifecycle requests/s {total:.0f} = {100 * total / post_ceiling.rate:.0f}% of the bare POST ceiling (target >= 50%)")
-    stats = by.get("[stats] GET /explorer/stats")
-    if stats and get_ceiling:
-        print(f"GET /explorer/stats {stats.rate:.0f}/s = {100 * stats.rate / get_ceiling.rate:.0f}% of the bare GET ceiling (target >= 80%)")
-    submit = by.get("[submit] POST /v1/jobs")
-    if submit:
-        print(f"p99 POST /v1/jobs {submit.p99_ms:.1f} ms (target <= {4 * block_max_wait_ms + 10} ms)")
+    for _, line in verdicts(results, block_max_wait_ms).values():
+        print(line)
 
 
 def main(argv: list[str]) -> int:
@@ -335,18 +347,32 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each workload")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request budget of each workload")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat everything (ceiling included) this many times and print the median of each target's figure")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
     chosen = list(WORKLOADS) if args.workload == "all" else [args.workload]
-    results: list[Result] = []
-    if "ceiling" in chosen or args.workload == "all":
-        results += asyncio.run(run_ceiling(args))
-    node_workloads = [w for w in chosen if w != "ceiling"]
-    if node_workloads:
-        results += asyncio.run(run_node(args, node_workloads))
     wait = json.loads((ROOT / "genesis.json").read_text())["params"]["block_max_wait_ms"]
-    print(f"\nmachine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, load on CPU {LOAD_CPU}; "
-          f"{args.concurrency} connections, {args.seconds:g} s per workload\n")
-    report(results, wait)
+    rounds: list[dict[str, tuple[float, str]]] = []
+    for number in range(1, args.rounds + 1):
+        results: list[Result] = []
+        if "ceiling" in chosen:
+            results += asyncio.run(run_ceiling(args))
+        node_workloads = [w for w in chosen if w != "ceiling"]
+        if node_workloads:
+            results += asyncio.run(run_node(args, node_workloads))
+        which = f"round {number} of {args.rounds}; " if args.rounds > 1 else ""
+        print(f"\n{which}machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, "
+              f"load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per workload\n")
+        report(results, wait)
+        rounds.append(verdicts(results, wait))
+    if args.rounds > 1:
+        print(f"\nmedians over {args.rounds} rounds (each ratio against the ceiling of its own round):")
+        for name, unit in (("lifecycle", "% of the bare POST ceiling (target >= 50%)"),
+                           ("stats", "% of the bare GET ceiling (target >= 80%)"),
+                           ("p99", f" ms p99 of POST /v1/jobs (target <= {4 * wait + 10} ms)")):
+            values = sorted(r[name][0] for r in rounds if name in r)
+            if values:
+                print(f"  {name:10} {statistics.median(values):.1f}{unit}; rounds: {', '.join(f'{v:.1f}' for v in values)}")
     return 0
