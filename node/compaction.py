@@ -4,8 +4,10 @@ Status, lease and pending indexes take a put and a delete for every job that mov
 LevelDB keeps each delete as a tombstone until a compaction reaches the bottom level, and an
 iterator has to step over every tombstone between two live keys; on a long chain that makes a
 listing cost grow with history. This compacts the index key range in a worker thread: once
-shortly after start, then after every `every_txs` transactions, and whenever writes pause
-after a burst. LevelDB drops a tombstone for a key written only recently at its first
+shortly after start, then after every `every` index entries deleted (the store counts them as
+it writes blocks; a job's claim and completion delete about six), and whenever writes pause
+after a burst of them. Blocks that only add entries (a burst of submissions) cost no
+compaction: there is nothing in them for one to clear. LevelDB drops a tombstone for a key written only recently at its first
 compaction; the sooner that comes, the fewer a newest-first listing steps over. (With the
 16 MiB write buffer of node.store.LEVELDB_OPTIONS, `GET /v1/jobs?status=pending` right after a
 burst of job churn took about 1.9 ms per request when compacting every 50,000 transactions,
@@ -25,16 +27,17 @@ log = logging.getLogger("aitbc.compaction")
 
 
 class IndexCompactor:
-    """Compacts after every `every_txs` transactions, and also once writes pause for
-    `idle_after_s` with at least `idle_min_txs` since the last time, so that a burst of job
+    """Compacts after every `every` index deletions, and also once writes pause for
+    `idle_after_s` with at least `idle_min` since the last time, so that a burst of job
     churn does not leave its tombstones in the way of the reads that follow it."""
 
-    def __init__(self, store: Store, every_txs: int = 10_000, *, idle_after_s: float = 2.0, idle_min_txs: int = 1_000) -> None:
+    def __init__(self, store: Store, every: int = 20_000, *, idle_after_s: float = 2.0, idle_min: int = 2_000) -> None:
         self.store = store
-        self.every_txs = every_txs
+        self.every = every
         self.idle_after_s = idle_after_s
-        self.idle_min_txs = idle_min_txs
-        self._since = every_txs  # compact once soon after start: a restart may find old tombstones
+        self.idle_min = idle_min
+        self._since = every  # compact once soon after start: a restart may find old tombstones
+        self._counted = store.index_deletions
         self._running: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
 
@@ -43,21 +46,23 @@ class IndexCompactor:
         return self._running is not None and not self._running.done()
 
     def on_block(self, block: Block) -> None:
-        self._since += len(block.transactions)
+        counted = self.store.index_deletions
+        self._since += counted - self._counted
+        self._counted = counted
         self.maybe_start()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._idle_timer = None
-        if self._since >= self.idle_min_txs:
+        if self._since >= self.idle_min:
             self._idle_timer = asyncio.get_running_loop().call_later(self.idle_after_s, self._on_idle)
 
     def _on_idle(self) -> None:
         self._idle_timer = None
-        if self._since >= self.idle_min_txs:
+        if self._since >= self.idle_min:
             self._start()
 
     def maybe_start(self) -> None:
-        if self._since >= self.every_txs:
+        if self._since >= self.every:
             self._start()
 
     def _start(self) -> None:

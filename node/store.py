@@ -87,6 +87,8 @@ class PreparedBlock:
     batch: Any
     changes: Changes = ()  # type: ignore[assignment]
     """The block's state changes, for the read cache once the batch is durable."""
+    index_deletions: int = 0
+    """How many secondary-index entries the batch deletes (each leaves a LevelDB tombstone)."""
 
 
 class StateCache:
@@ -141,6 +143,9 @@ class Store:
         self._tip: BlockHeader | None = None
         """The tip header, cached; replaced only once a block's batch is durable."""
         self._cache = StateCache()
+        self.index_deletions = 0
+        """Secondary-index entries deleted by the blocks written since the store was opened: the
+        tombstones node.compaction.IndexCompactor is there to clear."""
         if not create and not self.path.is_dir():
             raise StoreError(f"the store at {self.path} holds no chain")
         try:
@@ -284,13 +289,13 @@ class Store:
         the batch carries the new transaction count and block-tree nodes derived from it."""
         batch = self._db.write_batch(sync=True)
         batch.put(BLOCK + _height(block.height), block.encode())
-        self._put_derived(batch, block, changes)
+        deletions = self._put_derived(batch, block, changes)
         batch.put(META_TIP, canonical(block.header.to_dict()))
         for k, v in self._block_tree_nodes(block).items():
             batch.put(k, v)
         for k, v in (extra or {}).items():
             batch.put(k, v)
-        return PreparedBlock(block.header, batch, changes)
+        return PreparedBlock(block.header, batch, changes, deletions)
 
     def commit(self, prepared: PreparedBlock) -> None:
         """Write a prepared block's batch, synced. (LevelDB does this without Python's GIL, so
@@ -298,6 +303,7 @@ class Store:
         the batch was being prepared, it is simply never committed: nothing of it is written."""
         prepared.batch.write()
         self._cache.committed(prepared.changes)
+        self.index_deletions += prepared.index_deletions
         self._tip = prepared.header
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
@@ -346,19 +352,24 @@ class Store:
                 for k, v in self._block_tree_nodes(block).items():
                     batch.put(k, v)
 
-    def _put_derived(self, batch: Any, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
-        """What a block derives: its hash and tx index entries, its state changes, the tx count."""
+    def _put_derived(self, batch: Any, block: Block, changes: list[tuple[bytes, bytes | None]]) -> int:
+        """What a block derives: its hash and tx index entries, its state changes, the tx count.
+        Returns how many secondary-index entries it deletes."""
         hb = _height(block.height)
         batch.put(HEADER + hb, canonical(block.header.to_dict()))
         batch.put(HASH + block.header.hash_bytes, hb)
         for i, tx in enumerate(block.transactions):
             batch.put(TX + tx.hash, hb + struct.pack(">I", i))
+        index_deletions = 0
         for k, v in changes:
             if v is None:
                 batch.delete(STATE + k)
+                if k.startswith(INDEX_PREFIX):
+                    index_deletions += 1
             else:
                 batch.put(STATE + k, v)
         batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+        return index_deletions
 
     def compact_indexes(self) -> None:
         """Compact the secondary-index key range (drops the tombstones that churn leaves)."""
@@ -390,9 +401,10 @@ class Store:
     def write_derived(self, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
         """Write what a stored block derives (state changes, hash and tx index) and the reindex mark."""
         with self._db.write_batch(sync=True, transaction=True) as batch:
-            self._put_derived(batch, block, changes)
+            deletions = self._put_derived(batch, block, changes)
             batch.put(META_REINDEX, str(block.height + 1).encode())
         self._cache.committed(changes)
+        self.index_deletions += deletions
 
     def end_reindex(self) -> None:
         self._db.delete(META_REINDEX, sync=True)
