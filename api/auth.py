@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from api.errors import ApiError
+from api.middleware import header_value
 from chain.accounts import account_for_key_hash
 from chain.blocks import Block
 from node.datadir import api_key_hash
@@ -58,11 +59,8 @@ def authenticate(request: Request, *roles: str) -> Principal:
 
     admin may do everything, so it passes every role check.
     """
-    supplied = None
-    for name, value in request.scope["headers"]:
-        if name == RAW_HEADER:
-            supplied = value.decode("latin-1")
-            break
+    raw = header_value(request.scope["headers"], RAW_HEADER)
+    supplied = None if raw is None else raw.decode("latin-1")
     if not supplied:
         raise ApiError(401, "missing X-Api-Key header", "unauthorized")
     if len(supplied) > MAX_KEY_CHARS:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route, WebSocketRoute, request_response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.middleware import add_own_headers, record_request, request_id_of
+from api.middleware import add_own_headers, header_value, record_request, request_id_of
 from node.logging_setup import request_id
 from node.metrics import NodeMetrics
 
@@ -175,7 +175,7 @@ class FastDispatch:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self.table.find(scope) if scope["type"] == "http" else None
-        if found is None or (self.cors and any(name == b"origin" for name, _ in scope["headers"])):
+        if found is None or (self.cors and header_value(scope["headers"], b"origin") is not None):
             await self.app(scope, receive, send)
             return
         rid = request_id_of(scope["headers"])

@@ -55,13 +55,19 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
+def header_value(headers: Any, name: bytes) -> bytes | None:
+    """The first value of a header among an ASGI scope's raw headers (name in lower case)."""
+    for key, value in headers:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
 def request_id_of(headers: Any) -> str:
     """The caller's X-Request-Id when it is a sane token, else a new id."""
-    for name, value in headers:
-        if name == HEADER:
-            if VALID_ID.match(value):
-                return value.decode("latin-1")  # type: ignore[no-any-return]
-            break
+    value = header_value(headers, HEADER)
+    if value is not None and VALID_ID.match(value):
+        return value.decode("latin-1")
     return new_request_id()
 
 

@@ -36,8 +36,8 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # what request.body() gives from now on
-    return body
+    request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # what request.body() gives from now on
+    return request._body
 
 
 def parse_json(raw: bytes) -> Any:

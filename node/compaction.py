@@ -5,10 +5,11 @@ LevelDB keeps each delete as a tombstone until a compaction reaches the bottom l
 iterator has to step over every tombstone between two live keys; on a long chain that makes a
 listing cost grow with history. This compacts the index key range in a worker thread: once
 shortly after start, then after every `every` index entries deleted (the store counts them as
-it writes blocks; a job's claim and completion delete about six), and whenever writes pause
-after a burst of them. Blocks that only add entries (a burst of submissions) cost no
-compaction: there is nothing in them for one to clear. LevelDB drops a tombstone for a key written only recently at its first
-compaction; the sooner that comes, the fewer a newest-first listing steps over. (With the
+it writes blocks; a job's claim and its completion delete several each), and whenever writes
+pause after a burst of them. Blocks that only add entries (a burst of submissions) cost no
+compaction: there is nothing in them for one to clear. LevelDB drops a tombstone for a key
+written only recently at its first compaction; the sooner that comes, the fewer a newest-first
+listing steps over. (With the
 16 MiB write buffer of node.store.LEVELDB_OPTIONS, `GET /v1/jobs?status=pending` right after a
 burst of job churn took about 1.9 ms per request when compacting every 50,000 transactions,
 and about 0.25 ms now.)

@@ -85,9 +85,9 @@ class PreparedBlock:
 
     header: BlockHeader
     batch: Any
-    changes: Changes = ()  # type: ignore[assignment]
+    changes: Changes
     """The block's state changes, for the read cache once the batch is durable."""
-    index_deletions: int = 0
+    index_deletions: int
     """How many secondary-index entries the batch deletes (each leaves a LevelDB tombstone)."""
 
 
@@ -302,9 +302,13 @@ class Store:
         another thread may prepare or apply the next block meanwhile.) If anything raised while
         the batch was being prepared, it is simply never committed: nothing of it is written."""
         prepared.batch.write()
-        self._cache.committed(prepared.changes)
-        self.index_deletions += prepared.index_deletions
+        self._written(prepared.changes, prepared.index_deletions)
         self._tip = prepared.header
+
+    def _written(self, changes: Changes, index_deletions: int) -> None:
+        """Once a batch holding these state changes is durable."""
+        self._cache.committed(changes)
+        self.index_deletions += index_deletions
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
     # Leaf i is block i's 32-byte hash. Each block adds the perfect subtrees it completes
@@ -352,7 +356,7 @@ class Store:
                 for k, v in self._block_tree_nodes(block).items():
                     batch.put(k, v)
 
-    def _put_derived(self, batch: Any, block: Block, changes: list[tuple[bytes, bytes | None]]) -> int:
+    def _put_derived(self, batch: Any, block: Block, changes: Changes) -> int:
         """What a block derives: its hash and tx index entries, its state changes, the tx count.
         Returns how many secondary-index entries it deletes."""
         hb = _height(block.height)
@@ -398,13 +402,12 @@ class Store:
             batch.put(META_TXS, b"0")
             batch.put(META_REINDEX, b"0")
 
-    def write_derived(self, block: Block, changes: list[tuple[bytes, bytes | None]]) -> None:
+    def write_derived(self, block: Block, changes: Changes) -> None:
         """Write what a stored block derives (state changes, hash and tx index) and the reindex mark."""
         with self._db.write_batch(sync=True, transaction=True) as batch:
             deletions = self._put_derived(batch, block, changes)
             batch.put(META_REINDEX, str(block.height + 1).encode())
-        self._cache.committed(changes)
-        self.index_deletions += deletions
+        self._written(changes, deletions)
 
     def end_reindex(self) -> None:
         self._db.delete(META_REINDEX, sync=True)
