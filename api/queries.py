@@ -37,30 +37,15 @@ def list_jobs(store: Store, *, client: str | None, status: str | None, limit: in
     return [j for j in jobs if j is not None]
 
 
-PENDING_WALK = 16
-"""How many of the oldest pending jobs a miner with many models looks at before it asks each
-of its models' queues instead."""
-
-
 def oldest_pending_for_models(store: Store, models: list[str]) -> dict[str, Any] | None:
-    """The oldest pending job whose model is one of models (FIFO by submission)."""
-    wanted = set(models)
-    if len(wanted) > 2:
-        # One walk from the oldest pending job usually meets one of many models at once,
-        # where a queue per model costs an iterator each.
-        for i, (_, job_id) in enumerate(store.iter_state(key("ix", "js", "pending", ""))):
-            if i == PENDING_WALK:
-                break
-            job = get_job(store, job_id.decode("utf-8"))
-            if job is not None and job["model"] in wanted:
-                return job
-    best: tuple[bytes, str] | None = None
-    for model in wanted:
-        for seq, job_id in store.iter_state(key("ix", "pm", model, "")):
-            if best is None or seq < best[0]:
-                best = (seq, job_id.decode("utf-8"))
-            break
-    return None if best is None else get_job(store, best[1])
+    """The oldest pending job whose model is one of models (FIFO by submission). Each model's
+    queue head is held in memory by the store (Store.queue_head), so a poll reads no index."""
+    best: tuple[bytes, bytes] | None = None
+    for model in set(models):
+        head = store.queue_head(model)
+        if head is not None and (best is None or head[0] < best[0]):
+            best = head
+    return None if best is None else get_job(store, best[1].decode("utf-8"))
 
 
 def get_receipt(store: Store, receipt_id: str) -> dict[str, Any] | None:

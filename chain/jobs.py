@@ -59,6 +59,8 @@ def counter_key(*parts: str) -> bytes:
 
 
 _IX_JS, _IX_JCS = key("ix", "js", ""), key("ix", "jcs", "")
+PENDING_QUEUES = key("ix", "pm", "")
+"""The pending jobs of each model, oldest first: key("ix", "pm", model, seq) -> job id."""
 _IX_RA, _IX_RC, _IX_RP, _IX_RCP = key("ix", "ra", ""), key("ix", "rc", ""), key("ix", "rp", ""), key("ix", "rcp", "")
 
 
@@ -68,7 +70,7 @@ def _status_index_keys(job: dict[str, Any]) -> list[bytes]:
     tail = status.encode("utf-8") + b"\x00%016x" % seq
     keys = [_IX_JS + tail, _IX_JCS + job["client"].encode("utf-8") + b"\x00" + tail]
     if status == "pending":
-        keys.append(key("ix", "pm", job["model"], seq))
+        keys.append(PENDING_QUEUES + job["model"].encode("utf-8") + b"\x00%016x" % seq)
     if status == "running":
         keys.append(key("ix", "lease", job["lease_deadline"], job["job_id"]))
     return keys

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a deadline for receiving each whole request.
+"""uvicorn's httptools protocol with a deadline for receiving each whole request, and one
+system call per response.
 
 uvicorn's keep-alive timeout only covers idle time between requests, and it is reset by
 every byte received, so a client trickling a request one byte at a time (slowloris) could
@@ -6,6 +7,10 @@ hold a connection forever. Here each request (headers and body) must arrive with
 `request_timeout` seconds of its first byte, and a new connection must start a request
 within the same time; otherwise the connection is closed. Responses, however slow or
 long, are never cut: the deadline is disarmed once the request is in.
+
+uvicorn writes a response's head and its body to the transport separately, and the event
+loop sends each write at once: two system calls (and two TCP segments) per answer. Here what
+a connection writes within one turn of the loop goes out in one.
 """
 
 from __future__ import annotations
@@ -17,6 +22,54 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("aitbc.http")
+
+
+class CoalescingTransport:
+    """A connection's transport, whose writes within one turn of the event loop are sent together
+    at the end of that turn (in order, before anything that closes or ends the connection)."""
+
+    __slots__ = ("transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            pending.append(data)
+
+    def flush(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            if not self.transport.is_closing():
+                self.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending = None
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + sum(map(len, self._pending or ()))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
 
 
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
@@ -51,7 +104,7 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -71,6 +124,9 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
+        if isinstance(self.transport, CoalescingTransport):  # the WebSocket protocol gets the real one
+            self.transport.flush()
+            self.transport = self.transport.transport
         super().handle_websocket_upgrade()
 
 

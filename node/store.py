@@ -15,6 +15,8 @@ the new tip, so after a crash the store ends at some block boundary, never insid
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import struct
 import threading
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ import plyvel
 from chain.blocks import Block, BlockHeader
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
+from chain.jobs import PENDING_QUEUES
 from chain.merkle import consistency_path, inclusion_path, leaf_hash, perfect_nodes_for_append, range_hash, tree_root
 from chain.state import EmptyState
 from chain.transition import genesis_block
@@ -136,6 +139,81 @@ class StateCache:
             self.epoch += 1
 
 
+class QueueHeads:
+    """The first few entries of index queues, cached: the oldest pending job of each model.
+
+    A queue is every state entry under `family + name + NUL` (a miner asks for the head of the
+    queue of each model it serves). For each queue asked for, this holds up to DEPTH of its
+    first entries in key order and whether they are all of it. A commit applies its changes
+    to the queues held, under the lock, and moves the epoch; a queue read from LevelDB is kept
+    only if no commit finished meanwhile, and applying a change twice changes nothing, so a
+    read that saw a batch before its commit got here is still right afterwards. Without this,
+    each poll opened a LevelDB iterator, which also had to step over the tombstones of every
+    claimed job since the last compaction."""
+
+    DEPTH = 32
+    MAX_QUEUES = 4096
+
+    def __init__(self, family: bytes) -> None:
+        self.family = family
+        self.queues: dict[bytes, tuple[list[tuple[bytes, bytes]], bool]] = {}
+        """Queue prefix -> (its first entries, key suffix and value, in order; whether that is all of it)."""
+        self.epoch = 0
+        self._lock = threading.Lock()
+
+    def keep(self, prefix: bytes, entries: list[tuple[bytes, bytes]], whole: bool, epoch: int) -> None:
+        with self._lock:
+            if epoch == self.epoch:
+                if len(self.queues) >= self.MAX_QUEUES:
+                    self.queues.clear()
+                self.queues[prefix] = (entries, whole)
+
+    def committed(self, changes: Changes) -> None:
+        with self._lock:
+            if self.queues:
+                family = self.family
+                at = bisect.bisect_left(changes, (family,))
+                for k, v in itertools.islice(changes, at, None):
+                    if not k.startswith(family):
+                        break
+                    cut = k.index(b"\x00", len(family)) + 1
+                    held = self.queues.get(k[:cut])
+                    if held is not None:
+                        self._apply(k[:cut], held, k[cut:], v)
+            self.epoch += 1
+
+    def _apply(self, prefix: bytes, held: tuple[list[tuple[bytes, bytes]], bool], suffix: bytes, value: bytes | None) -> None:
+        entries, whole = held
+        i = bisect.bisect_left(entries, (suffix,))
+        present = i < len(entries) and entries[i][0] == suffix
+        if value is None:
+            if present:
+                del entries[i]
+                if not entries and not whole:
+                    del self.queues[prefix]  # what comes next is not held: read it afresh
+        elif present:
+            entries[i] = (suffix, value)
+        elif whole or i < len(entries):  # beyond the last entry held of a partial queue: not held
+            entries.insert(i, (suffix, value))
+            if len(entries) > self.DEPTH:
+                entries.pop()
+                self.queues[prefix] = (entries, False)
+
+    def held(self, prefix: bytes) -> tuple[bool, tuple[bytes, bytes] | None, int]:
+        """(whether the queue is held, its first entry if so, the epoch to keep a fresh read at)"""
+        with self._lock:
+            held = self.queues.get(prefix)
+            if held is None:
+                return False, None, self.epoch
+            entries = held[0]
+            return True, (entries[0] if entries else None), self.epoch
+
+    def clear(self) -> None:
+        with self._lock:
+            self.queues.clear()
+            self.epoch += 1
+
+
 class Store:
     def __init__(self, path: Path | str, genesis: Genesis, *, create: bool = True) -> None:
         self.path = Path(path)
@@ -143,6 +221,7 @@ class Store:
         self._tip: BlockHeader | None = None
         """The tip header, cached; replaced only once a block's batch is durable."""
         self._cache = StateCache()
+        self._queues = QueueHeads(PENDING_QUEUES)
         self.index_deletions = 0
         """Secondary-index entries deleted by the blocks written since the store was opened: the
         tombstones node.compaction.IndexCompactor is there to clear."""
@@ -227,6 +306,18 @@ class Store:
         for k, v in self._db.iterator(**kwargs):
             yield k[cut:], v
 
+    def queue_head(self, name: str) -> tuple[bytes, bytes] | None:
+        """The first entry (its key after the queue's prefix, its value) of the queue `name` of
+        chain.jobs.PENDING_QUEUES (the oldest pending job of model `name`), or None if it is empty."""
+        heads = self._queues
+        prefix = heads.family + name.encode("utf-8") + b"\x00"
+        held, first, epoch = heads.held(prefix)
+        if held:
+            return first
+        entries = list(itertools.islice(self.iter_state(prefix), heads.DEPTH + 1))
+        heads.keep(prefix, entries[: heads.DEPTH], len(entries) <= heads.DEPTH, epoch)
+        return entries[0] if entries else None
+
     def iter_all_state(self) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self._db.iterator(prefix=STATE):
             yield k[1:], v
@@ -308,6 +399,7 @@ class Store:
     def _written(self, changes: Changes, index_deletions: int) -> None:
         """Once a batch holding these state changes is durable."""
         self._cache.committed(changes)
+        self._queues.committed(changes)
         self.index_deletions += index_deletions
 
     # -- the Merkle tree over block hashes (checkpoints and consistency proofs) -------
@@ -389,6 +481,7 @@ class Store:
     def begin_reindex(self, batch_size: int = 10_000) -> None:
         """Mark the state as being rebuilt, then delete all of it and the tx index, in batches."""
         self._cache.clear()
+        self._queues.clear()
         self._db.put(META_REINDEX, b"clearing", sync=True)
         for prefix in (STATE, TX, HASH):
             while True:

@@ -1,0 +1,118 @@
+"""The node's HTTP protocol sends each response in one write: uvicorn writes a response's head
+and body separately, and each write to the transport would be a system call and a segment."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from node.http_protocol import CoalescingTransport, protocol_with_deadline
+
+
+class FakeTransport:
+    """An asyncio transport that records what is written, and when the connection is closed."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+        self.written = asyncio.Event()
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.writes.append(data)
+        self.written.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8001)}.get(name, default)
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
+
+
+async def callbacks_already_scheduled_have_run() -> None:
+    """Return once the loop has run every callback scheduled before this call (they run in order)."""
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(done.set_result, None)
+    await done
+
+
+async def hello(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+
+def test_each_response_head_and_body_leave_in_one_write() -> None:
+    async def scenario() -> list[bytes]:
+        config = uvicorn.Config(hello, http=protocol_with_deadline(5), lifespan="off", log_config=None)
+        config.load()
+        protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={},
+                                              _loop=asyncio.get_running_loop())
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        for _ in range(2):  # two requests on one kept-alive connection
+            transport.written.clear()
+            protocol.data_received(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            await transport.written.wait()
+        protocol.connection_lost(None)
+        return transport.writes
+
+    writes = asyncio.run(scenario())
+    assert len(writes) == 2
+    for answer in writes:
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert answer.endswith(b'\r\n\r\n{"ok":true}')
+
+
+def test_writes_in_one_turn_go_out_together_and_in_order_before_a_close() -> None:
+    async def scenario() -> tuple[FakeTransport, FakeTransport]:
+        loop = asyncio.get_running_loop()
+        kept, closed = FakeTransport(), FakeTransport()
+        a, b = CoalescingTransport(kept, loop), CoalescingTransport(closed, loop)  # type: ignore[arg-type]
+        a.write(b"one ")
+        a.write(b"two")
+        assert kept.writes == [] and a.get_write_buffer_size() == 7
+        await kept.written.wait()
+        a.write(b"three")
+        await kept.written.wait()
+        b.write(b"last words")
+        b.close()  # what was written before the close is sent before it
+        b.write(b"too late")
+        await callbacks_already_scheduled_have_run()  # a flush scheduled by the writes included
+        return kept, closed
+
+    kept, closed = asyncio.run(scenario())
+    assert kept.writes == [b"one two", b"three"]
+    assert closed.writes == [b"last words"] and closed.closed
+
+
+def test_an_abort_drops_what_was_not_sent() -> None:
+    async def scenario() -> FakeTransport:
+        real = FakeTransport()
+        t = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        t.write(b"never")
+        t.abort()
+        await callbacks_already_scheduled_have_run()
+        return real
+
+    real = asyncio.run(scenario())
+    assert real.aborted and real.writes == []
