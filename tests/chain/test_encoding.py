@@ -105,7 +105,9 @@ def test_int_float_and_bool_encode_differently() -> None:
 wide_scalars = (
     st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**80), max_value=2**80)
     | st.floats(allow_nan=False, allow_infinity=False) | st.floats(min_value=-1e-300, max_value=1e-300)
-    | st.floats(min_value=1e15, max_value=1e17) | st.text() | st.text(st.characters(max_codepoint=0x3F))
+    | st.floats(min_value=1e15, max_value=1e17) | st.floats(min_value=-1e-3, max_value=1e-3)
+    | st.text() | st.text(st.characters(max_codepoint=0x3F))
+    | st.sampled_from(["null", ":1e5", ",0.00001", "[2e+16", "\b\f\x7f\u2028\U0001f600\ue000"])
 )
 wide_values = st.recursive(
     wide_scalars,
@@ -126,6 +128,45 @@ def test_canonical_spells_every_value_as_json_dumps_does(value: Any) -> None:
             canonical(value)
         return
     assert canonical(value) == want
+
+
+# Any value at all, NaN and Infinity at any depth, tuples, big integers and keys of every kind
+# included: canonical() either refuses it or spells it exactly as json.dumps does.
+values_with_any_float = st.recursive(
+    wide_scalars | st.floats() | st.integers(min_value=-(2**70), max_value=2**70),
+    lambda children: st.lists(children, max_size=5) | st.lists(children, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=8) | st.integers() | st.booleans() | st.none(), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@given(values_with_any_float)
+def test_canonical_refuses_or_spells_any_value_as_json_dumps_does(value: Any) -> None:
+    import json
+
+    try:
+        want = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError):
+        with pytest.raises(EncodingError):
+            canonical(value)
+        return
+    assert canonical(value) == want
+
+
+@given(st.dictionaries(st.text(max_size=8), values_with_any_float, max_size=8))
+def test_receipt_signing_bytes_are_json_dumps_ascii_for_any_receipt(receipt: dict[str, Any]) -> None:
+    import json
+
+    from chain.receipts import signing_bytes
+
+    body = {k: v for k, v in receipt.items() if k != "signature" and v is not None}
+    try:
+        want = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    except TypeError:  # keys of several kinds cannot be sorted
+        with pytest.raises(TypeError):
+            signing_bytes(receipt)
+        return
+    assert signing_bytes(receipt) == want
 
 
 @given(wide_values | st.floats())
