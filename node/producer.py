@@ -2,7 +2,9 @@
 
 A request is answered only after the block holding its transaction is durable. Many
 concurrent submissions share one block, bounded by params.max_block_txs and
-params.block_max_wait_ms. An idle node seals nothing, except lease expiries when due.
+params.block_max_wait_ms; a block is sealed sooner once submissions pause (QUIET_S) while
+no other block is being written, since waiting longer would only delay its answers. An idle
+node seals nothing, except lease expiries when due.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from node.store import Store
 log = logging.getLogger("aitbc.producer")
 
 LEASE_PREFIX = key("ix", "lease", "")
+QUIET_S = 0.0005
+"""A block being filled is sealed once no transaction has arrived for this long and the block
+before it is durable (block_max_wait_ms still bounds the wait). Measured with 64 clients each
+looping through the job lifecycle (bench/load.py), it answered ~11% more requests per second
+than always waiting block_max_wait_ms, whose last milliseconds often had nothing left to come."""
 
 
 class NodeUnavailable(Exception):
@@ -71,6 +78,7 @@ class Producer:
         mempool_limit: int = 20_000,
         clock: Callable[[], int] = now_ms,
         metrics: NodeMetrics | None = None,
+        quiet_s: float = QUIET_S,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -80,6 +88,7 @@ class Producer:
         self.key = key
         self.params = store.genesis.params
         self.mempool_limit = mempool_limit
+        self.quiet_s = quiet_s
         self._mempool: deque[_Pending] | None = None
         """Submitted, not yet taken into a block; None until started."""
         self._waiter: asyncio.Future[None] | None = None
@@ -142,7 +151,7 @@ class Producer:
         inflight_state: WorkingState | None = None
         tip = self.store.tip()
         while not self._stopping:
-            batch = await self._collect(mempool)
+            batch = await self._collect(mempool, inflight)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
             # Expired leases go first, so a claim in the same block sees the job pending again.
             batch = self._due_requeues(len(batch), inflight_state or self.store) + batch
@@ -201,11 +210,12 @@ class Producer:
             else:
                 p.future.set_result(outcome)
 
-    async def _collect(self, mempool: deque[_Pending]) -> list[_Pending]:
+    async def _collect(self, mempool: deque[_Pending], inflight: asyncio.Task[bool] | None = None) -> list[_Pending]:
         """Wait for work (or the next lease expiry), then gather up to one block's worth.
 
-        Two sleeps at most per block, whatever the number of transactions: one for a first
-        transaction, then one of block_max_wait_ms for more, cut short by a full block."""
+        After a first transaction, more are awaited in steps of quiet_s, until a step brings
+        none while no block is in flight (`inflight`, the block being written, is done), or the
+        block is full, or block_max_wait_ms has passed since the wait began."""
         if not mempool:
             self._idle = True
             try:
@@ -215,8 +225,16 @@ class Producer:
             if not mempool:
                 return []
         limit = self.params.max_block_txs
-        if len(mempool) < limit and not self._stopping:
-            await self._sleep(self.params.block_max_wait_ms / 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.params.block_max_wait_ms / 1000
+        while len(mempool) < limit and not self._stopping:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            before = len(mempool)
+            await self._sleep(min(self.quiet_s, left))
+            if len(mempool) == before and (inflight is None or inflight.done()):
+                break
         return [mempool.popleft() for _ in range(min(limit, len(mempool)))]
 
     async def _sleep(self, seconds: float | None) -> None:

@@ -21,7 +21,9 @@ QUEUE_BOUND = 2
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     base = tmp_path_factory.mktemp("ws")
-    proc = NodeProcess(base / "data", api_keys=ALL_KEYS, env={"AITBC_EXPLORER_WS_QUEUE": str(QUEUE_BOUND)}).start()
+    # No request rate limit: a test floods blocks (one submission each) until a slow reader is dropped.
+    proc = NodeProcess(base / "data", api_keys=ALL_KEYS, env={"AITBC_EXPLORER_WS_QUEUE": str(QUEUE_BOUND)},
+                       extra_args=("--rate-limit", "0")).start()
     try:
         yield proc
     finally:

@@ -213,7 +213,7 @@ def test_backup_under_load_restores_to_a_verified_node_at_the_backups_tip(tmp_pa
                 else:
                     errors.append(r.text)
 
-    with NodeProcess(data, api_keys=ALL_KEYS) as node:
+    with NodeProcess(data, api_keys=ALL_KEYS, extra_args=("--rate-limit", "0")) as node:  # four writers, one key
         run_job(node.url, "before the backup", "done")
         threads = [threading.Thread(target=submit, args=(node.url, n)) for n in range(4)]
         for t in threads:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,6 +135,85 @@ def test_conflicting_submissions_one_wins_one_gets_conflict(store: Store, node_k
     assert won["key_hash"] == first["key_hash"]
     assert isinstance(lost, Conflict) and lost.error_code == "account_exists"
     assert store.get_record(account_key("alice"))["key_hash"] == first["key_hash"]
+
+
+def test_a_lone_submission_is_sealed_once_nothing_more_arrives_not_after_the_longest_wait(tmp_path: Path, node_key: NodeKey) -> None:
+    """With block_max_wait_ms at its largest (10 s), a submission that nothing follows is
+    sealed after a quiet pause: it must be answered long before those 10 s."""
+    store = Store(tmp_path / "patient", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=10_000))
+
+    async def scenario() -> dict[str, Any]:
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            return await asyncio.wait_for(producer.submit("account.create", account("alone")), timeout=5)
+        finally:
+            await producer.stop()
+
+    try:
+        assert asyncio.run(scenario())["name"] == "alone"
+        assert store.tip().height == 1
+    finally:
+        store.close()
+
+
+def test_while_a_block_is_written_the_next_keeps_collecting_through_quiet_pauses(tmp_path: Path, node_key: NodeKey) -> None:
+    """Block 1 is held in its write. B arrives, several quiet pauses pass, then C arrives: as
+    block 1 is still being written, sealing B alone would only have made C wait for a third
+    block. B and C share block 2. (block_max_wait_ms is long, so only the pauses decide.)"""
+    store = Store(tmp_path / "held", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=10_000))
+    release = threading.Event()
+    real_write = store.write_block
+    holding: list[Any] = []  # (loop, event): set once block 1's write is being held
+
+    def held_write(block: Block, changes: Any, **kwargs: Any) -> None:
+        if block.transactions[0].payload["name"] == "first":
+            loop, held = holding[0]
+            loop.call_soon_threadsafe(held.set)
+            release.wait(timeout=30)
+        real_write(block, changes, **kwargs)
+
+    store.write_block = held_write  # type: ignore[method-assign]
+    start = store.tip().height
+
+    async def scenario() -> None:
+        producer = Producer(store, node_key, quiet_s=0.0005)
+        real_sleep = producer._sleep
+        pauses = 0
+        paused = asyncio.Event()
+
+        async def counted(seconds: float | None) -> None:
+            nonlocal pauses
+            await real_sleep(seconds)
+            if seconds == producer.quiet_s:
+                pauses += 1
+                if pauses >= 5:
+                    paused.set()
+
+        producer._sleep = counted  # type: ignore[method-assign]
+        held = asyncio.Event()
+        holding.append((asyncio.get_running_loop(), held))
+        producer.start()
+        try:
+            first = asyncio.ensure_future(producer.submit("account.create", account("first")))
+            await asyncio.wait_for(held.wait(), timeout=10)  # block 1 sealed and held in its write
+            pauses = 0
+            paused.clear()
+            b = asyncio.ensure_future(producer.submit("account.create", account("b")))
+            await asyncio.wait_for(paused.wait(), timeout=10)  # B waited through quiet pauses
+            c = asyncio.ensure_future(producer.submit("account.create", account("c")))
+            release.set()
+            await asyncio.gather(first, b, c)
+        finally:
+            release.set()
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+        blocks = stored_blocks(store, start)
+        assert [[tx.payload["name"] for tx in blk.transactions] for blk in blocks] == [["first"], ["b", "c"]]
+    finally:
+        store.close()
 
 
 def test_idle_producer_seals_no_blocks(store: Store, node_key: NodeKey) -> None:
