@@ -178,7 +178,8 @@ async def complete_job(request: Request) -> JSONResponse:
         completed_at_ms=completed_at,
         price_per_unit=node.store.genesis.params.price_per_unit(job["model"]),
     )
-    unsigned.update(_cosignature(job, miner, result, body.get("miner_signature")))
+    cosignature = _cosignature(job, miner, result, body.get("miner_signature"))
+    unsigned.update(cosignature)
     payload = {
         "job_id": job["job_id"],
         "miner_id": miner["miner_id"],
@@ -187,7 +188,9 @@ async def complete_job(request: Request) -> JSONResponse:
         "completed_at": completed_at,
         "receipt": sign_receipt(unsigned, node.key),
     }
-    return JSONResponse(await node.producer.submit("job.complete", payload))
+    # Both signatures are known good here (this node made the one, checked the other just now).
+    signers = (node.key.public_key, bytes.fromhex(miner["miner_pubkey"]) if cosignature else None)
+    return JSONResponse(await node.producer.submit("job.complete", payload, signers=signers))
 
 
 def _cosignature(job: dict[str, Any], miner: dict[str, Any], result: str, signature: Any) -> dict[str, Any]:

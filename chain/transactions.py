@@ -80,7 +80,10 @@ class Transaction:
                 public.append(json_string(k) + ':{"blake3":"' + _digest(value) + '"}')
             else:
                 public.append(pair)
-        tail = '},"timestamp":' + canonical_text(self.timestamp) + ',"type":' + canonical_text(self.type) + "}"
+        stamp, kind = self.timestamp, self.type
+        stamp_text = int.__repr__(stamp) if stamp.__class__ is int else canonical_text(stamp)
+        type_text = json_string(kind) if kind.__class__ is str else canonical_text(kind)
+        tail = '},"timestamp":' + stamp_text + ',"type":' + type_text + "}"
         return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
     @cached_property

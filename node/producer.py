@@ -24,6 +24,7 @@ from chain.crypto import NodeKey
 from chain.encoding import decode
 from chain.errors import LedgerError
 from chain.jobs import job_key
+from chain.receipts import Signers, note_checked_completion
 from chain.genesis import Genesis
 from chain.state import ReadableState, WorkingState, key
 from chain.transactions import Transaction
@@ -124,15 +125,22 @@ class Producer:
         return 0 if self._mempool is None else len(self._mempool)
 
     # -- submission ----------------------------------------------------------------
-    async def submit(self, tx_type: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Queue a transaction; return its result once its block is durable."""
+    async def submit(self, tx_type: str, payload: dict[str, Any], *, signers: Signers | None = None) -> dict[str, Any]:
+        """Queue a transaction; return its result once its block is durable.
+
+        signers: for a job.complete whose receipt this node has just signed (and whose miner
+        co-signature it has just checked), what chain.receipts.completion_signers would find,
+        so that applying it checks neither signature again."""
         mempool = self._mempool
         if mempool is None or self._stopping:
             raise NodeUnavailable("the node is shutting down", error_code="shutting_down")
         if len(mempool) >= self.mempool_limit:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        mempool.append(_Pending(Transaction(tx_type, payload, self.clock()), future))
+        tx = Transaction(tx_type, payload, self.clock())
+        if signers is not None:
+            note_checked_completion(tx.hash.hex(), signers)
+        mempool.append(_Pending(tx, future))
         if self._idle or len(mempool) >= self.params.max_block_txs:
             self.wake()  # a first transaction, or a full block: no reason to wait longer
         return await future
