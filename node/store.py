@@ -176,7 +176,9 @@ class QueueHeads:
                 for k, v in itertools.islice(changes, at, None):
                     if not k.startswith(family):
                         break
-                    cut = k.index(b"\x00", len(family)) + 1
+                    cut = k.find(b"\x00", len(family)) + 1
+                    if not cut:
+                        continue  # not a queue entry (the chain never writes one so)
                     held = self.queues.get(k[:cut])
                     if held is not None:
                         self._apply(k[:cut], held, k[cut:], v)
