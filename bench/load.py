@@ -259,8 +259,14 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 "pending": await get_step("GET /v1/jobs?status=pending", "/v1/jobs?status=pending", client),
             }
             for name in workloads:
+                start_height = await _height(s, base)
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
+                writes = sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST"))
+                if writes:
+                    blocks = await _height(s, base) - start_height
+                    print(f"[{name}] {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block, "
+                          f"{blocks / elapsed:.0f} blocks/s)", flush=True)
                 if name == "submit":
                     # Group commit, in a separate short pass (strace slows the node): synced writes per block.
                     height_before = await _height(s, base)
