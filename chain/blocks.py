@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from chain.crypto import NodeKey, hash_bytes, verify_signature
@@ -37,11 +38,13 @@ class BlockHeader:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in HEADER_FIELDS}
 
-    @property
+    @cached_property
     def hash_bytes(self) -> bytes:
+        """BLAKE3 of the canonical header (computed once: sealing, storing, indexing and
+        announcing a block each need it)."""
         return hash_bytes(canonical(self.to_dict()))
 
-    @property
+    @cached_property
     def hash(self) -> str:
         return self.hash_bytes.hex()
 
