@@ -57,6 +57,16 @@ json_string: Callable[[str], str] = _json_encoder_module.c_encode_basestring or 
 """A str as a JSON string, exactly as canonical() spells it (non-ASCII kept, not escaped)."""
 
 
+def canonical_scalar_text(value: Any) -> str:
+    """canonical_text(value), without the general encoder for the commonest values (exact str and int)."""
+    kind = value.__class__
+    if kind is str:
+        return json_string(value)
+    if kind is int:
+        return int.__repr__(value)
+    return canonical_text(value)
+
+
 def utf8(text: str) -> bytes:
     """text as UTF-8, refusing lone surrogates as canonical() does."""
     try:

@@ -7,7 +7,7 @@ from functools import cached_property
 from typing import Any
 
 from chain.crypto import hash_bytes, hash_hex
-from chain.encoding import canonical_text, json_string, utf8
+from chain.encoding import canonical_scalar_text, canonical_text, json_string, utf8
 from chain.errors import EncodingError
 
 PRIVATE_FIELDS = ("prompt", "result")
@@ -72,18 +72,13 @@ class Transaction:
         public: list[str] = []
         for k in sorted(payload):
             value = payload[k]
-            kind = value.__class__
-            text = json_string(value) if kind is str else int.__repr__(value) if kind is int else canonical_text(value)
-            pair = json_string(k) + ":" + text
+            pair = json_string(k) + ":" + canonical_scalar_text(value)
             pairs.append(pair)
             if k in PRIVATE_FIELDS and isinstance(value, str):
                 public.append(json_string(k) + ':{"blake3":"' + _digest(value) + '"}')
             else:
                 public.append(pair)
-        stamp, kind = self.timestamp, self.type
-        stamp_text = int.__repr__(stamp) if stamp.__class__ is int else canonical_text(stamp)
-        type_text = json_string(kind) if kind.__class__ is str else canonical_text(kind)
-        tail = '},"timestamp":' + stamp_text + ',"type":' + type_text + "}"
+        tail = '},"timestamp":' + canonical_scalar_text(self.timestamp) + ',"type":' + canonical_scalar_text(self.type) + "}"
         return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
     @cached_property

@@ -218,7 +218,7 @@ class Producer:
             else:
                 p.future.set_result(outcome)
 
-    async def _collect(self, mempool: deque[_Pending], inflight: asyncio.Task[bool] | None = None) -> list[_Pending]:
+    async def _collect(self, mempool: deque[_Pending], inflight: asyncio.Task[bool] | None) -> list[_Pending]:
         """Wait for work (or the next lease expiry), then gather up to one block's worth.
 
         After a first transaction, more are awaited in steps of quiet_s, until a step brings

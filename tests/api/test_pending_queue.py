@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api import queries
-from chain.jobs import PENDING_QUEUES
+from chain.jobs import PENDING_QUEUES, job_key
+from chain.state import key
 from chain.transactions import Transaction
 from node.producer import seal_now
 from node.store import QueueHeads, Store
@@ -102,13 +103,13 @@ def test_queue_heads_always_agree_with_the_store(market: Store, blocks: list[lis
         txs: list[tuple[str, dict[str, Any]]] = []
         for op, model, pick in block:
             pending = [v.decode() for _, v in market.iter_state(PENDING_QUEUES + model.encode() + b"\x00")]
-            running = [v.decode() for _, v in market.iter_state(b"ix\x00js\x00running\x00")]
+            running = [v.decode() for _, v in market.iter_state(key("ix", "js", "running", ""))]
             if op == "submit":
                 txs.append(("job.submit", {"job_id": f"j{market.tip().height}-{len(txs)}", "client": "c", "prompt": "p", "model": model, "params": {}}))
             elif op == "claim" and pending:
                 txs.append(("job.claim", {"job_id": pending[pick % len(pending)], "miner_id": f"g-{model}", "owner": "w"}))
             elif op == "fail" and running:
-                job = market.get_record(b"job\x00" + running[pick % len(running)].encode())
+                job = market.get_record(job_key(running[pick % len(running)]))
                 txs.append(("job.fail", {"job_id": job["job_id"], "miner_id": job["miner_id"], "owner": "w", "error": "x"}))
             elif op == "cancel" and pending:
                 txs.append(("job.cancel", {"job_id": pending[pick % len(pending)], "sender": "c"}))
