@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from chain.crypto import NodeKey, hash_bytes, verify_signature
 from chain.encoding import canonical, decode
 from chain.errors import EncodingError, InvalidBlock
+from chain.lazy import once
 from chain.merkle import merkle_root
 from chain.transactions import Transaction
 
@@ -38,13 +38,13 @@ class BlockHeader:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in HEADER_FIELDS}
 
-    @cached_property
+    @once
     def hash_bytes(self) -> bytes:
         """BLAKE3 of the canonical header (computed once: sealing, storing, indexing and
         announcing a block each need it)."""
         return hash_bytes(canonical(self.to_dict()))
 
-    @cached_property
+    @once
     def hash(self) -> str:
         return self.hash_bytes.hex()
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 from chain.crypto import hash_bytes, hash_hex
 from chain.encoding import canonical_scalar_text, canonical_text, json_string, utf8
 from chain.errors import EncodingError
+from chain.lazy import once
 
 PRIVATE_FIELDS = ("prompt", "result")
 """Payload fields only their parties may read. A transaction's hash commits to them through
@@ -42,17 +42,17 @@ class Transaction:
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload, "timestamp": self.timestamp}
 
-    @cached_property
+    @once
     def encoded(self) -> bytes:
         """The canonical bytes of the whole transaction, as blocks store it."""
         return utf8(self._texts[0])
 
-    @cached_property
+    @once
     def public_encoded(self) -> bytes:
         """The canonical bytes of the public form: private fields replaced by their digests."""
         return utf8(self._texts[1])
 
-    @cached_property
+    @once
     def _texts(self) -> tuple[str, str]:
         """The canonical text of the transaction and of its public form, each payload value
         encoded once (the transaction's hash needs the one, its block the other).
@@ -81,7 +81,7 @@ class Transaction:
         tail = '},"timestamp":' + canonical_scalar_text(self.timestamp) + ',"type":' + canonical_scalar_text(self.type) + "}"
         return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
-    @cached_property
+    @once
     def hash(self) -> bytes:
         """BLAKE3 of the public form; the Merkle leaf and the transaction's id."""
         return hash_bytes(self.public_encoded)
