@@ -29,6 +29,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.syncs import start_sync_counter, stop_sync_counter
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
 CLIENT_KEY = "bench-client-key-000000000000"
@@ -275,8 +277,13 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                     syncs = stop_sync_counter(tracer)
                     blocks = await _height(s, base) - height_before
                     writes = len(rec.latencies.get("POST /v1/jobs", []))
-                    print(f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); "
-                          f"fsync/fdatasync calls: {'n/a (strace not installed)' if syncs is None else syncs}", flush=True)
+                    if syncs is None:
+                        synced = "synced writes: n/a (strace not installed)"
+                    else:
+                        synced = (f"synced appends to the write-ahead log: {syncs[0]} ({syncs[0] / max(blocks, 1):.2f} per block); "
+                                  f"other fsync/fdatasync (LevelDB's flushes and compactions): {syncs[1]}")
+                    print(f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); {synced}",
+                          flush=True)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -287,32 +294,6 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
 async def _height(s: aiohttp.ClientSession, base: str) -> int:
     async with s.get(base + "/health") as r:
         return int((await r.json())["height"])
-
-
-def start_sync_counter(pid: int) -> tuple[subprocess.Popen[bytes], Path] | None:
-    """strace counting the node's fsync/fdatasync calls (all threads), if strace is installed."""
-    if shutil.which("strace") is None:
-        return None
-    out = Path(tempfile.mkstemp(prefix="aitbc-strace-")[1])
-    proc = subprocess.Popen(["strace", "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o", str(out), "-p", str(pid)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)  # let strace attach to every thread before the load starts
-    return proc, out
-
-
-def stop_sync_counter(tracer: tuple[subprocess.Popen[bytes], Path] | None) -> int | None:
-    if tracer is None:
-        return None
-    proc, out = tracer
-    proc.send_signal(2)
-    proc.wait(timeout=30)
-    total = 0
-    for line in out.read_text().splitlines():
-        parts = line.split()
-        if parts and parts[-1] in ("fsync", "fdatasync"):
-            total += int(parts[3])
-    out.unlink()
-    return total
 
 
 def verdicts(results: list[Result], block_max_wait_ms: int) -> dict[str, tuple[float, str]]:
