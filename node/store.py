@@ -76,7 +76,6 @@ LEVELDB_OPTIONS: dict[str, Any] = {
     # LevelDB maps each open table file into memory; open files (1,000 by default, about 2 MiB
     # each) bound what a node's resident memory can hold of them.
     "max_open_files": 100,
-    "bloom_filter_bits": 10,
 }
 
 Changes = list[tuple[bytes, bytes | None]]
