@@ -51,9 +51,15 @@ class WorkingState:
         self._sorted: list[tuple[bytes, bytes | None]] | None = None
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self._writes:
-            return self._writes[key]
-        return self._base.get(key)
+        # Down the stack of working states in a loop, not a call per level: a transaction's
+        # scratch state sits on its block's, which may sit on the block being written.
+        state: Any = self
+        while state.__class__ is WorkingState:
+            writes = state._writes
+            if key in writes:
+                return writes[key]  # type: ignore[no-any-return]
+            state = state._base
+        return state.get(key)  # type: ignore[no-any-return]
 
     def put(self, key: bytes, value: bytes) -> None:
         self._writes[key] = value

@@ -62,7 +62,7 @@ class Transaction:
         one encoding of each payload value. (tests/chain pins them to canonical() of the dicts.)
         """
         payload = self.payload
-        if not any(name in payload for name in PRIVATE_FIELDS):  # the public form is the same
+        if payload.keys().isdisjoint(PRIVATE_FIELDS):  # the public form is the same
             text = canonical_text(self.to_dict())
             return text, text
         if any(k.__class__ is not str for k in payload):  # not from JSON: leave it all to json
@@ -102,7 +102,7 @@ class Transaction:
 
 def redact(payload: dict[str, Any]) -> dict[str, Any]:
     """The payload with each private string field replaced by {"blake3": hex digest of its UTF-8}."""
-    if not any(name in payload for name in PRIVATE_FIELDS):
+    if payload.keys().isdisjoint(PRIVATE_FIELDS):
         return payload
     return {k: {"blake3": _digest(v)} if k in PRIVATE_FIELDS and isinstance(v, str) else v for k, v in payload.items()}
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from chain.blocks import Block
 from chain.jobs import STATUSES, counter_key
@@ -125,19 +125,20 @@ class HttpCollector(Collector):
     Every answer feeds them, so they are kept as plain counts (one list per label set, changed
     only on the event loop), not as prometheus_client metrics: a Counter and a Histogram take
     three locks per request, about 2% of a write's CPU. A scrape (another thread) copies each
-    list whole, which the GIL makes atomic, so a label set's count, sum and buckets agree."""
+    list whole, which the GIL makes atomic, and derives both counts from the buckets it copied,
+    so a label set's request count, histogram count and buckets always agree (its sum may lag
+    by the one request being recorded)."""
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str, int], list[float]] = {}
-        """(method, route, status) -> [count, sum of seconds, count per HTTP_BUCKETS bucket..., above the last]."""
+        """(method, route, status) -> [sum of seconds, requests per HTTP_BUCKETS bucket..., above the last]."""
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         series = self._series.get((method, route, status))
         if series is None:
-            series = self._series[(method, route, status)] = [0] * (len(HTTP_BUCKETS) + 3)
-        series[0] += 1
-        series[1] += seconds
-        series[2 + bisect.bisect_left(HTTP_BUCKETS, seconds)] += 1
+            series = self._series[(method, route, status)] = [0] * (len(HTTP_BUCKETS) + 2)
+        series[1 + bisect.bisect_left(HTTP_BUCKETS, seconds)] += 1
+        series[0] += seconds
 
     def describe(self) -> list[Metric]:
         return list(self._families([]))
@@ -154,9 +155,9 @@ class HttpCollector(Collector):
         bounds = [floatToGoString(b) for b in HTTP_BUCKETS] + ["+Inf"]
         for (method, route, status), series in snapshot:
             labels = [method, route, str(status)]
-            requests.add_metric(labels, series[0])
-            cumulative = list(itertools.accumulate(series[2:]))
-            latency.add_metric(labels, list(zip(bounds, cumulative)), series[1])
+            cumulative = list(itertools.accumulate(series[1:]))
+            requests.add_metric(labels, cumulative[-1])
+            latency.add_metric(labels, list(zip(bounds, cumulative)), series[0])
         return requests, latency
 
 
