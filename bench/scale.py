@@ -2,7 +2,8 @@
 
 The chains are built through the producer's sealing path and the store directly (not over
 HTTP): job lifecycles (submit, claim, complete with a signed receipt). Then a real node is
-started on each, pinned to CPU 0, and the same reads are driven from CPU 1.
+started on each, pinned to CPU 0, and the same reads are driven from CPU 1: on every chain in
+turn, interleaved, for several rounds (the medians are printed, and the ratio of each round).
 
   python -m bench scale                          # 1,000 and 1,000,000 transactions
   python -m bench scale --sizes 1000 100000 --seconds 3
@@ -17,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -100,7 +102,17 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
-async def measure(data_dir: Path, seconds: float, concurrency: int) -> dict[str, object]:
+READS = {
+    "GET /explorer/stats": ("/explorer/stats", False),
+    "GET /v1/receipts?client=": ("/v1/receipts?client=bench-client", True),
+    "GET /v1/jobs?status=pending": ("/v1/jobs?status=pending", True),
+    "GET /explorer/blocks": ("/explorer/blocks", False),
+}
+"""The reads measured on every chain: (path, whether it takes the client's API key)."""
+
+
+async def start_node(s: aiohttp.ClientSession, data_dir: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, object]]:
+    """A node on data_dir, pinned to CPU 0, once it serves and its start-up maintenance is done."""
     port = free_port()
     args = [*pin(0), sys.executable, "-m", "node", "start", "--data-dir", str(data_dir), "--port", str(port),
             "--log-level", "warning", "--rate-limit", "0"]
@@ -109,82 +121,124 @@ async def measure(data_dir: Path, seconds: float, concurrency: int) -> dict[str,
     base = f"http://127.0.0.1:{port}"
     out: dict[str, object] = {}
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError("node exited during start-up")
-                try:
-                    async with s.get(base + "/health") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.01)
-            out["startup_s"] = time.perf_counter() - started
-            # Measure the steady state: wait (bounded) for the start-up maintenance to finish.
-            settle_started = time.perf_counter()
-            while time.perf_counter() - settle_started < 300:
-                async with s.get(base + "/status") as r:
-                    if not (await r.json()).get("maintenance"):
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("node exited during start-up")
+            try:
+                async with s.get(base + "/health") as r:
+                    if r.status == 200:
                         break
-                await asyncio.sleep(0.2)
-            out["maintenance_s"] = time.perf_counter() - settle_started
-            client = {"X-Api-Key": CLIENT_KEY}
-            reads = {
-                "GET /explorer/stats": ("/explorer/stats", {}),
-                "GET /v1/receipts?client=": ("/v1/receipts?client=bench-client", client),
-                "GET /v1/jobs?status=pending": ("/v1/jobs?status=pending", client),
-                "GET /explorer/blocks": ("/explorer/blocks", {}),
-            }
-            for name, (path, headers) in reads.items():
-                async def step(i: int, rec: Recorder, p: str = path, h: dict[str, str] = headers, n: str = name) -> int:
-                    await timed(s, rec, n, "GET", base + p, 200, headers=h)
-                    return 1
-                rec, elapsed, _ = await drive(concurrency, seconds, 10**7, step)
-                lat = rec.latencies[name]
-                out[name] = (len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0))
-            out["rss_mb"] = rss_mb(proc.pid)
-            out["rss_anon_mb"] = rss_mb(proc.pid, "RssAnon")
-            out["rss_file_mb"] = rss_mb(proc.pid, "RssFile")
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.01)
+        out["startup_s"] = time.perf_counter() - started
+        # Measure the steady state: wait (bounded) for the start-up maintenance to finish.
+        settle_started = time.perf_counter()
+        while time.perf_counter() - settle_started < 300:
+            async with s.get(base + "/status") as r:
+                if not (await r.json()).get("maintenance"):
+                    break
+            await asyncio.sleep(0.2)
+        out["maintenance_s"] = time.perf_counter() - settle_started
+    except BaseException:
+        stop_node(proc)
+        raise
+    return proc, base, out
+
+
+def stop_node(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+async def read_rate(s: aiohttp.ClientSession, base: str, name: str, seconds: float, concurrency: int) -> tuple[float, float, float, int]:
+    """(requests/s, p50 ms, p99 ms, errors) of one read driven for `seconds`."""
+    path, keyed = READS[name]
+    headers = {"X-Api-Key": CLIENT_KEY} if keyed else {}
+
+    async def step(i: int, rec: Recorder) -> int:
+        await timed(s, rec, name, "GET", base + path, 200, headers=headers)
+        return 1
+
+    rec, elapsed, _ = await drive(concurrency, seconds, 10**7, step)
+    lat = rec.latencies[name]
+    return len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0)
+
+
+async def measure(chains: dict[int, Path], seconds: float, concurrency: int, rounds: int) -> dict[int, dict[str, object]]:
+    """Start-up of each chain's node in turn (the others idle); then each read on every chain,
+    interleaved, `rounds` times (this machine's speed drifts by minutes, so the chains are
+    measured side by side, not one after the other); each figure is the median of its rounds."""
+    results: dict[int, dict[str, object]] = {}
+    nodes: dict[int, tuple[subprocess.Popen[bytes], str, aiohttp.ClientSession]] = {}
+    try:
+        for size, data_dir in chains.items():
+            # a session (and keep-alive pool) per node, so that switching chains opens no connections
+            s = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+            try:
+                proc, base, results[size] = await start_node(s, data_dir)
+            except BaseException:
+                await s.close()
+                raise
+            nodes[size] = proc, base, s
+        samples: dict[tuple[int, str], list[tuple[float, float, float, int]]] = {}
+        for _ in range(rounds):
+            for name in READS:
+                for size, (_proc, base, s) in nodes.items():
+                    samples.setdefault((size, name), []).append(await read_rate(s, base, name, seconds, concurrency))
+        for (size, name), got in samples.items():
+            rates = [g[0] for g in got]
+            results[size][name] = (statistics.median(rates), statistics.median(g[1] for g in got),
+                                   statistics.median(g[2] for g in got), sum(g[3] for g in got))
+            results[size][name + " rounds"] = rates
+        for size, (proc, _base, _s) in nodes.items():
+            results[size]["rss_mb"] = rss_mb(proc.pid)
+            results[size]["rss_anon_mb"] = rss_mb(proc.pid, "RssAnon")
+            results[size]["rss_file_mb"] = rss_mb(proc.pid, "RssFile")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    return out
+        for proc, _base, s in nodes.values():
+            await s.close()
+            stop_node(proc)
+    return results
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 1_000_000])
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each read, each round")
+    parser.add_argument("--rounds", type=int, default=3, help="the reads on all chains, interleaved, this many times (medians)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--keep", type=Path, default=None, help="build chains under this folder and keep them for later runs")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
     root = args.keep or Path(tempfile.mkdtemp(prefix="aitbc-scale-"))
-    results: dict[int, dict[str, object]] = {}
     try:
-        for size in args.sizes:
-            data = root / f"chain-{size}"
+        chains: dict[int, Path] = {}
+        store_bytes: dict[int, int] = {}
+        for size in sorted(set(args.sizes)):
+            data = chains[size] = root / f"chain-{size}"
             if not (data / "genesis.json").exists():
                 took = build_chain(data, size)
                 print(f"built a chain of {size:,} transactions in {took:.1f} s", flush=True)
-            store_bytes = dir_bytes(data / "chain")
-            res = asyncio.run(measure(data, args.seconds, args.concurrency))
-            res["bytes_per_tx"] = store_bytes / size
-            results[size] = res
+            store_bytes[size] = dir_bytes(data / "chain")
+        results = asyncio.run(measure(chains, args.seconds, args.concurrency, max(1, args.rounds)))
+        for size in chains:
+            results[size]["bytes_per_tx"] = store_bytes[size] / size
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     small, large = min(results), max(results)
-    print(f"\nmachine: {os.cpu_count()} CPUs; node on CPU 0, load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per read\n")
-    print(f"{'read':32} " + " ".join(f"{f'{s:,} tx req/s':>16} {'p99 ms':>8}" for s in sorted(results)) + f" {'ratio':>7}")
-    for name in ("GET /explorer/stats", "GET /v1/receipts?client=", "GET /v1/jobs?status=pending", "GET /explorer/blocks"):
+    print(f"\nmachine: {os.cpu_count()} CPUs; nodes on CPU 0, load on CPU {LOAD_CPU}; {args.concurrency} connections; "
+          f"each read {args.seconds:g} s per chain per round, {max(1, args.rounds)} rounds interleaved; medians\n")
+    print(f"{'read':32} " + " ".join(f"{f'{s:,} tx req/s':>16} {'p99 ms':>8}" for s in sorted(results)) + f" {'ratio':>7}  ratio by round")
+    for name in READS:
         cells = []
         for s in sorted(results):
             rate, _p50, p99, _err = results[s][name]  # type: ignore[misc]
             cells.append(f"{rate:16.0f} {p99:8.2f}")
         ratio = results[small][name][0] / results[large][name][0]  # type: ignore[index]
-        print(f"{name:32} " + " ".join(cells) + f" {ratio:6.2f}x")
+        by_round = [a / b for a, b in zip(results[small][name + " rounds"], results[large][name + " rounds"])]  # type: ignore[call-overload]
+        print(f"{name:32} " + " ".join(cells) + f" {ratio:6.2f}x  " + " ".join(f"{r:.2f}" for r in by_round))
     print("\n(ratio = req/s at the small chain / req/s at the large one; target: within 1.2x)")
     for s in sorted(results):
         r = results[s]
