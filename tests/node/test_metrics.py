@@ -46,7 +46,7 @@ def test_http_metrics_expose_what_prometheus_client_would(requests: list[tuple[t
         assert abs(ours[name] - value) <= 1e-9 * max(1.0, abs(value)), name
 
 
-def test_a_scrape_sees_each_label_set_whole() -> None:
+def test_one_label_set_counts_buckets_and_sum() -> None:
     metrics = NodeMetrics()
     metrics.http_request("POST", "/v1/jobs", 201, 0.003)
     metrics.http_request("POST", "/v1/jobs", 201, 30.0)
