@@ -278,7 +278,7 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                     blocks = await _height(s, base) - height_before
                     writes = len(rec.latencies.get("POST /v1/jobs", []))
                     if syncs is None:
-                        synced = "synced writes: n/a (strace not installed)"
+                        synced = "synced writes: n/a (strace not installed, or not permitted to attach)"
                     else:
                         synced = (f"synced appends to the write-ahead log: {syncs[0]} ({syncs[0] / max(blocks, 1):.2f} per block); "
                                   f"other fsync/fdatasync (LevelDB's flushes and compactions): {syncs[1]}")

@@ -12,14 +12,20 @@ from pathlib import Path
 
 def start_sync_counter(pid: int) -> tuple[subprocess.Popen[bytes], Path] | None:
     """strace recording the node's fsync/fdatasync calls (all threads, each with the file it
-    synced), if strace is installed. Returns once strace is attached to every thread."""
+    synced), once it is attached to every thread; None if strace is not installed or cannot
+    attach (ptrace not permitted, say) within 10 s."""
     if shutil.which("strace") is None:
         return None
     out = Path(tempfile.mkstemp(prefix="aitbc-strace-")[1])
     proc = subprocess.Popen(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(out), "-p", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
-    while not _traced(pid) and proc.poll() is None and time.monotonic() < deadline:
+    while not _traced(pid):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            out.unlink()
+            return None
         time.sleep(0.01)
     return proc, out
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.syncs import stop_sync_counter
+import pytest
+
+from bench.syncs import start_sync_counter, stop_sync_counter
 
 # strace -f -y output: one thread's call may be split around another's.
 TRACE = """\
@@ -32,3 +35,17 @@ def test_syncs_are_counted_by_the_file_they_synced(tmp_path: Path) -> None:
 
 def test_no_strace_no_count() -> None:
     assert stop_sync_counter(None) is None
+
+
+def test_a_tracer_that_cannot_attach_counts_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "strace" here is a script that exits at once, as strace does when ptrace is refused
+    fake = tmp_path / "strace"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert start_sync_counter(child.pid) is None
+    finally:
+        child.kill()
+        child.wait()
