@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 import blake3
+from nacl.bindings import crypto_sign, crypto_sign_BYTES, crypto_sign_seed_keypair
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -49,6 +50,10 @@ class NodeKey:
             raise ValueError("an Ed25519 seed is 32 bytes")
         self._signing = SigningKey(seed)
         self.public_key: bytes = bytes(self._signing.verify_key)
+        self.key_id = b64url(self.public_key)
+        """The public key as receipts name it (base64url)."""
+        self._secret = crypto_sign_seed_keypair(seed)[1]
+        """libsodium's 64-byte secret key, for signing without PyNaCl's SignedMessage (~10% of a signature)."""
 
     @classmethod
     def from_seed_hex(cls, text: str) -> NodeKey:
@@ -63,7 +68,7 @@ class NodeKey:
         return self.public_key.hex()
 
     def sign(self, message: bytes) -> bytes:
-        signature: bytes = self._signing.sign(message).signature
+        signature: bytes = crypto_sign(message, self._secret)[:crypto_sign_BYTES]
         _remember(_check_digest(self.public_key, message, signature))  # this node checks its own receipts next
         return signature
 

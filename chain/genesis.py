@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -11,6 +12,13 @@ from typing import Any
 from chain.crypto import hash_hex
 from chain.encoding import canonical
 from chain.errors import InvalidGenesis
+
+
+@functools.lru_cache(maxsize=1024)
+def _decimal(text: str) -> Decimal:
+    """A price from genesis as a Decimal, made once per distinct price."""
+    return Decimal(text)
+
 
 ROLES = ("client", "miner", "admin", "peer")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -40,7 +48,7 @@ class Params:
     """Price per unit, as a decimal string, by model then unit type."""
 
     def price_per_unit(self, model: str, unit_type: str = "tokens") -> Decimal:
-        return Decimal(self.prices[model][unit_type])
+        return _decimal(self.prices[model][unit_type])
 
 
 @dataclass(frozen=True)

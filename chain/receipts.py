@@ -7,6 +7,7 @@ JSON with sorted keys, separators `,` and `:`, ASCII-escaped. Ed25519 over those
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -37,8 +38,10 @@ def count_units(result: str) -> int:
     return len(result.split())
 
 
+@functools.lru_cache(maxsize=4096)
 def exact_price(units: int, price_per_unit: Decimal) -> Decimal:
-    """units x price per unit, rounded half-even to 8 decimal places."""
+    """units x price per unit, rounded half-even to 8 decimal places. (Remembered: a completion
+    prices its receipt three times, and results of the same length repeat.)"""
     return (Decimal(units) * price_per_unit).quantize(PRICE_PLACES, rounding=ROUND_HALF_EVEN)
 
 
@@ -87,7 +90,7 @@ def signing_bytes(receipt: dict[str, Any]) -> bytes:
 
 
 def sign_receipt(body: dict[str, Any], key: NodeKey) -> dict[str, Any]:
-    signature = {"alg": "ed25519", "key_id": b64url(key.public_key), "sig": b64url(key.sign(signing_bytes(body)))}
+    signature = {"alg": "ed25519", "key_id": key.key_id, "sig": b64url(key.sign(signing_bytes(body)))}
     return {**body, "signature": signature}
 
 

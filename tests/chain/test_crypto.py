@@ -6,6 +6,7 @@ import blake3
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nacl.signing import SigningKey
 
 from chain.crypto import HASH_SIZE, NodeKey, b64url, b64url_decode, hash_bytes, hash_hex, verify_signature
 
@@ -27,6 +28,12 @@ def test_node_key_is_deterministic_from_its_seed() -> None:
 def test_node_key_refuses_a_seed_that_is_not_32_bytes(seed: bytes) -> None:
     with pytest.raises(ValueError):
         NodeKey(seed)
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=2048))
+def test_node_key_signs_as_pynacl_does(seed: bytes, message: bytes) -> None:
+    """NodeKey signs through libsodium directly; the signature is PyNaCl's, byte for byte."""
+    assert NodeKey(seed).sign(message) == SigningKey(seed).sign(message).signature
 
 
 def test_signature_verifies_only_for_its_key_and_message() -> None:
