@@ -7,6 +7,7 @@ Key parts are joined with NUL, which no name or id may contain.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -14,6 +15,9 @@ from chain.crypto import hash_bytes
 from chain.encoding import canonical, decode
 
 SEP = b"\x00"
+_U32 = struct.Struct(">I")
+_DELETED = b"\xff\xff\xff\xff"
+"""Where a deleted key's value length would be in the state root's input."""
 
 
 def key(*parts: str | int) -> bytes:
@@ -116,10 +120,13 @@ def state_root(prev_root: str, changes: list[tuple[bytes, bytes | None]]) -> str
     different root and rejects the block.
     """
     parts = [bytes.fromhex(prev_root)]
+    add, length = parts.append, _U32.pack  # each part appended apart: no bytes built per change
     for k, v in changes:
-        parts.append(len(k).to_bytes(4, "big") + k)
+        add(length(len(k)))
+        add(k)
         if v is None:
-            parts.append(b"\xff\xff\xff\xff")
+            add(_DELETED)
         else:
-            parts.append(len(v).to_bytes(4, "big") + v)
+            add(length(len(v)))
+            add(v)
     return hash_bytes(b"".join(parts)).hex()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import blake3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chain import jobs, miners
 from chain.accounts import get_account
@@ -505,6 +508,20 @@ def test_state_root_commits_to_deletions_and_the_previous_root() -> None:
     assert state_root(GENESIS_STATE_ROOT, [(b"k", b"")]) != state_root(GENESIS_STATE_ROOT, [(b"k", None)])
     # Length prefixes keep key/value boundaries apart.
     assert state_root(GENESIS_STATE_ROOT, [(b"ab", b"c")]) != state_root(GENESIS_STATE_ROOT, [(b"a", b"bc")])
+
+
+@settings(max_examples=100)
+@given(st.binary(min_size=32, max_size=32),
+       st.dictionaries(st.binary(max_size=40), st.none() | st.binary(max_size=300), max_size=30))
+def test_state_root_is_blake3_of_the_previous_root_and_length_prefixed_changes(prev: bytes, writes: dict[bytes, bytes | None]) -> None:
+    """The state root's input, spelled out independently: the previous root's 32 bytes, then per
+    change in key order a 4-byte big-endian key length, the key, and either a 4-byte big-endian
+    value length and the value, or ff ff ff ff for a deletion."""
+    changes = sorted(writes.items())
+    spelled = prev + b"".join(
+        len(k).to_bytes(4, "big") + k + (b"\xff" * 4 if v is None else len(v).to_bytes(4, "big") + v) for k, v in changes
+    )
+    assert state_root(prev.hex(), changes) == blake3.blake3(spelled).hexdigest()
 
 
 def test_working_state_child_is_isolated_until_merged(state: WorkingState) -> None:
