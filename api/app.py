@@ -8,6 +8,7 @@ from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
@@ -65,10 +66,28 @@ ROUTES = [
 ]
 
 
+class AppState(State):
+    """Starlette's State, whose attributes also read as plain attributes. (State answers every
+    read through __getattr__, a Python call, and each request reads a few: the node, the
+    account cache, the rate limiter.) Items and deletions still go through State."""
+
+    def __setattr__(self, key: Any, value: Any) -> None:
+        super().__setattr__(key, value)
+        object.__setattr__(self, key, value)
+
+    def __delattr__(self, key: Any) -> None:
+        super().__delattr__(key)
+        object.__delattr__(self, key)
+
+
 class NodeApp(Starlette):
-    """Starlette, with api.dispatch.FastDispatch in front of its middleware stack."""
+    """Starlette, with api.dispatch.FastDispatch in front of its middleware stack, and AppState."""
 
     fast: dict[str, Any] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = AppState()
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
