@@ -66,7 +66,7 @@ def authenticate(request: Request, *roles: str) -> Principal:
     if len(supplied) > MAX_KEY_CHARS:
         raise ApiError(401, "invalid API key", "unauthorized")
     key_hash = api_key_hash(supplied)
-    state = request.app.state
+    state = request.scope["app"].state
     found = state.accounts.entry(state.node.store, key_hash)
     if found is None or not hmac.compare_digest(found[0]["key_hash"], key_hash):
         raise ApiError(401, "invalid API key", "unauthorized")

@@ -23,7 +23,7 @@ log = logging.getLogger("aitbc.api")
 
 
 def _node(request: Request) -> Any:
-    return request.app.state.node
+    return request.scope["app"].state.node  # (Request.app is a property: this is what it reads)
 
 
 def _job_for(request: Request, principal: Principal) -> dict[str, Any]:

@@ -74,14 +74,13 @@ def request_id_of(headers: Any) -> str:
 def add_own_headers(headers: list[Any], raw_rid: bytes, versioned: bool, node: Any) -> None:
     """Append what every answer carries to a response's headers: the request id, the security
     headers and, on /v1, the height the answer was read at, each unless the endpoint set it."""
-    if any(name.lower() in OWN_HEADERS for name, _ in headers):
-        present = {name.lower() for name, _ in headers}
-        headers.append((HEADER, raw_rid))
-        headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-    else:  # the usual case: none of ours was set by the endpoint
-        present = _NONE
-        headers.append((HEADER, raw_rid))
-        headers.extend(SECURITY_HEADERS)
+    present = _NONE  # the usual case: none of ours was set by the endpoint
+    for name, _ in headers:
+        if name.lower() in OWN_HEADERS:
+            present = {name.lower() for name, _ in headers}
+            break
+    headers.append((HEADER, raw_rid))
+    headers.extend(SECURITY_HEADERS if present is _NONE else [h for h in SECURITY_HEADERS if h[0] not in present])
     if versioned and HEIGHT_HEADER not in present:
         store = getattr(node, "store", None)
         if store is not None and not store.closed:

@@ -57,7 +57,7 @@ def parse_json(raw: bytes) -> Any:
 
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
     """The body as a JSON object with only the allowed top-level fields."""
-    node = request.app.state.node
+    node = request.scope["app"].state.node
     body = parse_json(await read_body(request, node.config.max_body_bytes))
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "invalid_json")
