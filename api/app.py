@@ -67,17 +67,20 @@ ROUTES = [
 
 
 class AppState(State):
-    """Starlette's State, whose attributes also read as plain attributes. (State answers every
+    """Starlette's State, whose entries also read as plain attributes. (State answers every
     read through __getattr__, a Python call, and each request reads a few: the node, the
-    account cache, the rate limiter.) Items and deletions still go through State."""
+    account cache, the rate limiter.) Every write, as attribute or item, keeps both in step."""
 
     def __setattr__(self, key: Any, value: Any) -> None:
-        super().__setattr__(key, value)
-        object.__setattr__(self, key, value)
+        self._state[key] = value
+        self.__dict__[key] = value
 
     def __delattr__(self, key: Any) -> None:
-        super().__delattr__(key)
-        object.__delattr__(self, key)
+        del self._state[key]
+        self.__dict__.pop(key, None)
+
+    __setitem__ = __setattr__
+    __delitem__ = __delattr__
 
 
 class NodeApp(Starlette):

@@ -13,7 +13,7 @@ from api.responses import JSONResponse
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError
-from api.parsing import page_limit, parse_datetime_ms, query_choice, query_int, read_object, require_field
+from api.parsing import node_of, page_limit, parse_datetime_ms, query_choice, query_int, read_object, require_field
 from api.views import job_view
 from chain.jobs import STATUSES, validate_error, validate_job_request, validate_result
 from chain.miners import validate_id
@@ -22,14 +22,10 @@ from chain.receipts import completion_signature_valid, miner_signature_block, re
 log = logging.getLogger("aitbc.api")
 
 
-def _node(request: Request) -> Any:
-    return request.scope["app"].state.node  # (Request.app is a property: this is what it reads)
-
-
 def _job_for(request: Request, principal: Principal) -> dict[str, Any]:
     """The job named in the path, as visible to principal: another client's job is a 404."""
     job_id = request.path_params["job_id"]
-    job = queries.get_job(_node(request).store, job_id)
+    job = queries.get_job(node_of(request).store, job_id)
     if job is None or (principal.role == "client" and job["client"] != principal.name):
         raise ApiError(404, f"job '{job_id}' does not exist", "job_not_found")
     return job
@@ -38,7 +34,7 @@ def _job_for(request: Request, principal: Principal) -> dict[str, Any]:
 def _miner_for(request: Request, principal: Principal, miner_id: Any) -> dict[str, Any]:
     """The miner, which the principal must have registered (admins may act for any miner)."""
     validate_id("miner_id", miner_id)
-    miner = queries.miner(_node(request).store, miner_id)
+    miner = queries.miner(node_of(request).store, miner_id)
     if miner is None:
         raise ApiError(404, f"miner '{miner_id}' is not registered", "miner_not_found")
     if miner["owner"] != principal.name and not principal.is_admin:
@@ -68,7 +64,7 @@ def random_hex(nbytes: int) -> str:
 async def submit_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "client")
     body = await read_object(request, ("prompt", "model", "params"))
-    node = _node(request)
+    node = node_of(request)
     model, params = validate_job_request(body.get("prompt"), body.get("model"), body.get("params"), node.store.genesis.params)
     payload = {
         "job_id": "job_" + random_hex(12),
@@ -87,7 +83,7 @@ async def list_jobs(request: Request) -> JSONResponse:
     limit = page_limit(request, 20)
     offset = query_int(request, "offset", 0, 0)
     client = None if principal.is_admin else principal.name
-    jobs = queries.list_jobs(_node(request).store, client=client, status=status, limit=limit, offset=offset)
+    jobs = queries.list_jobs(node_of(request).store, client=client, status=status, limit=limit, offset=offset)
     return JSONResponse([job_view(j) for j in jobs])
 
 
@@ -100,7 +96,7 @@ async def cancel_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "client")
     job = _job_for(request, principal)
     payload = {"job_id": job["job_id"], "sender": principal.name}
-    return JSONResponse(job_view(await _node(request).producer.submit("job.cancel", payload)))
+    return JSONResponse(job_view(await node_of(request).producer.submit("job.cancel", payload)))
 
 
 async def available_job(request: Request) -> JSONResponse:
@@ -109,7 +105,7 @@ async def available_job(request: Request) -> JSONResponse:
     if miner_id is None:
         raise ApiError(400, "miner_id is required", "validation_error")
     miner = _miner_for(request, principal, miner_id)
-    node = _node(request)
+    node = node_of(request)
     _note_seen(node, miner)
     job = queries.oldest_pending_for_models(node.store, miner["capabilities"])
     return JSONResponse(None if job is None else job_view(job))
@@ -143,12 +139,12 @@ async def claim_job(request: Request) -> JSONResponse:
     body = await read_object(request, ("miner_id",))
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
     payload = {"job_id": request.path_params["job_id"], "miner_id": miner["miner_id"], "owner": miner["owner"]}
-    return JSONResponse(job_view(await _node(request).producer.submit("job.claim", payload)))
+    return JSONResponse(job_view(await node_of(request).producer.submit("job.claim", payload)))
 
 
 def _running_job(request: Request, miner: dict[str, Any]) -> dict[str, Any]:
     job_id = request.path_params["job_id"]
-    job = queries.get_job(_node(request).store, job_id)
+    job = queries.get_job(node_of(request).store, job_id)
     if job is None:
         raise ApiError(404, f"job '{job_id}' does not exist", "job_not_found")
     if job["status"] != "running":
@@ -161,7 +157,7 @@ def _running_job(request: Request, miner: dict[str, Any]) -> dict[str, Any]:
 async def complete_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "miner")
     body = await read_object(request, ("miner_id", "result", "completed_at", "miner_signature"))
-    node = _node(request)
+    node = node_of(request)
     result = validate_result(require_field(body, "result"), node.store.genesis.params)  # the body first, then lookups
     miner = _miner_for(request, principal, require_field(body, "miner_id"))
     job = _running_job(request, miner)
@@ -219,4 +215,4 @@ async def fail_job(request: Request) -> JSONResponse:
         "owner": miner["owner"],
         "error": error,
     }
-    return JSONResponse(job_view(await _node(request).producer.submit("job.fail", payload)))
+    return JSONResponse(job_view(await node_of(request).producer.submit("job.fail", payload)))

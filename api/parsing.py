@@ -55,9 +55,14 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
 
 
+def node_of(request: Request) -> Any:
+    """The node serving the request (read through the ASGI scope: Request.app is a property)."""
+    return request.scope["app"].state.node
+
+
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
     """The body as a JSON object with only the allowed top-level fields."""
-    node = request.scope["app"].state.node
+    node = node_of(request)
     body = parse_json(await read_body(request, node.config.max_body_bytes))
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "invalid_json")
@@ -76,7 +81,7 @@ def require_field(body: dict[str, Any], name: str) -> Any:
 
 def page_limit(request: Request, default: int) -> int:
     """The `limit` query parameter of a listing: 1 to the node's --max-page-size (default 100)."""
-    return query_int(request, "limit", default, 1, request.app.state.node.config.max_page_size)
+    return query_int(request, "limit", default, 1, node_of(request).config.max_page_size)
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:

@@ -94,7 +94,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], limit_s: float = 60) -> None:
+async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], limit_s: float = 60,
+                     poll_s: float = 0.05) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -105,7 +106,7 @@ async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.
                     return
         except aiohttp.ClientError:
             pass
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(poll_s)
     raise RuntimeError(f"{url} did not answer within {limit_s} s")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.load import CLIENT_KEY, LOAD_CPU, MINER_KEY, Recorder, drive, free_port, percentile, pin, timed
+from bench.load import CLIENT_KEY, LOAD_CPU, MINER_KEY, Recorder, drive, free_port, percentile, pin, timed, wait_ready
 from chain.jobs import receipt_key
 from chain.receipts import receipt_body, sign_receipt
 from chain.state import WorkingState
@@ -121,15 +121,7 @@ async def start_node(s: aiohttp.ClientSession, data_dir: Path) -> tuple[subproce
     base = f"http://127.0.0.1:{port}"
     out: dict[str, object] = {}
     try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("node exited during start-up")
-            try:
-                async with s.get(base + "/health") as r:
-                    if r.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.01)
+        await wait_ready(s, base + "/health", proc, poll_s=0.01)
         out["startup_s"] = time.perf_counter() - started
         # Measure the steady state: wait (bounded) for the start-up maintenance to finish.
         settle_started = time.perf_counter()
