@@ -221,9 +221,12 @@ class Producer:
     async def _collect(self, mempool: deque[_Pending], inflight: asyncio.Task[bool] | None) -> list[_Pending]:
         """Wait for work (or the next lease expiry), then gather up to one block's worth.
 
-        After a first transaction, more are awaited in steps of quiet_s, until a step brings
-        none while no block is in flight (`inflight`, the block being written, is done), or the
-        block is full, or block_max_wait_ms has passed since the wait began."""
+        After a first transaction, more are gathered until the block is full, or
+        block_max_wait_ms has passed since the wait began, or the block before (`inflight`,
+        the block being written) is durable and then a step of quiet_s brings nothing. While
+        that block is still being written, sealing could only make what arrives meanwhile wait
+        for a block more: the loop waits for the write itself, not in quiet_s steps (which cost
+        a turn of the event loop each, up to ten per block)."""
         if not mempool:
             self._idle = True
             try:
@@ -239,23 +242,31 @@ class Producer:
             left = deadline - loop.time()
             if left <= 0:
                 break
+            if inflight is not None and not inflight.done():
+                await self._sleep(left, until=inflight)
+                continue
             before = len(mempool)
             await self._sleep(min(self.quiet_s, left))
-            if len(mempool) == before and (inflight is None or inflight.done()):
+            if len(mempool) == before:
                 break
         return [mempool.popleft() for _ in range(min(limit, len(mempool)))]
 
-    async def _sleep(self, seconds: float | None) -> None:
-        """Sleep for seconds (None: until woken), or until wake()."""
+    async def _sleep(self, seconds: float | None, until: asyncio.Future[Any] | None = None) -> None:
+        """Sleep for seconds (None: until woken), or until wake(), or until `until` is done."""
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = None if seconds is None else loop.call_later(seconds, _resolve, waiter)
+        done = None if until is None else (lambda _: _resolve(waiter))
+        if done is not None:
+            until.add_done_callback(done)  # type: ignore[union-attr]
         try:
             await waiter
         finally:
             self._waiter = None
             if timer is not None:
                 timer.cancel()
+            if done is not None:
+                until.remove_done_callback(done)  # type: ignore[union-attr]
 
     # -- lease expiry ----------------------------------------------------------------
     # Running jobs' lease deadlines, soonest first, kept in memory: seeded from the lease index

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import node.producer as producer_module
 from chain.accounts import account_key
 from chain.blocks import Block
 from chain.crypto import NodeKey, hash_hex
@@ -157,10 +158,11 @@ def test_a_lone_submission_is_sealed_once_nothing_more_arrives_not_after_the_lon
         store.close()
 
 
-def test_while_a_block_is_written_the_next_keeps_collecting_through_quiet_pauses(tmp_path: Path, node_key: NodeKey) -> None:
-    """Block 1 is held in its write. B arrives, several quiet pauses pass, then C arrives: as
-    block 1 is still being written, sealing B alone would only have made C wait for a third
-    block. B and C share block 2. (block_max_wait_ms is long, so only the pauses decide.)"""
+def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pauses(tmp_path: Path, node_key: NodeKey) -> None:
+    """Block 1 is held in its write. B arrives and the producer waits for block 1's write
+    (taking no quiet_s steps meanwhile: sealing B alone would only have made C wait for a
+    third block), then C arrives: B and C share block 2. (block_max_wait_ms is long, so only
+    the write decides.)"""
     store = Store(tmp_path / "held", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=10_000))
     release = threading.Event()
     real_write = store.write_block
@@ -175,33 +177,31 @@ def test_while_a_block_is_written_the_next_keeps_collecting_through_quiet_pauses
 
     store.write_block = held_write  # type: ignore[method-assign]
     start = store.tip().height
+    quiet_steps_while_held: list[float] = []
 
     async def scenario() -> None:
         producer = Producer(store, node_key, quiet_s=0.0005)
         real_sleep = producer._sleep
-        pauses = 0
-        paused = asyncio.Event()
+        waiting_for_write = asyncio.Event()
 
-        async def counted(seconds: float | None) -> None:
-            nonlocal pauses
-            await real_sleep(seconds)
-            if seconds == producer.quiet_s:
-                pauses += 1
-                if pauses >= 5:
-                    paused.set()
+        async def watched(seconds: float | None, until: Any = None) -> None:
+            if until is not None and producer.mempool_size:
+                waiting_for_write.set()
+            elif held.is_set() and not release.is_set() and seconds == producer.quiet_s:
+                quiet_steps_while_held.append(seconds)
+            await real_sleep(seconds, until)
 
-        producer._sleep = counted  # type: ignore[method-assign]
+        producer._sleep = watched  # type: ignore[method-assign]
         held = asyncio.Event()
         holding.append((asyncio.get_running_loop(), held))
         producer.start()
         try:
             first = asyncio.ensure_future(producer.submit("account.create", account("first")))
             await asyncio.wait_for(held.wait(), timeout=10)  # block 1 sealed and held in its write
-            pauses = 0
-            paused.clear()
             b = asyncio.ensure_future(producer.submit("account.create", account("b")))
-            await asyncio.wait_for(paused.wait(), timeout=10)  # B waited through quiet pauses
+            await asyncio.wait_for(waiting_for_write.wait(), timeout=10)  # B is waiting on block 1's write
             c = asyncio.ensure_future(producer.submit("account.create", account("c")))
+            await asyncio.sleep(0)  # C reaches the mempool
             release.set()
             await asyncio.gather(first, b, c)
         finally:
@@ -212,6 +212,60 @@ def test_while_a_block_is_written_the_next_keeps_collecting_through_quiet_pauses
         asyncio.run(scenario())
         blocks = stored_blocks(store, start)
         assert [[tx.payload["name"] for tx in blk.transactions] for blk in blocks] == [["first"], ["b", "c"]]
+        assert quiet_steps_while_held == []
+    finally:
+        store.close()
+
+
+def test_a_write_slower_than_block_max_wait_ms_does_not_hold_the_next_block_past_it(
+    tmp_path: Path, node_key: NodeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Block 1's write is held past block_max_wait_ms: block 2 is still sealed (applied, its
+    transaction's outcome decided) at its deadline, and written once block 1 is durable."""
+    store = Store(tmp_path / "slow", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=20))
+    release = threading.Event()
+    real_write = store.write_block
+    events: dict[str, Any] = {}  # the loop, and the events the threads set on it
+
+    def held_write(block: Block, changes: Any, **kwargs: Any) -> None:
+        if block.transactions[0].payload["name"] == "first":
+            events["loop"].call_soon_threadsafe(events["held"].set)
+            release.wait(timeout=30)
+        real_write(block, changes, **kwargs)
+
+    store.write_block = held_write  # type: ignore[method-assign]
+    start = store.tip().height
+    real_apply = producer_module.apply_and_seal
+    applied: list[list[str]] = []
+
+    def watched_apply(*args: Any) -> Any:
+        applied.append([tx.payload["name"] for tx in args[4]])
+        if len(applied) == 2:
+            events["second_applied"].set()  # on the event loop: the producer applies there
+        return real_apply(*args)
+
+    monkeypatch.setattr(producer_module, "apply_and_seal", watched_apply)
+
+    async def scenario() -> None:
+        events.update(loop=asyncio.get_running_loop(), held=asyncio.Event(), second_applied=asyncio.Event())
+        producer = Producer(store, node_key)
+        producer.start()
+        try:
+            first = asyncio.ensure_future(producer.submit("account.create", account("first")))
+            await asyncio.wait_for(events["held"].wait(), timeout=10)
+            second = asyncio.ensure_future(producer.submit("account.create", account("second")))
+            await asyncio.wait_for(events["second_applied"].wait(), timeout=10)  # sealed while block 1 is held
+            assert not first.done() and not second.done()
+            release.set()
+            await asyncio.gather(first, second)
+        finally:
+            release.set()
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+        assert applied[:2] == [["first"], ["second"]]
+        assert [[tx.payload["name"] for tx in blk.transactions] for blk in stored_blocks(store, start)] == [["first"], ["second"]]
     finally:
         store.close()
 
