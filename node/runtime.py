@@ -66,6 +66,9 @@ class Node:
             )
         provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
         self._open_store(init)
+        assert self.store is not None
+        if self.store.lower_compaction_priority() is None:
+            log.debug("LevelDB's compaction thread keeps the node's CPU priority")
         self.key = key
         self.init = init
         try:

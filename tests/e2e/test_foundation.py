@@ -276,3 +276,24 @@ def test_verify_detects_a_deleted_block(chain_copy: Path) -> None:
 def test_restart_on_a_chain_built_offline_serves_its_height(chain_copy: Path) -> None:
     with NodeProcess(chain_copy, api_keys=ALL_KEYS) as node:
         assert health(node)["height"] == 4
+
+
+def _threads(pid: int) -> list[tuple[str, int]]:
+    """(name, nice value) of each thread of the process."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        out.append(((task / "comm").read_text().strip(), int(stat[16])))  # field 19: nice
+    return out
+
+
+def test_leveldb_compaction_runs_below_the_nodes_priority_after_every_start(tmp_path: Path) -> None:
+    """A flush or compaction takes the CPU the event loop leaves instead of half of it: the
+    authority's LevelDB background thread is named and runs at nice 10, every other thread at
+    the node's own priority, on a fresh data dir and after a restart on a written one."""
+    for _ in range(2):
+        with NodeProcess(tmp_path / "data", api_keys=ALL_KEYS) as node:
+            assert node.proc is not None
+            threads = _threads(node.proc.pid)
+        assert [t for t in threads if t[0] == "leveldb-compact"] == [("leveldb-compact", 10)], threads
+        assert all(nice == 0 for name, nice in threads if name != "leveldb-compact"), threads

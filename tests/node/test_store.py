@@ -323,3 +323,37 @@ def test_reindex_empties_the_cache(store: Store, node_key: NodeKey) -> None:
     store.begin_reindex()
     assert store.get(account_key("carol")) is None
     store.end_reindex()
+
+
+_TWO_STORES = """
+import json, os, sys
+from pathlib import Path
+from node.store import Store
+from tests.support import make_genesis
+from chain.crypto import NodeKey
+genesis = make_genesis(NodeKey(os.urandom(32)).public_hex)
+first = Store(Path(sys.argv[1]) / "one", genesis)
+tid = first.lower_compaction_priority()
+second = Store(Path(sys.argv[1]) / "two", genesis)
+again = second.lower_compaction_priority()
+def nice(t):
+    return int(Path(f"/proc/self/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[16])
+print(json.dumps({"tid": tid, "again": again, "name": Path(f"/proc/self/task/{tid}/comm").read_text().strip(),
+                  "nice": nice(tid), "main_nice": nice(os.getpid())}))
+"""
+
+
+def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(tmp_path: Path) -> None:
+    """In a fresh process: the thread LevelDB starts is found, named and set to nice 10; a second
+    store in the same process shares that thread (LevelDB has one per process) and gets its id
+    back without another search; the calling thread keeps its priority."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", _TWO_STORES, str(tmp_path)], capture_output=True, text=True, cwd=root, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert isinstance(got["tid"], int) and got["again"] == got["tid"]
+    assert got["name"] == "leveldb-compact" and got["nice"] == 10 and got["main_nice"] == 0
