@@ -84,7 +84,8 @@ Changes = list[tuple[bytes, bytes | None]]
 
 
 COMPACTION_NICENESS = 10
-"""The nice value of LevelDB's background compaction thread on the authority (Linux). Its
+"""How far below the node's own priority LevelDB's background compaction thread runs on the
+authority (Linux; nice 10 for a node started at 0, at most 19). Its
 flushes and compactions then take the CPU the event loop leaves, instead of half of it: on the
 one core `bench load` pins the node to, a 16 MiB memtable flush otherwise doubled every
 answer's latency for the 0.2-0.3 s it ran, and those answers were the submit p99. At nice 10 it
@@ -402,7 +403,8 @@ class Store:
         return None if raw is None else struct.unpack(">QI", raw)
 
     def lower_compaction_priority(self, niceness: int = COMPACTION_NICENESS) -> int | None:
-        """Run LevelDB's background compaction at `niceness` and name its thread; return its id.
+        """Run LevelDB's background compaction `niceness` below the calling thread's priority
+        (nice values add; at most 19) and name its thread; return its id.
 
         LevelDB starts that thread on the first compaction it schedules, perhaps while the store
         was being opened. A compaction of an empty range past every key starts it now if not
@@ -418,7 +420,8 @@ class Store:
                 if len(appeared) == 1:
                     (tid,) = appeared
                     try:
-                        os.setpriority(os.PRIO_PROCESS, tid, niceness)  # on Linux, one thread's
+                        lowered = min(19, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+                        os.setpriority(os.PRIO_PROCESS, tid, lowered)  # on Linux, that thread's alone
                         Path(f"/proc/self/task/{tid}/comm").write_text(COMPACTION_THREAD_NAME)
                     except OSError:
                         return None

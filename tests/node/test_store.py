@@ -331,6 +331,7 @@ from pathlib import Path
 from node.store import Store
 from tests.support import make_genesis
 from chain.crypto import NodeKey
+os.nice(int(sys.argv[2]))
 genesis = make_genesis(NodeKey(os.urandom(32)).public_hex)
 first = Store(Path(sys.argv[1]) / "one", genesis)
 tid = first.lower_compaction_priority()
@@ -343,17 +344,18 @@ print(json.dumps({"tid": tid, "again": again, "name": Path(f"/proc/self/task/{ti
 """
 
 
-def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(tmp_path: Path) -> None:
-    """In a fresh process: the thread LevelDB starts is found, named and set to nice 10; a second
-    store in the same process shares that thread (LevelDB has one per process) and gets its id
-    back without another search; the calling thread keeps its priority."""
+@pytest.mark.parametrize(("own", "lowered"), [(0, 10), (5, 15), (15, 19)])
+def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(tmp_path: Path, own: int, lowered: int) -> None:
+    """In a fresh process at nice `own`: the thread LevelDB starts is found, named and set 10
+    lower (at most 19); a second store in the same process shares that thread (LevelDB has one
+    per process) and gets its id back without another search; the calling thread keeps its own."""
     import json
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", _TWO_STORES, str(tmp_path)], capture_output=True, text=True, cwd=root, timeout=60, check=False)
+    proc = subprocess.run([sys.executable, "-c", _TWO_STORES, str(tmp_path), str(own)], capture_output=True, text=True, cwd=root, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert isinstance(got["tid"], int) and got["again"] == got["tid"]
-    assert got["name"] == "leveldb-compact" and got["nice"] == 10 and got["main_nice"] == 0
+    assert got["name"] == "leveldb-compact" and got["nice"] == lowered and got["main_nice"] == own
