@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.procstat import cpu_seconds, thread_cpu, thread_shares
 from bench.syncs import start_sync_counter, stop_sync_counter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ class Recorder:
     """CPU time of this load generator over the run's wall time: near 1.0, it is the bottleneck."""
     server_cpu: float = float("nan")
     """CPU seconds the server used during the run (all its threads), where /proc tells."""
+    server_threads: dict[str, float] = field(default_factory=dict)
+    """The share of one core each kind of server thread used during the run (thread_shares)."""
 
     def add(self, name: str, seconds: float, ok: bool) -> None:
         if ok:
@@ -135,15 +138,6 @@ def start_node(port: int, workdir: Path, extra: list[str] | None = None) -> subp
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process, all threads (nan where /proc is missing)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def warm_up(concurrency: int, step: Callable[[int, Recorder], Awaitable[int]]) -> None:
     """One untimed step per worker: each opens its keep-alive connection before the clock starts,
     so that the figures are the steady state of `concurrency` open connections (64 connection
@@ -161,6 +155,7 @@ async def drive(
     done = 0
     deadline = time.monotonic() + seconds
     server_started = cpu_seconds(server_pid) if server_pid is not None else float("nan")
+    threads_started = thread_cpu(server_pid) if server_pid is not None else {}
     started, cpu_started = time.perf_counter(), time.process_time()
 
     async def worker(i: int) -> None:
@@ -173,6 +168,7 @@ async def drive(
     recorder.load_cpu = (time.process_time() - cpu_started) / elapsed
     if server_pid is not None:
         recorder.server_cpu = cpu_seconds(server_pid) - server_started
+        recorder.server_threads = thread_shares(server_pid, threads_started, thread_cpu(server_pid), elapsed)
     return recorder, elapsed, done
 
 
@@ -185,6 +181,14 @@ async def timed(session: aiohttp.ClientSession, rec: Recorder, name: str, method
         body = await r.read()
         rec.add(name, time.perf_counter() - t0, r.status == expect)
         return json.loads(body) if parse and body else None
+
+
+def print_threads(label: str, rec: Recorder) -> None:
+    """Where the server's one core went during a run: near 100% busy, the server is the bound."""
+    shares = rec.server_threads
+    if shares:
+        parts = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares.items() if kind == "event loop" or share >= 0.005)
+        print(f"{label} server core: {parts}; busy {100 * sum(shares.values()):.0f}%", flush=True)
 
 
 def summarise(rec: Recorder, elapsed: float, prefix: str = "") -> list[Result]:
@@ -216,6 +220,7 @@ async def run_ceiling(args: argparse.Namespace) -> list[Result]:
                 await warm_up(args.concurrency, step)
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, step, proc.pid)
                 results += summarise(rec, elapsed)
+                print_threads(name, rec)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -275,6 +280,7 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 start_height = await _height(s, base)
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
+                print_threads(f"[{name}]", rec)
                 writes = sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST"))
                 if writes:
                     blocks = await _height(s, base) - start_height

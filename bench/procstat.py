@@ -1,0 +1,56 @@
+"""CPU time of a process and of each of its threads, from /proc (Linux); no other dependency,
+so the tests can import it without the bench's own."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+
+def _stat_cpu(stat_path: str) -> float:
+    """User plus system CPU seconds from a /proc stat file (nan where it cannot be read)."""
+    try:
+        fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, all threads (nan where /proc is missing)."""
+    return _stat_cpu(f"/proc/{pid}/stat")
+
+
+COMPACTION_THREAD = "leveldb-compact"
+"""The name the node gives LevelDB's background thread (node.store.COMPACTION_THREAD_NAME)."""
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Each thread of a process: its name and CPU seconds so far (empty where /proc is missing)."""
+    out: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(tid)] = name, _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
+    return out
+
+
+def thread_shares(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                  elapsed: float) -> dict[str, float]:
+    """The share of one core each kind of server thread used between two thread_cpu readings:
+    the main thread (the event loop), LevelDB's compaction, and the rest (the block writer and
+    other helpers). A thread that ended in between is not counted."""
+    shares = {"event loop": 0.0, "LevelDB compaction": 0.0, "other threads": 0.0}
+    for tid, (name, cpu) in after.items():
+        used = cpu - before.get(tid, (name, 0.0))[1]
+        if not math.isnan(used):
+            kind = "event loop" if tid == pid else "LevelDB compaction" if name == COMPACTION_THREAD else "other threads"
+            shares[kind] += used / elapsed
+    return shares
