@@ -359,3 +359,35 @@ def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(
     got = json.loads(proc.stdout)
     assert isinstance(got["tid"], int) and got["again"] == got["tid"]
     assert got["name"] == "leveldb-compact" and got["nice"] == lowered and got["main_nice"] == own
+
+
+def test_lower_compaction_priority_gives_up_quietly_when_leveldb_refuses(
+    tmp_path: Path, genesis: Genesis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lowering the compaction thread's priority is an optimisation: a LevelDB error on the way
+    leaves it undone (None) instead of failing the node's start."""
+    import plyvel
+
+    import node.store as store_module
+
+    monkeypatch.setattr(store_module, "_compaction_thread", None)
+    store = Store(tmp_path / "refusing", genesis)
+
+    class Refusing:
+        def __init__(self, db: Any) -> None:
+            self.db = db
+
+        def compact_range(self, **_: Any) -> None:
+            raise plyvel.IOError("IO error: the disk went away")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.db, name)
+
+    real = store._db
+    store._db = Refusing(real)
+    try:
+        assert store.lower_compaction_priority() is None
+        assert store_module._compaction_thread is None
+    finally:
+        store._db = real
+        store.close()
