@@ -200,8 +200,9 @@ def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pau
             await asyncio.wait_for(held.wait(), timeout=10)  # block 1 sealed and held in its write
             b = asyncio.ensure_future(producer.submit("account.create", account("b")))
             await asyncio.wait_for(waiting_for_write.wait(), timeout=10)  # B is waiting on block 1's write
+            # C's task is queued before the write's completion can be (the thread reports it
+            # through the loop), so C is in the mempool when the producer sees block 1 durable.
             c = asyncio.ensure_future(producer.submit("account.create", account("c")))
-            await asyncio.sleep(0)  # C reaches the mempool
             release.set()
             await asyncio.gather(first, b, c)
         finally:
