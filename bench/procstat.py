@@ -1,11 +1,13 @@
-"""CPU time of a process and of each of its threads, from /proc (Linux); no other dependency,
-so the tests can import it without the bench's own."""
+"""CPU time of a process and of each of its threads, from /proc (Linux); without the bench's own
+dependencies, so the tests can import it."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+
+from node.store import COMPACTION_THREAD_NAME as COMPACTION_THREAD
 
 
 def _stat_cpu(stat_path: str) -> float:
@@ -22,8 +24,6 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
-COMPACTION_THREAD = "leveldb-compact"
-"""The name the node gives LevelDB's background thread (node.store.COMPACTION_THREAD_NAME)."""
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:

@@ -256,17 +256,16 @@ class Producer:
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
         timer = None if seconds is None else loop.call_later(seconds, _resolve, waiter)
-        done = None if until is None else (lambda _: _resolve(waiter))
-        if done is not None:
-            until.add_done_callback(done)  # type: ignore[union-attr]
+        if until is not None:
+            until.add_done_callback(waiter_done := lambda _: _resolve(waiter))
         try:
             await waiter
         finally:
             self._waiter = None
             if timer is not None:
                 timer.cancel()
-            if done is not None:
-                until.remove_done_callback(done)  # type: ignore[union-attr]
+            if until is not None:
+                until.remove_done_callback(waiter_done)
 
     # -- lease expiry ----------------------------------------------------------------
     # Running jobs' lease deadlines, soonest first, kept in memory: seeded from the lease index

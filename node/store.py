@@ -85,13 +85,12 @@ Changes = list[tuple[bytes, bytes | None]]
 
 COMPACTION_NICENESS = 10
 """How far below the node's own priority LevelDB's background compaction thread runs on the
-authority (Linux; nice 10 for a node started at 0, at most 19). Its
-flushes and compactions then take the CPU the event loop leaves, instead of half of it: on the
-one core `bench load` pins the node to, a 16 MiB memtable flush otherwise doubled every
-answer's latency for the 0.2-0.3 s it ran, and those answers were the submit p99. At nice 10 it
-still has about a tenth of a busy core (it needs about a twentieth at the lifecycle's pace), and
-all of an idle one; if it ever fell behind, LevelDB's own write throttling would idle the writer
-and hand it the core."""
+authority (Linux; nice 10 for a node started at 0, at most 19). Its flushes and compactions then
+take the CPU the event loop leaves, instead of half of it: on the one core `bench load` pins the
+node to, a 16 MiB memtable flush otherwise doubled every answer's latency for the 0.2-0.3 s it
+ran, and those answers were the submit p99. At nice 10 it still has about a tenth of a busy core
+(it needs about a twentieth at the lifecycle's pace), and all of an idle one; if it ever fell
+behind, LevelDB's own write throttling would idle the writer and hand it the core."""
 COMPACTION_THREAD_NAME = "leveldb-compact"
 """The name the compaction thread gets (top -H, ps -L), once its priority is lowered."""
 
