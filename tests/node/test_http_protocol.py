@@ -5,6 +5,9 @@ and what start-up allocated is kept out of the collector's full passes."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -122,8 +125,6 @@ def test_an_abort_drops_what_was_not_sent() -> None:
 def test_settling_the_heap_takes_what_exists_out_of_full_collections() -> None:
     """node.server.settle_heap, run once the server has started: what start-up allocated is no
     longer walked by each full collection (gc.freeze), and what comes later is collected."""
-    import gc
-
     from node.server import settle_heap
 
     class Cycle:
@@ -131,6 +132,7 @@ def test_settling_the_heap_takes_what_exists_out_of_full_collections() -> None:
             self.me = self
 
     before = gc.get_freeze_count()
+    thresholds = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() > before
@@ -138,3 +140,50 @@ def test_settling_the_heap_takes_what_exists_out_of_full_collections() -> None:
         assert gc.collect() >= 1
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def young_collections_while(action: Callable[[], object]) -> int:
+    runs = 0
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        nonlocal runs
+        runs += phase == "start" and info["generation"] == 0
+
+    gc.callbacks.append(count)
+    try:
+        action()
+    finally:
+        gc.callbacks.remove(count)
+    return runs
+
+
+def test_after_settling_a_few_thousand_live_objects_set_off_no_collection_and_cycles_still_go() -> None:
+    """What a burst of requests in flight holds (a few thousand dicts and lists, freed by
+    reference counting) no longer sets the cyclic collector off again and again; garbage in
+    cycles is still collected without anyone calling gc.collect()."""
+    from node.server import YOUNG_COLLECTION_THRESHOLD, settle_heap
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    def in_flight() -> None:
+        held = [{"job_id": i, "params": [i]} for i in range(2_000)]
+        del held
+
+    thresholds = gc.get_threshold()
+    gc.collect()
+    try:
+        gc.set_threshold(700, *thresholds[1:])  # CPython's default
+        assert young_collections_while(in_flight) >= 3
+        settle_heap()
+        assert young_collections_while(in_flight) == 0
+        first = Cycle()
+        gone = weakref.ref(first)
+        del first
+        more = young_collections_while(lambda: [Cycle() for _ in range(2 * YOUNG_COLLECTION_THRESHOLD)])
+        assert more >= 1 and gone() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
