@@ -37,8 +37,8 @@ YOUNG_COLLECTION_THRESHOLD = 10_000
 CPython's default is 700. A busy node holds a few thousand live objects for the requests in
 flight, so at 700 the collector ran ~60 times a second in the job lifecycle (bench/load.py),
 ~1.2% of the core, and found no garbage: a request's objects are freed by reference counting.
-At 10,000 it runs about once a second there; cycles (an exception and its traceback) are
-still collected, a little later."""
+At 10,000 it ran once every 7-10 s there, 3-4 ms each; cycles (an exception and its
+traceback) are still collected, a little later."""
 
 
 def settle_heap() -> None:
