@@ -7,6 +7,7 @@ sched_setaffinity). Every run is bounded in time and request count and talks onl
   python -m bench load                       # every workload, 5 s each, 64 connections
   python -m bench load --workload lifecycle --seconds 10 --concurrency 32
   python -m bench load --rounds 3            # three sittings in one: medians of the target ratios
+  python -m bench load --workload lifecycle --profile /tmp/prof   # and where the event loop's time went
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 import aiohttp
 
 from bench.procstat import cpu_seconds, thread_cpu, thread_shares
+from bench.pyspy import Recording
+from bench.pyspy import report as profile_report
 from bench.syncs import start_sync_counter, stop_sync_counter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,9 +281,17 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
             for name in workloads:
                 await warm_up(args.concurrency, steps[name])
                 start_height = await _height(s, base)
+                recording = None
+                if args.profile is not None:
+                    suffix = f"-round{args.round}" if args.rounds > 1 else ""
+                    recording = Recording(proc.pid, args.seconds, Path(args.profile) / f"{name}{suffix}.txt", pin(LOAD_CPU))
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
                 print_threads(f"[{name}]", rec)
+                if recording is not None:
+                    profile = recording.finish()
+                    lines = [f"[{name}] profile: {recording.error}"] if profile is None else profile_report(f"[{name}]", profile, recording.out)
+                    print("\n".join(lines), flush=True)
                 writes = sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST"))
                 if writes:
                     blocks = await _height(s, base) - start_height
@@ -353,6 +364,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat everything (ceiling included) this many times and print the median of each target's figure")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="sample the node with py-spy during each workload: stacks in DIR, a summary by layer printed "
+                             "(py-spy stops the server for each sample: a profiled run's figures are not the bench's)")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
@@ -360,6 +374,7 @@ def main(argv: list[str]) -> int:
     wait = json.loads((ROOT / "genesis.json").read_text())["params"]["block_max_wait_ms"]
     rounds: list[dict[str, tuple[float, str]]] = []
     for number in range(1, args.rounds + 1):
+        args.round = number
         results: list[Result] = []
         if "ceiling" in chosen:
             results += asyncio.run(run_ceiling(args))
