@@ -282,8 +282,8 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 await warm_up(args.concurrency, steps[name])
                 start_height = await _height(s, base)
                 recording = None
-                if args.profile is not None:
-                    suffix = f"-round{args.round}" if args.rounds > 1 else ""
+                if getattr(args, "profile", None) is not None:
+                    suffix = f"-round{args.round}" if getattr(args, "rounds", 1) > 1 else ""
                     recording = Recording(proc.pid, args.seconds, Path(args.profile) / f"{name}{suffix}.txt", pin(LOAD_CPU))
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
