@@ -106,6 +106,22 @@ def render(request: Request, template: str, json_path: str | None, status_code: 
     return templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
 
 
+NOT_PAGES = ("/v1", "/explorer", "/health", "/metrics", "/openapi", "/docs", "/redoc", "/static/")
+"""Paths whose 404 stays the API's Error body, whoever asks: the API, its docs and assets."""
+
+
+def not_found_page(request: Request) -> Response | None:
+    """The website's "Not found" page for a browser (Accept: text/html) asking for a path nothing
+    serves, or None where the answer stays the API's JSON Error body."""
+    path = request.url.path
+    if path.startswith(NOT_PAGES) or "text/html" not in request.headers.get("accept", ""):
+        return None
+    store = getattr(request.app.state.node, "store", None)
+    if store is None or store.closed:  # starting or stopping: no chain to show the page around
+        return None
+    return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {path}.")
+
+
 def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
     """An HTML endpoint; an ApiError becomes the error page with the same status."""
 

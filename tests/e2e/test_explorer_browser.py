@@ -93,6 +93,16 @@ def test_search_for_nothing_shows_the_not_found_page(page: Page, node: NodeProce
     expect(page.locator("main h1")).to_have_text("Not found")
 
 
+def test_a_mistyped_address_shows_the_not_found_page_with_the_way_back(page: Page, node: NodeProcess) -> None:
+    response = page.goto(node.url + "/blokcs/1")
+    assert response is not None and response.status == 404
+    expect(page.locator("main h1")).to_have_text("Not found")
+    expect(page.locator("main")).to_contain_text("There is no page at /blokcs/1.")
+    page.click("main >> text=Back to the overview")
+    page.wait_for_url(node.url + "/")
+    expect(page.locator("header input[name=q]")).to_be_visible()
+
+
 def test_swagger_ui_and_redoc_render_the_api_with_no_network(page: Page, node: NodeProcess) -> None:
     page.goto(node.url + "/docs")
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("AITBC")

@@ -172,6 +172,26 @@ def test_bad_page_arguments_get_an_html_error_page_with_the_status(api: Api) -> 
         assert ("Not found" if status == 404 else "does not look right") in resp.text
 
 
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_asking_for_a_path_nothing_serves_gets_the_not_found_page(api: Api) -> None:
+    resp = page(api, "/no-such-page", 404, headers=BROWSER)
+    assert "Not found" in resp.text and "There is no page at /no-such-page." in resp.text
+    assert 'action="/search"' in resp.text and 'href="/"' in resp.text
+    hostile = page(api, "/" + quote("<script>alert(1)</script>"), 404, headers=BROWSER)
+    assert "<script>alert(1)</script>" not in hostile.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in hostile.text
+
+
+def test_unknown_paths_of_the_api_and_for_non_browsers_keep_the_error_body(api: Api) -> None:
+    for path, headers in [("/no-such-page", {}), ("/no-such-page", {"Accept": "application/json"}),
+                          ("/v1/no-such-thing", BROWSER), ("/explorer/no-such-thing", BROWSER), ("/static/nothing.css", BROWSER)]:
+        resp = api.anon.http.get(path, headers=headers)
+        assert resp.status_code == 404, (path, headers)
+        assert resp.headers["content-type"] == "application/json", (path, headers)
+        assert resp.json() == {"detail": f"no such path: {path}", "error_code": "not_found"}, (path, headers)
+
+
 # -- search ------------------------------------------------------------------------------------
 
 def test_search_goes_straight_to_the_one_thing_it_finds(api: Api) -> None:
