@@ -217,8 +217,9 @@ def transaction_data(store: Store, tx_hash: str) -> dict[str, Any]:
     }
 
 
-def receipts_data(store: Store, limit: int) -> list[dict[str, Any]]:
-    return queries.list_receipts(store, client=None, provider=None, limit=limit)
+def receipts_data(store: Store, limit: int, before: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+    """Receipts newest first, numbered below `before`; and the `before` of the next page, if any."""
+    return queries.receipts_before(store, limit, before)
 
 
 def receipt_data(store: Store, receipt_id: str) -> dict[str, Any]:
@@ -289,7 +290,7 @@ def overview_data(store: Store, activity: Activity, now_ms: int) -> dict[str, An
         "stats": stats_data(store, activity, now_ms),
         "blocks": blocks_data(store, 10, None),
         "transactions": recent_transactions(store, 10),
-        "receipts": receipts_data(store, 8),
+        "receipts": receipts_data(store, 8)[0],
     }
 
 
@@ -331,7 +332,8 @@ def page_size(request: Request, default: int) -> int:
     return page_limit(request, default)
 
 
-def before_height(request: Request) -> int | None:
+def before_param(request: Request) -> int | None:
+    """`before`: the height (blocks) or number (receipts) a page of older items starts below."""
     return query_int(request, "before", 0, 0) if "before" in request.query_params else None
 
 
@@ -356,7 +358,7 @@ def next_link(request: Request, name: str, value: object) -> dict[str, str]:
 
 async def blocks(request: Request) -> JSONResponse:
     limit = page_size(request, 10)
-    items = blocks_data(_store(request), limit, before_height(request))
+    items = blocks_data(_store(request), limit, before_param(request))
     more = len(items) == limit and items[-1]["height"] > 0
     return JSONResponse(items, headers=next_link(request, "before", items[-1]["height"]) if more else None)
 
@@ -373,7 +375,8 @@ async def transaction(request: Request) -> JSONResponse:
 
 
 async def receipts(request: Request) -> JSONResponse:
-    return JSONResponse(receipts_data(_store(request), page_size(request, 20)))
+    items, older = receipts_data(_store(request), page_size(request, 20), before_param(request))
+    return JSONResponse(items, headers=next_link(request, "before", older) if older is not None else None)
 
 
 async def receipt(request: Request) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +72,20 @@ def list_receipts(store: Store, *, client: str | None, provider: str | None, lim
         prefix = key("ix", "ra", "")
     receipts = (get_receipt(store, rid) for rid in _ids(store, prefix, 0, limit))
     return [r for r in receipts if r is not None]
+
+
+def receipts_before(store: Store, limit: int, before: int | None) -> tuple[list[dict[str, Any]], int | None]:
+    """Every receipt, newest first, from those numbered below `before` (receipts are numbered from
+    1 in chain order); and the number that asks for the page after these (None: none is left)."""
+    stop = None if before is None else b"%016x" % before
+    receipts: list[dict[str, Any]] = []
+    taken, last = 0, None
+    for at, rid in itertools.islice(store.iter_state(key("ix", "ra", ""), reverse=True, stop=stop), limit):
+        taken, last = taken + 1, int(at, 16)
+        receipt = get_receipt(store, rid.decode("utf-8"))
+        if receipt is not None:
+            receipts.append(receipt)
+    return receipts, last if taken == limit and last is not None and last > 1 else None
 
 
 def active_miners(store: Store, window_s: int, now: int) -> int:

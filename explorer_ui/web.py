@@ -170,7 +170,7 @@ def home_live(request: Request) -> Response:
 @page
 def blocks(request: Request) -> Response:
     limit = explorer.page_size(request, 25)
-    items = explorer.blocks_data(_store(request), limit, explorer.before_height(request))
+    items = explorer.blocks_data(_store(request), limit, explorer.before_param(request))
     older = items[-1]["height"] if len(items) == limit and items[-1]["height"] > 0 else None
     return render(request, "blocks.html", _json_path(request, "/explorer/blocks"), blocks=items, older=older, limit=limit)
 
@@ -199,8 +199,8 @@ def transaction(request: Request) -> Response:
 @page
 def receipts(request: Request) -> Response:
     limit = explorer.page_size(request, 25)
-    items = explorer.receipts_data(_store(request), limit)
-    return render(request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items)
+    items, older = explorer.receipts_data(_store(request), limit, explorer.before_param(request))
+    return render(request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items, older=older, limit=limit)
 
 
 @page

@@ -139,6 +139,36 @@ def test_transaction_cursor_walks_the_whole_chain_once(api: Api) -> None:
     assert positions == sorted(positions, reverse=True)
 
 
+def test_receipts_page_backwards_through_every_receipt_once_in_json_and_on_the_website(api: Api) -> None:
+    made = [api.run_job(result=f"paged receipt {i}")[1]["receipt_id"] for i in range(5)]
+    total = api.anon.get("/explorer/stats")["total_receipts"]
+    seen: list[str] = []
+    url: str | None = "/explorer/receipts?limit=2"
+    while url is not None:
+        resp = api.anon.http.get(url)
+        assert resp.status_code == 200, resp.text
+        seen.extend(r["receipt_id"] for r in resp.json())
+        link = resp.headers.get("link")
+        url = None if link is None else link[link.index("<") + 1:link.index(">")]
+        assert len(seen) <= total, "the pages repeat themselves"
+    assert len(seen) == len(set(seen)) == total
+    assert seen[:5] == made[::-1]  # newest first
+    assert api.anon.get("/explorer/receipts", params={"before": 1}) == []
+    body = api.anon.get("/explorer/receipts?before=x", 400)
+    assert body["error_code"] == "validation_error"
+
+    shown: list[str] = []
+    path: str | None = "/receipts?limit=2"
+    while path is not None:
+        html = page(api, path).text
+        shown.extend(href.removeprefix("/receipts/") for href in links(html).links
+                     if href.startswith("/receipts/") and "?" not in href)
+        older = [href for href in links(html).links if href.startswith("/receipts?before=")]
+        path = older[0] if older else None
+        assert len(shown) <= 2 * total
+    assert list(dict.fromkeys(shown)) == seen
+
+
 # -- bad arguments -----------------------------------------------------------------------------
 
 def test_bad_path_arguments_get_400_or_404_with_the_error_body(api: Api) -> None:
