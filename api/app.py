@@ -8,6 +8,7 @@ from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -99,6 +100,10 @@ class NodeApp(Starlette):
         return FastDispatch(stack, self.routes, self.exception_handlers, **self.fast)
 
 
+HANDLERS = {**EXCEPTION_HANDLERS, HTTPException: web.on_http_exception}
+"""The API's handlers; a 404 for a website address a browser asked for is the website's page."""
+
+
 def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,7 +128,7 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
             allow_headers=["X-Api-Key", "Content-Type"],
             expose_headers=["X-Request-Id", "Retry-After"],
         ))
-    app = NodeApp(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app = NodeApp(routes=routes, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.
     app.fast = {"metrics": node.metrics, "node": node, "cors": bool(node.config.cors_origins)}
     app.state.node = node

@@ -61,11 +61,6 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTP_CODES.get(exc.status_code, "error")
     if exc.status_code == 404 and detail == "Not Found":
-        from explorer_ui.web import not_found_page  # here, not above: the website imports this module
-
-        page = not_found_page(request)
-        if page is not None:
-            return page
         detail = f"no such path: {request.url.path}"
     return error_response(exc.status_code, detail, HTTP_CODES.get(exc.status_code, "error"), exc.headers)
 

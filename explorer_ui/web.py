@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -18,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from api import explorer
 from api.activity import activity_for
+from api import errors
 from api.errors import ApiError
 from explorer_ui import charts
 from explorer_ui.live import feed_endpoint
@@ -110,16 +112,18 @@ NOT_PAGES = ("/v1", "/explorer", "/health", "/metrics", "/openapi", "/docs", "/r
 """Paths whose 404 stays the API's Error body, whoever asks: the API, its docs and assets."""
 
 
-def not_found_page(request: Request) -> Response | None:
-    """The website's "Not found" page for a browser (Accept: text/html) asking for a path nothing
-    serves, or None where the answer stays the API's JSON Error body."""
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """api.errors.on_http_exception, except that a browser (Accept: text/html) asking for a website
+    address nothing serves gets the website's "Not found" page instead of the JSON Error body."""
     path = request.url.path
-    if path.startswith(NOT_PAGES) or "text/html" not in request.headers.get("accept", ""):
-        return None
     store = getattr(request.app.state.node, "store", None)
-    if store is None or store.closed:  # starting or stopping: no chain to show the page around
-        return None
-    return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {path}.")
+    if (
+        isinstance(exc, HTTPException) and exc.status_code == 404 and exc.detail == "Not Found"  # no route matched
+        and not path.startswith(NOT_PAGES) and "text/html" in request.headers.get("accept", "")
+        and store is not None and not store.closed  # starting or stopping: no chain to show the page around
+    ):
+        return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {path}.")
+    return await errors.on_http_exception(request, exc)
 
 
 def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
