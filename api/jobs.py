@@ -92,6 +92,30 @@ async def get_job(request: Request) -> JSONResponse:
     return JSONResponse(job_view(_job_for(request, principal)))
 
 
+def _job_receipts(request: Request, principal: Principal) -> list[dict[str, Any]]:
+    """The receipts of the job in the path, oldest first (a job completes once: none or one)."""
+    job = _job_for(request, principal)
+    receipt = None if job["receipt_id"] is None else queries.get_receipt(node_of(request).store, job["receipt_id"])
+    return [] if receipt is None else [receipt]
+
+
+async def job_receipt(request: Request) -> JSONResponse:
+    """The job's latest receipt (the AITBC SDK's CoordinatorReceiptClient.fetch_latest)."""
+    receipts = _job_receipts(request, authenticate(request, "client"))
+    if not receipts:
+        job_id = request.path_params["job_id"]
+        raise ApiError(404, f"job '{job_id}' has no receipt yet", "not_found")
+    return JSONResponse(receipts[-1])
+
+
+async def job_receipts(request: Request) -> JSONResponse:
+    """Every receipt of the job, oldest first, as a list (the AITBC SDK's receipt history).
+    limit and cursor are accepted for the SDK's paging; one page always holds them all."""
+    principal = authenticate(request, "client")
+    page_limit(request, 100)
+    return JSONResponse(_job_receipts(request, principal))
+
+
 async def cancel_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "client")
     job = _job_for(request, principal)
@@ -173,6 +197,7 @@ async def complete_job(request: Request) -> JSONResponse:
         result=result,
         completed_at_ms=completed_at,
         price_per_unit=node.store.genesis.params.price_per_unit(job["model"]),
+        coordinator_id=node.store.genesis.chain_id,
     )
     cosignature = _cosignature(job, miner, result, body.get("miner_signature"))
     unsigned.update(cosignature)

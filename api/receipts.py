@@ -12,7 +12,7 @@ from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import page_limit, parse_json, read_body
 from chain.crypto import b64url_decode
-from chain.receipts import MINER_FIELDS, miner_signer, receipt_signer
+from chain.receipts import MINER_FIELDS, miner_refusal, receipt_refusal
 
 
 async def list_receipts(request: Request) -> JSONResponse:
@@ -37,7 +37,7 @@ def verify_receipt_document(store: Any, receipt: Any) -> dict[str, Any]:
     """Signature validity, whether the signer is a genesis authority, and where it is on chain."""
     if not isinstance(receipt, dict):
         raise ApiError(400, "the body must be a receipt object", "validation_error")
-    signer = receipt_signer(receipt)
+    refusal = receipt_refusal(receipt)
     claimed_key: bytes | None = None
     signature = receipt.get("signature")
     if isinstance(signature, dict):
@@ -51,13 +51,19 @@ def verify_receipt_document(store: Any, receipt: Any) -> dict[str, Any]:
     on_chain = stored is not None and stored == receipt
     # A co-signed receipt (result_hash + miner_signature) is valid only if both signatures are.
     cosigned = any(name in receipt for name in MINER_FIELDS)
-    miner_ok = miner_signer(receipt) is not None if cosigned else None
+    miner_problem = miner_refusal(receipt) if cosigned else None
+    reason = (
+        refusal
+        or (None if authority else "the receipt's key_id is not an authority of this chain's genesis")
+        or (None if miner_problem is None else f"miner co-signature: {miner_problem}")
+    )
     return {
         "receipt_id": receipt_id if isinstance(receipt_id, str) else None,
-        "signature_valid": signer is not None,
+        "signature_valid": refusal is None,
         "signer_is_authority": bool(authority),
-        "miner_signature_valid": miner_ok,
-        "valid": signer is not None and bool(authority) and miner_ok is not False,
+        "miner_signature_valid": miner_problem is None if cosigned else None,
+        "valid": reason is None,
+        "reason": reason,
         "on_chain": on_chain,
         "block_height": queries.receipt_height(store, receipt_id) if on_chain else None,
     }

@@ -102,7 +102,7 @@ def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
             completes = []
             for j in part:
                 body = receipt_body(receipt_id="r" + j, job=get_job(store, j), provider=MINER_ID, result=RESULT,
-                                    completed_at_ms=done_at, price_per_unit=price)
+                                    completed_at_ms=done_at, price_per_unit=price, coordinator_id=store.genesis.chain_id)
                 completes.append(Transaction("job.complete", {
                     "job_id": j, "miner_id": MINER_ID, "owner": MINER, "result": RESULT,
                     "completed_at": done_at, "receipt": sign_receipt(body, key),

@@ -71,7 +71,7 @@ def build_chain(data_dir: Path, transactions: int) -> float:
             price = init.genesis.params.price_per_unit(MODEL)
             for j in ids:
                 job = view.get_record(key_for_job(j))
-                body = receipt_body(receipt_id=f"rcpt_{j[4:]}", job=job, provider="m1", result=RESULT, completed_at_ms=done_at, price_per_unit=price)
+                body = receipt_body(receipt_id=f"rcpt_{j[4:]}", job=job, provider="m1", result=RESULT, completed_at_ms=done_at, price_per_unit=price, coordinator_id=store.genesis.chain_id)
                 payload = {"job_id": j, "miner_id": "m1", "owner": "bench-miner", "result": RESULT, "completed_at": done_at, "receipt": sign_receipt(body, key)}
                 completes.append(Transaction("job.complete", payload, done_at))
             seal_now(store, key, completes)

@@ -17,7 +17,8 @@ from chain.errors import Conflict, InvalidTransaction, NotFound, TooLarge, Valid
 from chain.genesis import Params
 from chain.receipts import (
     MINER_FIELDS,
-    RECEIPT_FIELDS,
+    body_fields,
+    has_receipt_fields,
     miner_signer,
     price_e8,
     receipt_body,
@@ -228,10 +229,6 @@ def claim(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> di
     return _save(state, job, new)
 
 
-_RECEIPT_KEYS = frozenset({*RECEIPT_FIELDS, "signature"})
-_COSIGNED_RECEIPT_KEYS = _RECEIPT_KEYS | set(MINER_FIELDS)
-
-
 def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
     job, miner = _running_for(state, payload)
     rules = ctx.genesis.params
@@ -244,7 +241,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     receipt = payload.get("receipt")
     checked = take_checked_completion(ctx.tx_hash)  # signatures checked ahead, if a follower had them
     cosigned = miner.get("miner_pubkey") is not None
-    if not isinstance(receipt, dict) or receipt.keys() != (_COSIGNED_RECEIPT_KEYS if cosigned else _RECEIPT_KEYS):
+    if not has_receipt_fields(receipt, cosigned):
         if cosigned and isinstance(receipt, dict) and not set(MINER_FIELDS) <= set(receipt):
             raise ValidationError(f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature", error_code="miner_signature_required")
         raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
@@ -258,8 +255,10 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
         result=result,
         completed_at_ms=completed_at,
         price_per_unit=price_per_unit,
+        coordinator_id=ctx.genesis.chain_id,
     )
-    if {k: receipt[k] for k in RECEIPT_FIELDS} != expected:
+    # A receipt of the legacy form (sealed by 0.1.x) is compared on the fields it has.
+    if any(receipt[k] != expected[k] for k in body_fields(receipt)):
         raise Conflict("receipt does not match the job's current claim and result", error_code="receipt_mismatch")
     signer = checked[0] if checked else receipt_signer(receipt)
     if signer is None or signer.hex() not in ctx.genesis.authorities:

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from chain.blocks import Block, BlockHeader
-from chain.crypto import NodeKey, hash_bytes, verify_signature
+from chain.crypto import NodeKey, b64url_decode, hash_bytes, verify_signature
 from chain.encoding import canonical, parse_strict
 from chain.errors import EncodingError, ProofInvalid
 from chain.genesis import Genesis
 from chain.merkle import inclusion_proof, root_from_inclusion_proof
-from chain.receipts import MINER_FIELDS, RECEIPT_FIELDS, miner_signer, receipt_signer
+from chain.receipts import MINER_FIELDS, has_receipt_fields, miner_refusal, receipt_refusal
 
 BUNDLE_FORMAT = "aitbc-receipt-proof/1"
 BUNDLE_FIELDS = ("format", "chain_id", "transaction", "tx_index", "inclusion_path", "header", "header_signature")
@@ -105,16 +105,16 @@ def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedReceipt:
     payload = tx["payload"]
     receipt = payload.get("receipt") if isinstance(payload, dict) else None
     cosigned = isinstance(receipt, dict) and any(name in receipt for name in MINER_FIELDS)
-    expected_fields = {*RECEIPT_FIELDS, "signature", *(MINER_FIELDS if cosigned else ())}
-    if not isinstance(receipt, dict) or set(receipt) != expected_fields:
+    if not isinstance(receipt, dict) or not has_receipt_fields(receipt, cosigned):
         raise _fail("the transaction carries no receipt with the receipt fields")
     if payload.get("job_id") != receipt["job_id"]:
         raise _fail("the transaction completes another job than the receipt names")
 
     # 2. the authority's receipt signature
-    signer = receipt_signer(receipt)
-    if signer is None:
-        raise _fail("receipt signature does not verify")
+    refusal = receipt_refusal(receipt)
+    if refusal is not None:
+        raise _fail(f"receipt signature refused: {refusal}")
+    signer = b64url_decode(receipt["signature"]["key_id"])
     if signer.hex() not in authorities:
         raise _fail("receipt is signed by a key that is not an authority of this genesis")
 
@@ -124,9 +124,10 @@ def verify_bundle(bundle: Any, genesis: Genesis) -> VerifiedReceipt:
         digest = payload.get("result")
         if not isinstance(digest, dict) or set(digest) != {"blake3"} or digest["blake3"] != receipt["result_hash"]:
             raise _fail("receipt result_hash is not the digest of the transaction's result")
-        miner_key = miner_signer(receipt)
-        if miner_key is None:
-            raise _fail("miner co-signature does not verify")
+        problem = miner_refusal(receipt)
+        if problem is not None:
+            raise _fail(f"miner co-signature refused: {problem}")
+        miner_key = b64url_decode(receipt["miner_signature"]["key_id"])
 
     # 4. the inclusion path from the transaction to tx_root
     try:

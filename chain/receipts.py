@@ -1,15 +1,24 @@
 """Receipts: the authority's signed statement that a miner did a job, for a price.
 
-Signing bytes follow the AITBC receipt protocol: drop `signature`, drop null values,
-JSON with sorted keys, separators `,` and `:`, ASCII-escaped. Ed25519 over those bytes;
-`sig` and `key_id` are base64url without padding; `key_id` is the raw public key.
+Signing bytes follow the AITBC receipt protocol: drop `signature`, drop null values at
+every depth (lists included), JSON with sorted keys, separators `,` and `:`, ASCII-escaped.
+Ed25519 over those bytes; `alg` is "Ed25519", spelled exactly so (the AITBC reference
+verifier compares the string); `sig` and `key_id` are base64url without padding; `key_id`
+is the raw public key.
+
+Receipt forms, all of which verify forever:
+- the protocol form (written since 0.2.0): the legacy fields plus `version`, `duration_ms`
+  and `coordinator_id`, signed with `alg` "Ed25519";
+- the legacy form (0.1.x): the ten RECEIPT_FIELDS, signed with `alg` "ed25519".
+Either may carry a miner co-signature (MINER_FIELDS).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 from chain.crypto import NodeKey, b64url, b64url_decode, hash_hex, verify_signature
 from chain.encoding import canonical, sorted_compact_json
@@ -29,8 +38,32 @@ RECEIPT_FIELDS = (
     "started_at",
     "completed_at",
 )
+"""The fields of every receipt (the legacy form has exactly these, and `signature`)."""
+PROTOCOL_FIELDS = ("version", "duration_ms", "coordinator_id")
+"""The AITBC receipt protocol's optional fields that the node knows; on every receipt since 0.2.0.
+(`prompt_hash` and `artifact_hash` are left out: receipts are public, and a plain hash of a
+short prompt or result lets anyone confirm a guess.)"""
+RECEIPT_VERSION = "1.0"
 MINER_FIELDS = ("result_hash", "miner_signature")
 """Extension fields of a receipt whose miner registered a miner_pubkey (a co-signed receipt)."""
+SIGNATURE_ALG = "Ed25519"
+"""The protocol's algorithm name, written in every signature the node makes."""
+LEGACY_SIGNATURE_ALG = "ed25519"
+"""How 0.1.x spelled it; receipts sealed then still verify, and nothing writes it any more."""
+ACCEPTED_ALGS = (SIGNATURE_ALG, LEGACY_SIGNATURE_ALG)
+
+
+def body_fields(receipt: dict[str, Any]) -> tuple[str, ...]:
+    """The body fields of the form this receipt claims (without signature and co-signature)."""
+    return RECEIPT_FIELDS + PROTOCOL_FIELDS if "version" in receipt else RECEIPT_FIELDS
+
+
+def has_receipt_fields(receipt: Any, cosigned: bool) -> TypeGuard[dict[str, Any]]:
+    """receipt has exactly the fields of one receipt form (co-signed or not), and a signature."""
+    if not isinstance(receipt, dict):
+        return False
+    expected = {*body_fields(receipt), "signature", *(MINER_FIELDS if cosigned else ())}
+    return receipt.keys() == expected
 
 
 def count_units(result: str) -> int:
@@ -63,10 +96,13 @@ def receipt_body(
     result: str,
     completed_at_ms: int,
     price_per_unit: Decimal,
+    coordinator_id: str,
 ) -> dict[str, Any]:
-    """The unsigned receipt for a job completed with the given result."""
+    """The unsigned receipt, in the protocol form, for a job completed with the given result.
+    coordinator_id is the chain id; duration_ms runs from the claim to the completion."""
     units = count_units(result)
     return {
+        "version": RECEIPT_VERSION,
         "receipt_id": receipt_id,
         "job_id": job["job_id"],
         "provider": provider,
@@ -77,20 +113,32 @@ def receipt_body(
         "model": job["model"],
         "started_at": job["started_at"] // 1000,
         "completed_at": completed_at_ms // 1000,
+        "duration_ms": completed_at_ms - job["started_at"],
+        "coordinator_id": coordinator_id,
     }
 
 
 _signing_json = sorted_compact_json(ensure_ascii=True, allow_nan=True)
 
 
+def without_nulls(value: Any) -> Any:
+    """value with every null removed: dict entries whose value is null, and null list items, at
+    every depth (as the AITBC reference's canonical_json does)."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value if v is not None]
+    return value
+
+
 def signing_bytes(receipt: dict[str, Any]) -> bytes:
-    """The receipt protocol's canonical bytes."""
-    body = {k: v for k, v in receipt.items() if k != "signature" and v is not None}
+    """The receipt protocol's canonical bytes: everything but `signature`, nulls dropped."""
+    body = {k: without_nulls(v) for k, v in receipt.items() if k != "signature" and v is not None}
     return _signing_json(body).encode("ascii")
 
 
 def sign_receipt(body: dict[str, Any], key: NodeKey) -> dict[str, Any]:
-    signature = {"alg": "ed25519", "key_id": key.key_id, "sig": b64url(key.sign(signing_bytes(body)))}
+    signature = {"alg": SIGNATURE_ALG, "key_id": key.key_id, "sig": b64url(key.sign(signing_bytes(body)))}
     return {**body, "signature": signature}
 
 
@@ -98,26 +146,61 @@ Triple = tuple[bytes, bytes, bytes]
 """(public key, message, signature): one Ed25519 check."""
 
 
-def receipt_check(receipt: Any) -> Triple | None:
-    """The authority signature check a receipt asks for, or None if it is malformed."""
-    if not isinstance(receipt, dict):
-        return None
-    signature = receipt.get("signature")
-    if not isinstance(signature, dict) or signature.get("alg") != "ed25519":
-        return None
+class SignatureRefused(ValueError):
+    """A signature block that cannot be checked; the message says why."""
+
+
+_SIGNATURE_KEYS = frozenset({"alg", "key_id", "sig"})
+
+
+def _signature_parts(block: Any, what: str, *, exact: bool) -> tuple[bytes, bytes]:
+    """(public key, signature) from a signature block {alg, key_id, sig}, or SignatureRefused.
+    exact: no other keys either (the co-signature block, which the node always builds itself)."""
+    if not isinstance(block, dict) or not (block.keys() == _SIGNATURE_KEYS if exact else _SIGNATURE_KEYS <= block.keys()):
+        raise SignatureRefused(f"{what} must be an object with {'exactly ' if exact else ''}alg, key_id and sig")
+    alg = block["alg"]
+    if alg not in ACCEPTED_ALGS:
+        raise SignatureRefused(f"{what} alg {alg!r} is not supported (expected {SIGNATURE_ALG!r})")
     try:
-        public_key = b64url_decode(signature.get("key_id"))  # type: ignore[arg-type]
-        sig = b64url_decode(signature.get("sig"))  # type: ignore[arg-type]
+        return b64url_decode(block["key_id"]), b64url_decode(block["sig"])
+    except (ValueError, TypeError) as exc:
+        raise SignatureRefused(f"{what} key_id and sig must be base64url: {exc}") from None
+
+
+def receipt_check(receipt: Any) -> Triple:
+    """The authority signature check a receipt asks for; SignatureRefused if it is malformed."""
+    if not isinstance(receipt, dict):
+        raise SignatureRefused("a receipt must be an object")
+    public_key, sig = _signature_parts(receipt.get("signature"), "signature", exact=False)
+    try:
         message = signing_bytes(receipt)
-    except (ValueError, TypeError, UnicodeEncodeError):
-        return None
+    except (ValueError, TypeError, UnicodeEncodeError, RecursionError) as exc:
+        raise SignatureRefused(f"receipt cannot be encoded for signing: {exc}") from None
     return public_key, message, sig
+
+
+Verdict = tuple[bytes | None, str | None]
+"""(the key whose signature verifies, None) or (None, why it does not)."""
+
+
+def _verdict(check: Callable[[Any], Triple], receipt: Any, what: str) -> Verdict:
+    try:
+        public_key, message, sig = check(receipt)
+    except SignatureRefused as exc:
+        return None, str(exc)
+    if verify_signature(public_key, message, sig):
+        return public_key, None
+    return None, f"{what} does not verify"
+
+
+def receipt_refusal(receipt: Any) -> str | None:
+    """Why the receipt's authority signature fails (bad alg, malformed, bad signature), or None."""
+    return _verdict(receipt_check, receipt, "signature over the receipt's canonical bytes")[1]
 
 
 def receipt_signer(receipt: Any) -> bytes | None:
     """The raw public key that validly signed this receipt, or None if the signature fails."""
-    check = receipt_check(receipt)
-    return check[0] if check is not None and verify_signature(*check) else None
+    return _verdict(receipt_check, receipt, "signature")[0]
 
 
 # -- miner co-signatures -----------------------------------------------------------------
@@ -150,28 +233,31 @@ def completion_signature_valid(public_key: bytes, job_id: str, result_hash_hex: 
 
 def miner_signature_block(public_key: bytes, sig_b64: str) -> dict[str, str]:
     """The receipt's `miner_signature` field."""
-    return {"alg": "ed25519", "key_id": b64url(public_key), "sig": sig_b64}
+    return {"alg": SIGNATURE_ALG, "key_id": b64url(public_key), "sig": sig_b64}
 
 
-def miner_check(receipt: Any) -> Triple | None:
-    """The miner co-signature check a receipt asks for, or None if it has none or it is malformed."""
+def miner_check(receipt: Any) -> Triple:
+    """The miner co-signature check a receipt asks for; SignatureRefused if absent or malformed."""
     if not isinstance(receipt, dict):
-        return None
-    block, digest, job_id = receipt.get("miner_signature"), receipt.get("result_hash"), receipt.get("job_id")
-    if not isinstance(block, dict) or set(block) != {"alg", "key_id", "sig"} or block["alg"] != "ed25519":
-        return None
+        raise SignatureRefused("a receipt must be an object")
+    public_key, sig = _signature_parts(receipt.get("miner_signature"), "miner_signature", exact=True)
+    digest, job_id = receipt.get("result_hash"), receipt.get("job_id")
     if not isinstance(digest, str) or not isinstance(job_id, str):
-        return None
+        raise SignatureRefused("a co-signed receipt needs a string job_id and result_hash")
     try:
-        return b64url_decode(block["key_id"]), completion_signing_bytes(job_id, digest), b64url_decode(block["sig"])
-    except (ValueError, EncodingError):
-        return None
+        return public_key, completion_signing_bytes(job_id, digest), sig
+    except EncodingError as exc:
+        raise SignatureRefused(exc.detail) from None
+
+
+def miner_refusal(receipt: Any) -> str | None:
+    """Why the receipt's miner co-signature fails, or None if it verifies."""
+    return _verdict(miner_check, receipt, "miner_signature over {job_id, result_hash}")[1]
 
 
 def miner_signer(receipt: Any) -> bytes | None:
     """The miner key whose co-signature on this receipt verifies, or None (also when absent)."""
-    check = miner_check(receipt)
-    return check[0] if check is not None and verify_signature(*check) else None
+    return _verdict(miner_check, receipt, "miner_signature")[0]
 
 
 # -- completions checked ahead -------------------------------------------------------------
@@ -199,3 +285,40 @@ def note_checked_completion(tx_hash: str, signers: Signers) -> None:
 
 def take_checked_completion(tx_hash: str) -> Signers | None:
     return _checked.pop(tx_hash, None)
+
+
+# -- bare receipts: any signer, no chain ------------------------------------------------------
+
+def parse_public_key(text: str) -> bytes:
+    """An Ed25519 public key given as 64 hex characters or as a base64url key_id (43 characters)."""
+    text = text.strip()
+    try:
+        key = bytes.fromhex(text) if len(text) == 64 else b64url_decode(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise ValueError("a public key is 64 hex characters or a 43-character base64url key_id (32 bytes)")
+    return key
+
+
+def unwrap_receipt(document: Any) -> dict[str, Any]:
+    """The signed receipt in a document: a bare receipt, or the protocol sample's wrapper
+    ({"payload": <receipt without signature>, "signature": {...}}, other keys ignored)."""
+    if not isinstance(document, dict):
+        raise SignatureRefused("the document must be a JSON object: a receipt, or {payload, signature}")
+    payload = document.get("payload")
+    if isinstance(payload, dict) and "receipt_id" not in document:
+        if "signature" in payload:
+            raise SignatureRefused("the wrapper's payload must not carry its own signature")
+        return {**payload, "signature": document.get("signature")}
+    return document
+
+
+def check_bare_receipt(receipt: dict[str, Any], public_key: bytes) -> None:
+    """The receipt's signature is valid Ed25519 by public_key over the protocol's canonical bytes.
+    Raises SignatureRefused naming the reason: bad alg, key mismatch, or bad signature."""
+    claimed, message, sig = receipt_check(receipt)
+    if claimed != public_key:
+        raise SignatureRefused(f"key mismatch: the receipt's key_id is {b64url(claimed)}, not the given key {b64url(public_key)}")
+    if not verify_signature(public_key, message, sig):
+        raise SignatureRefused("bad signature: it does not verify over the receipt's canonical bytes")

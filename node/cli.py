@@ -367,13 +367,53 @@ def create_key_online(node_url: str, admin_key: str, role: str, name: str) -> di
 # -- receipts: offline verification, checkpoints witness, the reference miner ---------------
 
 @cli.command("verify-receipt", context_settings=CONTEXT)
-@click.argument("bundle", type=ExistingFile)
-@click.option("--genesis", "genesis_file", type=ExistingFile, required=True, envvar="AITBC_GENESIS", show_envvar=True,
-              help="The chain's effective genesis.json (the data dir's copy, with its authorities).")
-def verify_receipt(bundle: Path, genesis_file: Path) -> None:
-    """Check a receipt proof bundle offline: the receipt signature (and the miner's, if
-    co-signed), the inclusion path to tx_root, the header hash and the proposer's signature
-    against the genesis authorities. Exits 0 if all hold, 1 naming what failed."""
+@click.argument("file", type=ExistingFile)
+@click.option("--genesis", "genesis_file", type=ExistingFile, default=None, envvar="AITBC_GENESIS", show_envvar=True,
+              help="Check a proof bundle against the chain's effective genesis.json (the data dir's copy).")
+@click.option("--public-key", default=None,
+              help="Check a bare AITBC receipt signed by this Ed25519 key (64 hex characters, or the base64url key_id).")
+@click.pass_context
+def verify_receipt(ctx: click.Context, file: Path, genesis_file: Path | None, public_key: str | None) -> None:
+    """Check a receipt offline. Exits 0 if it verifies, 1 naming what failed.
+
+    With --genesis, FILE is a receipt proof bundle (GET /v1/receipts/{id}/proof): the receipt
+    signature (and the miner's, if co-signed), the inclusion path to tx_root, the header hash
+    and the proposer's signature against the genesis authorities.
+
+    With --public-key, FILE is a bare AITBC receipt, or the protocol sample's wrapper
+    ({payload, signature}): no chain, any signer, checked by the AITBC receipt protocol.
+    """
+    genesis_given = genesis_file is not None and ctx.get_parameter_source("genesis_file") == click.core.ParameterSource.COMMANDLINE
+    if public_key is not None and genesis_given:
+        fail("--public-key and --genesis are mutually exclusive: --public-key checks a bare receipt, --genesis a proof bundle")
+    if public_key is not None:
+        verify_bare_receipt(file, public_key)
+    elif genesis_file is not None:
+        verify_proof_bundle(file, genesis_file)
+    else:
+        fail("give --genesis GENESIS for a proof bundle, or --public-key KEY for a bare receipt")
+
+
+def verify_bare_receipt(file: Path, public_key: str) -> None:
+    from chain.encoding import parse_strict
+    from chain.receipts import SignatureRefused, check_bare_receipt, parse_public_key, unwrap_receipt
+
+    try:
+        key = parse_public_key(public_key)
+    except ValueError as exc:
+        fail(f"--public-key: {exc}")
+    try:
+        receipt = unwrap_receipt(parse_strict(file.read_text(encoding="utf-8")))
+        check_bare_receipt(receipt, key)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # SignatureRefused is a ValueError too: its message names the reason
+        reason = str(exc) if isinstance(exc, SignatureRefused) else f"cannot read {file} as JSON: {exc}"
+        fail(f"verification failed: {reason}")
+    click.echo(f"ok: receipt {receipt.get('receipt_id')} for job {receipt.get('job_id')}: "
+               f"{receipt['signature']['alg']} signature by {key.hex()} verifies")
+
+
+def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
     from chain.errors import LedgerError
     from chain.genesis import parse_genesis
     from chain.proofs import parse_bundle, verify_bundle

@@ -42,3 +42,36 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_command_verbatim() -
     assert RUN_COMMAND in README
     assert TEST_COMMAND in README
     assert TEST_COMMAND in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def readme_receipt_verifier() -> dict[str, object]:
+    """The README's "Verifying a receipt with nothing but PyNaCl" snippet, executed as printed."""
+    section = README[README.index("**Verifying a receipt with nothing but PyNaCl**"):]
+    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    assert len(code.strip().splitlines()) < 15
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    return namespace
+
+
+def test_the_readme_pynacl_snippet_verifies_a_node_receipt_and_the_published_sample() -> None:
+    import json
+    from decimal import Decimal
+
+    import nacl.exceptions
+    import pytest
+
+    from chain.crypto import NodeKey
+    from chain.receipts import receipt_body, sign_receipt
+
+    verify = readme_receipt_verifier()["verify"]
+    key = NodeKey(bytes(range(32)))
+    job = {"job_id": "job-1", "client": "alice", "model": "llama3.2", "started_at": 1_767_225_603_000}
+    receipt = sign_receipt(receipt_body(receipt_id="r-1", job=job, provider="gpu-1", result="a b c",
+                                        completed_at_ms=1_767_225_604_000, price_per_unit=Decimal("0.000002"),
+                                        coordinator_id="aitbc-devnet"), key)
+    assert verify(receipt) == key.public_hex  # type: ignore[operator]
+    with pytest.raises(nacl.exceptions.BadSignatureError):
+        verify({**receipt, "units": 4})  # type: ignore[operator]
+    sample = json.loads((ROOT / "tests" / "vectors" / "aitbc-receipt-sample.json").read_text())
+    assert verify({**sample["payload"], "signature": sample["signature"]}) == sample["verify_key_hex"]  # type: ignore[operator]

@@ -122,7 +122,7 @@ def job_chain() -> Chain:
     job = get_job(working, "job-1")
     result = "Translate: coffee, one point zero"
     body = receipt_body(receipt_id="rcpt-1", job=job, provider="gpu-1", result=result, completed_at_ms=t2,
-                        price_per_unit=chain.genesis.params.price_per_unit("llama3.2"))
+                        price_per_unit=chain.genesis.params.price_per_unit("llama3.2"), coordinator_id=chain.genesis.chain_id)
     complete = tx("job.complete", t2 - 1, job_id="job-1", miner_id="gpu-1", owner="minnie", result=result,
                   completed_at=t2, receipt=sign_receipt(body, AUTHORITY))
     chain.seal([claim, complete], t2)

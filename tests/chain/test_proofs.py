@@ -14,7 +14,15 @@ from chain.errors import ProofInvalid, ValidationError
 from chain.jobs import get_job
 from chain.merkle import merkle_root
 from chain.proofs import build_bundle, open_checkpoint, parse_bundle, sign_checkpoint, verify_bundle
-from chain.receipts import miner_signature_block, receipt_body, result_hash, sign_completion, sign_receipt
+from chain.receipts import (
+    PROTOCOL_FIELDS,
+    miner_signature_block,
+    receipt_body,
+    result_hash,
+    sign_completion,
+    sign_receipt,
+    signing_bytes,
+)
 from chain.state import WorkingState
 from chain.transition import apply_tx
 from tests.chain.devchain import AUTHORITY, OUTSIDER, T0, Chain, job_chain, key_hash, make_genesis, tx
@@ -28,8 +36,9 @@ def bundle_of(chain: Chain) -> dict[str, Any]:
     return build_bundle(chain.genesis.chain_id, block, index)
 
 
-def cosigned_chain(miner_sig: str | None = None, result: str = "four words of result") -> Chain:
-    """A chain whose miner registered MINER_KEY and co-signed its completion."""
+def cosigned_chain(miner_sig: str | None = None, result: str = "four words of result", legacy: bool = False) -> Chain:
+    """A chain whose miner registered MINER_KEY and co-signed its completion (legacy: the receipt
+    as 0.1.x sealed it, without the protocol fields and with both algs spelled "ed25519")."""
     chain = Chain(make_genesis())
     t1, t2 = T0 + 1_000, T0 + 2_000
     chain.seal([
@@ -42,11 +51,18 @@ def cosigned_chain(miner_sig: str | None = None, result: str = "four words of re
     working = WorkingState(chain.state)
     apply_tx(working, claim, ApplyContext(time_ms=t2, genesis=chain.genesis))
     body = receipt_body(receipt_id="rcpt-1", job=get_job(working, "job-1"), provider="gpu-1", result=result,
-                        completed_at_ms=t2, price_per_unit=chain.genesis.params.price_per_unit("llama3.2"))
+                        completed_at_ms=t2, price_per_unit=chain.genesis.params.price_per_unit("llama3.2"),
+                        coordinator_id=chain.genesis.chain_id)
     sig = miner_sig if miner_sig is not None else sign_completion(MINER_KEY, "job-1", result)
     body.update(result_hash=result_hash(result), miner_signature=miner_signature_block(MINER_KEY.public_key, sig))
+    receipt = sign_receipt(body, AUTHORITY)
+    if legacy:
+        body = {k: v for k, v in body.items() if k not in PROTOCOL_FIELDS}
+        body["miner_signature"] = {**body["miner_signature"], "alg": "ed25519"}
+        receipt = {**body, "signature": {"alg": "ed25519", "key_id": AUTHORITY.key_id,
+                                         "sig": b64url(AUTHORITY.sign(signing_bytes(body)))}}
     complete = tx("job.complete", t2, job_id="job-1", miner_id="gpu-1", owner="minnie", result=result,
-                  completed_at=t2, receipt=sign_receipt(body, AUTHORITY))
+                  completed_at=t2, receipt=receipt)
     chain.seal([claim, complete], t2)
     return chain
 
@@ -65,6 +81,23 @@ def test_a_bundle_survives_its_own_file_encoding() -> None:
     chain = job_chain()
     data = canonical(bundle_of(chain))
     assert verify_bundle(parse_bundle(data), chain.genesis).receipt["job_id"] == "job-1"
+
+
+def test_a_legacy_receipt_sealed_by_0_1_still_verifies_in_its_bundle() -> None:
+    chain = cosigned_chain(legacy=True)
+    verified = verify_bundle(bundle_of(chain), chain.genesis)
+    assert "version" not in verified.receipt and verified.receipt["signature"]["alg"] == "ed25519"
+    assert verified.miner_key == MINER_KEY.public_hex
+
+
+def test_a_bundle_whose_receipt_names_another_alg_says_so() -> None:
+    chain = job_chain()
+    bundle = bundle_of(chain)
+    tx_doc = json.loads(bundle["transaction"])
+    tx_doc["payload"]["receipt"]["signature"]["alg"] = "EdDSA"
+    bundle["transaction"] = canonical(tx_doc).decode()
+    with pytest.raises(ProofInvalid, match="alg 'EdDSA' is not supported"):
+        verify_bundle(bundle, chain.genesis)
 
 
 def test_a_cosigned_receipt_verifies_both_signatures() -> None:

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from chain import jobs, miners
 from chain.accounts import get_account
 from chain.context import ApplyContext
+from chain.crypto import b64url
 from chain.errors import Conflict, Forbidden, InvalidTransaction, LedgerError, NotFound, TooLarge, ValidationError
 from chain.genesis import Genesis
-from chain.receipts import receipt_body, receipt_signer, sign_receipt
+from chain.receipts import RECEIPT_FIELDS, receipt_body, receipt_signer, sign_receipt, signing_bytes
 from chain.state import EmptyState, WorkingState, key, state_root
 from chain.transactions import Transaction
 from chain.transition import GENESIS_STATE_ROOT, HANDLERS, apply_tx, genesis_block
@@ -48,7 +49,7 @@ def signed_receipt(state: WorkingState, genesis: Genesis, t: int, result: str, j
                    receipt_id: str = "rcpt-1", provider: str = "gpu-1", key: Any = AUTHORITY) -> dict[str, Any]:
     job = jobs.get_job(state, job_id)
     body = receipt_body(receipt_id=receipt_id, job=job, provider=provider, result=result, completed_at_ms=t,
-                        price_per_unit=genesis.params.price_per_unit(job["model"]))
+                        price_per_unit=genesis.params.price_per_unit(job["model"]), coordinator_id=genesis.chain_id)
     return sign_receipt(body, key)
 
 
@@ -303,7 +304,8 @@ def test_completion_with_a_tampered_signature_is_refused(running: WorkingState, 
 @pytest.mark.parametrize(
     ("field", "value"),
     [("units", 99), ("price", 1.0), ("client", "bob"), ("provider", "gpu-9"), ("model", "mistral-7b"),
-     ("started_at", 0), ("completed_at", 0), ("job_id", "job-2"), ("unit_type", "images")],
+     ("started_at", 0), ("completed_at", 0), ("job_id", "job-2"), ("unit_type", "images"),
+     ("version", "2.0"), ("duration_ms", 1), ("coordinator_id", "another-chain")],
 )
 def test_completion_with_a_receipt_not_matching_the_job_is_refused(
     running: WorkingState, genesis: Genesis, field: str, value: Any
@@ -315,6 +317,43 @@ def test_completion_with_a_receipt_not_matching_the_job_is_refused(
     with pytest.raises(InvalidTransaction) as info:
         complete(running, genesis, t, result="hello", receipt=resigned)
     assert info.value.error_code == "receipt_mismatch"
+
+
+def legacy_receipt(state: WorkingState, genesis: Genesis, t: int, result: str, alg: str = "ed25519") -> dict[str, Any]:
+    """A receipt as 0.1.x sealed it: no protocol fields, alg spelled "ed25519"."""
+    body = {k: v for k, v in signed_receipt(state, genesis, t, result).items() if k in RECEIPT_FIELDS}
+    return {**body, "signature": {"alg": alg, "key_id": AUTHORITY.key_id, "sig": b64url(AUTHORITY.sign(signing_bytes(body)))}}
+
+
+def test_completion_with_a_legacy_receipt_still_applies(running: WorkingState, genesis: Genesis) -> None:
+    t = T0 + 4_000
+    receipt = complete(running, genesis, t, result="hello", receipt=legacy_receipt(running, genesis, t, "hello"))
+    assert "version" not in receipt and receipt["signature"]["alg"] == "ed25519"
+    assert jobs.get_job(running, "job-1")["status"] == "completed"
+
+
+def test_new_receipts_carry_the_protocol_fields(running: WorkingState, genesis: Genesis) -> None:
+    t = T0 + 4_500
+    receipt = complete(running, genesis, t, result="hello")
+    assert receipt["signature"]["alg"] == "Ed25519"
+    assert receipt["version"] == "1.0"
+    assert receipt["duration_ms"] == t - jobs.get_job(running, "job-1")["started_at"] == 1_500
+    assert receipt["coordinator_id"] == genesis.chain_id
+
+
+@pytest.mark.parametrize("alg", ["ED25519", "EdDSA", "rsa", "", 1])
+def test_completion_whose_receipt_names_another_alg_is_refused(running: WorkingState, genesis: Genesis, alg: Any) -> None:
+    t = T0 + 4_000
+    with pytest.raises(InvalidTransaction) as info:
+        complete(running, genesis, t, result="hello", receipt=legacy_receipt(running, genesis, t, "hello", alg=alg))
+    assert info.value.error_code == "receipt_signature_invalid"
+
+
+def test_completion_mixing_the_receipt_forms_is_refused(running: WorkingState, genesis: Genesis) -> None:
+    t = T0 + 4_000
+    body = {k: v for k, v in signed_receipt(running, genesis, t, "hello").items() if k not in ("signature", "duration_ms")}
+    with pytest.raises(InvalidTransaction):
+        complete(running, genesis, t, result="hello", receipt=sign_receipt(body, AUTHORITY))
 
 
 def test_completion_without_a_receipt_is_refused(running: WorkingState, genesis: Genesis) -> None:

@@ -43,7 +43,7 @@ class World:
         r = self.call("miner_2", "POST", "/v1/miners/register", json={"miner_id": "m2", "capabilities": ["llama3.2"]})
         assert r.status_code == 201
         self.job_a = self.job("client_a")
-        done = self.running("m1")
+        self.done = done = self.running("m1")
         r = self.call("miner_1", "POST", f"/v1/jobs/{done}/complete", json={"miner_id": "m1", "result": "done"})
         self.receipt = r.json()["receipt_id"]
 
@@ -112,6 +112,10 @@ CASES = [
           _get(lambda w: "/v1/jobs")),
     _case("GET", "/v1/jobs/{job_id}", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
           _get(lambda w: f"/v1/jobs/{w.job_a}")),
+    _case("GET", "/v1/jobs/{job_id}/receipt", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+          _get(lambda w: f"/v1/jobs/{w.done}/receipt")),
+    _case("GET", "/v1/jobs/{job_id}/receipts", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+          _get(lambda w: f"/v1/jobs/{w.done}/receipts?limit=100")),
     _case("POST", "/v1/jobs/{job_id}/cancel", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
           lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/cancel")),
     # Miners: only for the miner_ids their key registered.

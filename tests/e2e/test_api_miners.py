@@ -14,11 +14,15 @@ from tests.e2e.conftest import Api
 from tests.support import MINER_1, MINER_2
 
 RECEIPT_FIELDS = {"receipt_id", "job_id", "provider", "client", "units", "unit_type", "price", "model",
-                  "started_at", "completed_at", "signature"}
+                  "started_at", "completed_at", "signature", "version", "duration_ms", "coordinator_id"}
 
 
 def utc_seconds(value: str) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def utc_ms(value: str) -> int:
+    return round(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 # -- POST /v1/miners/register ----------------------------------------------------------
@@ -228,12 +232,14 @@ def test_complete_returns_full_receipt(api: Api, model: str, per_unit: str, resu
         assert type(receipt[field]) is int, field
     assert receipt["started_at"] == utc_seconds(claimed["started_at"])
     assert receipt["started_at"] <= receipt["completed_at"]
+    assert receipt["version"] == "1.0" and receipt["coordinator_id"] == api.anon.get("/health")["chain_id"]
     sig = receipt["signature"]
-    assert sig["alg"] == "ed25519" and isinstance(sig["key_id"], str) and isinstance(sig["sig"], str)
+    assert sig["alg"] == "Ed25519" and isinstance(sig["key_id"], str) and isinstance(sig["sig"], str)
     assert "=" not in sig["key_id"] + sig["sig"]
     done = api.a.get(f"/v1/jobs/{job['job_id']}")
     assert done["status"] == "completed" and done["result"] == result and done["miner_id"] == miner_id
     assert receipt["completed_at"] == utc_seconds(done["completed_at"])
+    assert receipt["duration_ms"] == utc_ms(done["completed_at"]) - utc_ms(claimed["started_at"])
     assert api.a.get(f"/v1/receipts/{receipt['receipt_id']}") == receipt
 
 

@@ -12,6 +12,7 @@ import nacl.signing
 import pytest
 
 from tests.e2e.conftest import Api
+from tests.vectors.aitbc_protocol import reference_verify
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def signing_bytes(receipt: dict[str, Any]) -> bytes:
 
 def independently_valid(receipt: dict[str, Any], authorities: list[str]) -> bool:
     sig = receipt["signature"]
-    if sig.get("alg") != "ed25519":
+    if sig.get("alg") != "Ed25519":
         return False
     public_key = _b64url_decode(sig["key_id"])
     if public_key.hex() not in authorities:
@@ -181,3 +182,60 @@ def test_receipt_verifies_independently_from_effective_genesis(api: Api, receipt
             assert not independently_valid(_altered(r, field), authorities), field
     explorer = api.anon.get("/explorer/receipts")
     assert explorer and all(independently_valid(r, authorities) for r in explorer)
+
+
+# -- the AITBC SDK's receipt paths and its verifier's procedure ------------------------------------
+
+def sdk_receipt_history(caller: Any, job_id: str) -> list[dict[str, Any]]:
+    """The SDK's iter_receipts: pages of GET /v1/jobs/{id}/receipts?limit=100[&cursor=…]; a list is one page."""
+    page = caller.get(f"/v1/jobs/{job_id}/receipts", params={"limit": 100})
+    assert isinstance(page, list)
+    return page
+
+
+def test_job_receipt_paths_serve_the_receipt_as_complete_returned_it(api: Api, receipts: dict[str, Any]) -> None:
+    for made in receipts["all"]:
+        client = api.a if made["client"] == "client-a" else api.b
+        assert client.get(f"/v1/jobs/{made['job_id']}/receipt") == made
+        assert sdk_receipt_history(client, made["job_id"]) == [made]
+        assert client.get(f"/v1/jobs/{made['job_id']}/receipts", params={"limit": 5, "cursor": "anything"}) == [made]
+        assert api.admin.get(f"/v1/jobs/{made['job_id']}/receipt") == made
+        assert api.a.get(f"/v1/receipts/{made['receipt_id']}") == made
+
+
+def test_sdk_style_summary_verifies_every_receipt_of_a_job(api: Api, receipts: dict[str, Any]) -> None:
+    for made in receipts["all"]:
+        client = api.a if made["client"] == "client-a" else api.b
+        history = sdk_receipt_history(client, made["job_id"])
+        assert history and all(reference_verify(r) for r in history)
+        latest = client.get(f"/v1/jobs/{made['job_id']}/receipt")
+        assert reference_verify(latest)
+        assert latest["version"] == "1.0" and latest["coordinator_id"] == api.anon.get("/health")["chain_id"]
+        assert latest["duration_ms"] >= 0 and latest["signature"]["alg"] == "Ed25519"
+        tampered = {**latest, "units": latest["units"] + 1}
+        assert not reference_verify(tampered)
+
+
+def test_job_receipt_paths_before_completion_and_across_clients(api: Api) -> None:
+    job = api.submit(api.a)
+    err = api.a.get(f"/v1/jobs/{job['job_id']}/receipt", 404)
+    assert err["error_code"] == "not_found" and "no receipt" in err["detail"]
+    assert api.a.get(f"/v1/jobs/{job['job_id']}/receipts") == []
+    # Another client's job does not exist for them, exactly as GET /v1/jobs/{id}.
+    for path in (f"/v1/jobs/{job['job_id']}/receipt", f"/v1/jobs/{job['job_id']}/receipts"):
+        assert api.b.get(path, 404)["error_code"] == "job_not_found"
+        assert api.a.get(path.replace(job["job_id"], "job_missing"), 404)["error_code"] == "job_not_found"
+        api.m1.get(path, 403)
+        api.anon.get(path, 401)
+    for limit in (0, 101, "x"):
+        api.a.get(f"/v1/jobs/{job['job_id']}/receipts", 400, params={"limit": limit})
+
+
+def test_verify_names_why_a_receipt_is_refused(api: Api, receipts: dict[str, Any]) -> None:
+    real = receipts["all"][0]
+    assert api.a.post("/v1/receipts/verify", json=real)["reason"] is None
+    verdict = api.a.post("/v1/receipts/verify", json={**real, "signature": {**real["signature"], "alg": "EdDSA"}})
+    assert verdict["valid"] is False and verdict["signature_valid"] is False
+    assert verdict["reason"] == "signature alg 'EdDSA' is not supported (expected 'Ed25519')"
+    verdict = api.a.post("/v1/receipts/verify", json={**real, "units": real["units"] + 1})
+    assert verdict["valid"] is False and "does not verify" in verdict["reason"]

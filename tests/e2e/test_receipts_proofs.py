@@ -59,7 +59,7 @@ def independent_verify(data: bytes, genesis: dict[str, Any]) -> None:
     assert tx["payload"]["job_id"] == receipt["job_id"]
     # the authority's receipt signature (the receipt protocol's bytes)
     signature = receipt["signature"]
-    assert signature["alg"] == "ed25519"
+    assert signature["alg"] == "Ed25519"
     key = _b64url(signature["key_id"])
     assert key.hex() in authorities
     body = {k: v for k, v in receipt.items() if k != "signature" and v is not None}
@@ -69,7 +69,7 @@ def independent_verify(data: bytes, genesis: dict[str, Any]) -> None:
     if "miner_signature" in receipt or "result_hash" in receipt:
         assert tx["payload"]["result"] == {"blake3": receipt["result_hash"]}
         ms = receipt["miner_signature"]
-        assert ms["alg"] == "ed25519"
+        assert ms["alg"] == "Ed25519"
         message = json.dumps({"job_id": receipt["job_id"], "result_hash": receipt["result_hash"]},
                              sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         _ed25519(_b64url(ms["key_id"]), message, _b64url(ms["sig"]))

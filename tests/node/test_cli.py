@@ -20,6 +20,7 @@ from node.config import Config
 from node.datadir import DataDir, api_key_hash
 from node.store import Store
 from tests.support import REPO_GENESIS, run_cli
+from tests.vectors.aitbc_protocol import SAMPLE
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -338,3 +339,61 @@ def test_verify_on_initialised_dir_without_chain_fails_cleanly(tmp_path: Path) -
 
     line = assert_clean_failure(invoke("verify", "--data-dir", str(data_dir)))
     assert "holds no chain" in line
+
+
+# -- verify-receipt --public-key: a bare AITBC receipt, any signer --------------------------------
+
+SAMPLE_FILE = Path(__file__).parent.parent / "vectors" / "aitbc-receipt-sample.json"
+
+
+def test_verify_receipt_accepts_the_published_sample_with_its_key(tmp_path: Path) -> None:
+    for key in (SAMPLE["verify_key_hex"], SAMPLE["signature"]["key_id"]):
+        result = invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", key)
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().splitlines() == [
+            f"ok: receipt rcpt-20250926-000123 for job job-abc123: Ed25519 signature by {SAMPLE['verify_key_hex']} verifies"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({**SAMPLE["payload"], "signature": SAMPLE["signature"]}))
+    assert invoke("verify-receipt", str(bare), "--public-key", SAMPLE["verify_key_hex"]).exit_code == 0
+
+
+@pytest.mark.parametrize("field", sorted(SAMPLE["payload"]))
+def test_verify_receipt_refuses_the_sample_with_one_field_changed(tmp_path: Path, field: str) -> None:
+    value = SAMPLE["payload"][field]
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({**SAMPLE, "payload": {**SAMPLE["payload"], field: value + 1 if isinstance(value, (int, float)) else value + "x"}}))
+    line = assert_clean_failure(invoke("verify-receipt", str(changed), "--public-key", SAMPLE["verify_key_hex"]))
+    assert invoke("verify-receipt", str(changed), "--public-key", SAMPLE["verify_key_hex"]).exit_code == 1
+    assert line == "aitbc-node: verification failed: bad signature: it does not verify over the receipt's canonical bytes"
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"alg": "ed448"}, "alg 'ed448' is not supported (expected 'Ed25519')"),
+        ({"key_id": NodeKey(bytes(32)).key_id}, "key mismatch"),
+    ],
+)
+def test_verify_receipt_names_a_bad_alg_or_a_key_mismatch(tmp_path: Path, change: dict[str, str], reason: str) -> None:
+    doc = tmp_path / "doc.json"
+    doc.write_text(json.dumps({**SAMPLE, "signature": {**SAMPLE["signature"], **change}}))
+    line = assert_clean_failure(invoke("verify-receipt", str(doc), "--public-key", SAMPLE["verify_key_hex"]))
+    assert reason in line
+
+
+def test_verify_receipt_public_key_and_genesis_are_mutually_exclusive(tmp_path: Path) -> None:
+    line = assert_clean_failure(invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", SAMPLE["verify_key_hex"],
+                                       "--genesis", str(REPO_GENESIS)))
+    assert "mutually exclusive" in line
+    assert "--genesis" in assert_clean_failure(invoke("verify-receipt", str(SAMPLE_FILE), env={"AITBC_GENESIS": None}))
+
+
+@pytest.mark.parametrize("key", ["", "abc", "00" * 31, "zz" * 32])
+def test_verify_receipt_refuses_a_malformed_public_key(key: str) -> None:
+    assert "--public-key" in assert_clean_failure(invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", key))
+
+
+def test_verify_receipt_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert "cannot read" in assert_clean_failure(invoke("verify-receipt", str(junk), "--public-key", SAMPLE["verify_key_hex"]))
