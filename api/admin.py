@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from api.responses import JSONResponse
 from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import read_object, require_field
+from api.responses import JSONResponse
 from chain.accounts import validate_account_fields
 from node.datadir import api_key_hash, new_api_key
 

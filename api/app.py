@@ -8,8 +8,8 @@ from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.datastructures import State
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route
@@ -21,9 +21,9 @@ from api.activity import activity_for
 from api.auth import AccountCache
 from api.dispatch import FastDispatch
 from api.errors import EXCEPTION_HANDLERS
+from api.middleware import RequestMiddleware
 from api.ratelimit import RateLimiter
 from api.wslimit import WebSocketLimiter
-from api.middleware import RequestMiddleware
 from explorer_ui import web
 from node.runtime import Node
 
@@ -123,13 +123,15 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
     # One outer middleware: request id, access log, metrics, security and height headers.
     middleware = [Middleware(RequestMiddleware, metrics=node.metrics, node=node)]
     if node.config.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware,
-            allow_origins=list(node.config.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["X-Api-Key", "Content-Type"],
-            expose_headers=["X-Request-Id", "Retry-After"],
-        ))
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(node.config.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["X-Api-Key", "Content-Type"],
+                expose_headers=["X-Request-Id", "Retry-After"],
+            )
+        )
     app = NodeApp(routes=routes, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
     # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.
     app.fast = {"metrics": node.metrics, "node": node, "cors": bool(node.config.cors_origins)}

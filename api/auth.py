@@ -75,5 +75,7 @@ def authenticate(request: Request, *roles: str) -> Principal:
         raise ApiError(401, "this API key has been revoked", "unauthorized")
     state.rate_limiter.take(principal.name)
     if roles and principal.role not in roles and not principal.is_admin:
-        raise ApiError(403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden")
+        raise ApiError(
+            403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden"
+        )
     return principal

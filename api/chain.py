@@ -17,11 +17,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api.responses import JSONResponse
 from api.auth import authenticate
-from api.wslimit import limited
 from api.errors import ApiError, error_response
 from api.parsing import query_int
+from api.responses import JSONResponse
+from api.wslimit import limited
 from chain.encoding import canonical
 from node.store import Store
 

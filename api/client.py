@@ -34,8 +34,9 @@ class ApiCallFailed(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 30, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout, transport=transport
         )
@@ -43,7 +44,9 @@ class Client:
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    async def __aexit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -61,7 +64,9 @@ class Client:
         return response.json()
 
     # -- clients --------------------------------------------------------------------
-    async def submit(self, prompt: str, model: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def submit(
+        self, prompt: str, model: str | None = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": prompt}
         if model is not None:
             body["model"] = model
@@ -105,8 +110,14 @@ class Client:
         return await self._call("GET", "/v1/chain/consistency", params={"from": old_size, "to": new_size})  # type: ignore[no-any-return]
 
     # -- miners ---------------------------------------------------------------------
-    async def register(self, miner_id: str, capabilities: list[str], *, gpu_info: dict[str, str] | None = None,
-                       miner_pubkey: str | None = None) -> dict[str, Any]:
+    async def register(
+        self,
+        miner_id: str,
+        capabilities: list[str],
+        *,
+        gpu_info: dict[str, str] | None = None,
+        miner_pubkey: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"miner_id": miner_id, "capabilities": capabilities}
         if gpu_info is not None:
             body["gpu_info"] = gpu_info
@@ -120,7 +131,9 @@ class Client:
     async def claim(self, job_id: str, miner_id: str) -> dict[str, Any]:
         return await self._call("POST", f"/v1/jobs/{job_id}/claim", json={"miner_id": miner_id})  # type: ignore[no-any-return]
 
-    async def complete(self, job_id: str, miner_id: str, result: str, miner_signature: str | None = None) -> dict[str, Any]:
+    async def complete(
+        self, job_id: str, miner_id: str, result: str, miner_signature: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"miner_id": miner_id, "result": result}
         if miner_signature is not None:
             body["miner_signature"] = miner_signature

@@ -79,7 +79,9 @@ class _Entry:
         self.methods = route.methods
         names = [name for name in route.param_convertors]
         # compile_path numbers parameters in path order, so the names line up with the Nones
-        self.params = tuple((position, names[i]) for i, position in enumerate(p for p, s in enumerate(segments) if s is None))
+        self.params = tuple(
+            (position, names[i]) for i, position in enumerate(p for p, s in enumerate(segments) if s is None)
+        )
 
 
 class RouteTable:
@@ -161,8 +163,16 @@ class FastDispatch:
     With CORS origins configured, a request that carries an Origin goes down to the stack,
     whose CORS middleware answers it."""
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute], handlers: Mapping[Any, Handler], *,
-                 metrics: NodeMetrics | None = None, node: Any = None, cors: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[BaseRoute],
+        handlers: Mapping[Any, Handler],
+        *,
+        metrics: NodeMetrics | None = None,
+        node: Any = None,
+        cors: bool = False,
+    ) -> None:
         self.app = app
         self.table = RouteTable(routes)
         self.handlers = {k: v for k, v in handlers.items() if isinstance(k, type)}

@@ -9,7 +9,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.responses import JSONResponse
-
 from chain.errors import LedgerError
 from node.producer import NodeUnavailable
 
@@ -30,7 +29,9 @@ HTTP_CODES = {
 class ApiError(Exception):
     """Raised by endpoints for request-level problems (auth, parsing, lookups)."""
 
-    def __init__(self, status: int, detail: str, error_code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, detail: str, error_code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail

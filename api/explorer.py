@@ -15,12 +15,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.responses import JSONResponse
 from api import queries
 from api.activity import Activity, activity_for
 from api.errors import ApiError
 from api.parsing import page_limit, query_int
 from api.receipts import verify_receipt_document
+from api.responses import JSONResponse
 from api.views import iso, miner_view
 from chain.blocks import Block, BlockHeader, check_seal
 from chain.errors import InvalidBlock
@@ -35,7 +35,19 @@ MAX_QUERY_CHARS = 200
 PRICE_SCALE = 100_000_000
 
 SUMMARY_FIELDS = ("job_id", "miner_id", "model", "name", "role", "client")
-PUBLIC_FIELDS = ("job_id", "miner_id", "owner", "client", "sender", "model", "params", "name", "role", "capabilities", "gpu_info")
+PUBLIC_FIELDS = (
+    "job_id",
+    "miner_id",
+    "owner",
+    "client",
+    "sender",
+    "model",
+    "params",
+    "name",
+    "role",
+    "capabilities",
+    "gpu_info",
+)
 TIME_FIELDS = ("completed_at", "lease_deadline")
 """Payload fields in Unix milliseconds, shown as ISO 8601."""
 PRIVATE_NOTES = {
@@ -47,6 +59,7 @@ PRIVATE_NOTES = {
 
 
 # -- shapes ------------------------------------------------------------------------------
+
 
 def block_summary(block: Block | BlockHeader) -> dict[str, Any]:
     """The spec's Block: height, hash, ISO timestamp, transaction count."""
@@ -111,6 +124,7 @@ def job_public(job: dict[str, Any]) -> dict[str, Any]:
 
 # -- reads -------------------------------------------------------------------------------
 
+
 def recent_headers(store: Store, limit: int, before: int | None = None) -> list[BlockHeader]:
     """Up to limit block headers below height `before` (default: from the tip), newest first."""
     top = store.tip().height if before is None else min(before - 1, store.tip().height)
@@ -139,7 +153,9 @@ def _block_ref(store: Store, ref: str) -> Block:
     elif HEX64.fullmatch(ref.lower()):
         height = store.height_of(ref.lower())
     else:
-        raise ApiError(400, f"'{ref[:80]}' is neither a block height nor a block hash (64 hex digits)", "validation_error")
+        raise ApiError(
+            400, f"'{ref[:80]}' is neither a block height nor a block hash (64 hex digits)", "validation_error"
+        )
     block = store.block(height) if height is not None else None
     if block is None:
         raise ApiError(404, f"block '{ref[:80]}' does not exist", "block_not_found")
@@ -156,6 +172,7 @@ def _tx_location(store: Store, tx_hash: str) -> tuple[int, int]:
 
 
 # -- page data (each is one page and its JSON twin) ---------------------------------------
+
 
 def blocks_data(store: Store, limit: int, before: int | None) -> list[dict[str, Any]]:
     return [block_summary(h) for h in recent_headers(store, limit, before)]
@@ -266,7 +283,13 @@ def stats_data(store: Store, activity: Activity, now_ms: int) -> dict[str, Any]:
     """NetworkStats, plus totals, jobs by status, and activity over the last hour."""
     minutes = activity.last_hour()
     per_minute = [
-        {"minute": iso(start), "blocks": c.blocks, "transactions": c.transactions, "jobs": c.jobs, "receipts": c.receipts}
+        {
+            "minute": iso(start),
+            "blocks": c.blocks,
+            "transactions": c.transactions,
+            "jobs": c.jobs,
+            "receipts": c.receipts,
+        }
         for start, c in minutes
     ]
     hour = len(minutes)
@@ -298,7 +321,11 @@ def search_data(store: Store, query: str) -> dict[str, Any]:
     """Everything the query names: a height, block hash, tx hash, job, receipt or miner id."""
     q = query.strip()
     if not q:
-        raise ApiError(400, "q is required: a height, block hash, transaction hash, job id, receipt id or miner id", "validation_error")
+        raise ApiError(
+            400,
+            "q is required: a height, block hash, transaction hash, job id, receipt id or miner id",
+            "validation_error",
+        )
     if len(q) > MAX_QUERY_CHARS:
         raise ApiError(400, f"q must be at most {MAX_QUERY_CHARS} characters", "validation_error")
     results: list[dict[str, str]] = []
@@ -323,6 +350,7 @@ def search_data(store: Store, query: str) -> dict[str, Any]:
 
 
 # -- JSON endpoints ----------------------------------------------------------------------
+
 
 def _store(request: Request) -> Store:
     return request.app.state.node.store  # type: ignore[no-any-return]

@@ -70,5 +70,3 @@ async def forward(request: Request) -> Response:
     if answer.retry_after is not None:
         headers_out["Retry-After"] = answer.retry_after
     return Response(answer.content, status_code=answer.status, media_type=answer.content_type, headers=headers_out)
-
-

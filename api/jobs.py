@@ -9,11 +9,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from api.responses import JSONResponse
 from api import queries
 from api.auth import Principal, authenticate
 from api.errors import ApiError
 from api.parsing import node_of, page_limit, parse_datetime_ms, query_choice, query_int, read_object, require_field
+from api.responses import JSONResponse
 from api.views import job_view
 from chain.jobs import STATUSES, validate_error, validate_job_request, validate_result
 from chain.miners import validate_id
@@ -65,7 +65,9 @@ async def submit_job(request: Request) -> JSONResponse:
     principal = authenticate(request, "client")
     body = await read_object(request, ("prompt", "model", "params"))
     node = node_of(request)
-    model, params = validate_job_request(body.get("prompt"), body.get("model"), body.get("params"), node.store.genesis.params)
+    model, params = validate_job_request(
+        body.get("prompt"), body.get("model"), body.get("params"), node.store.genesis.params
+    )
     payload = {
         "job_id": "job_" + random_hex(12),
         "client": principal.name,
@@ -219,13 +221,27 @@ def _cosignature(job: dict[str, Any], miner: dict[str, Any], result: str, signat
     pubkey = miner.get("miner_pubkey")
     if pubkey is None:
         if signature is not None:
-            raise ApiError(400, f"miner '{miner['miner_id']}' has no registered miner_pubkey; omit miner_signature", "validation_error")
+            raise ApiError(
+                400,
+                f"miner '{miner['miner_id']}' has no registered miner_pubkey; omit miner_signature",
+                "validation_error",
+            )
         return {}
     if signature is None:
-        raise ApiError(400, f"miner '{miner['miner_id']}' registered a miner_pubkey: miner_signature is required", "miner_signature_required")
+        raise ApiError(
+            400,
+            f"miner '{miner['miner_id']}' registered a miner_pubkey: miner_signature is required",
+            "miner_signature_required",
+        )
     digest = result_hash(result)
-    if not isinstance(signature, str) or not completion_signature_valid(bytes.fromhex(pubkey), job["job_id"], digest, signature):
-        raise ApiError(400, "miner_signature is not a valid Ed25519 signature of {job_id, result_hash} by the registered miner_pubkey", "miner_signature_invalid")
+    if not isinstance(signature, str) or not completion_signature_valid(
+        bytes.fromhex(pubkey), job["job_id"], digest, signature
+    ):
+        raise ApiError(
+            400,
+            "miner_signature is not a valid Ed25519 signature of {job_id, result_hash} by the registered miner_pubkey",
+            "miner_signature_invalid",
+        )
     return {"result_hash": digest, "miner_signature": miner_signature_block(bytes.fromhex(pubkey), signature)}
 
 

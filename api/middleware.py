@@ -10,11 +10,11 @@ through the helpers below (request_id_of, add_own_headers, record_request).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import itertools
-import os
 from typing import Any
 
 from starlette.routing import Mount
@@ -97,10 +97,20 @@ def record_request(metrics: NodeMetrics | None, scope: Scope, status: int, start
         path = scope.get("path", "")
         client = scope.get("client")
         access_log.info(
-            "%s %s %d %.1fms", method, path, status, elapsed * 1000,
-            extra={"http": {"method": method, "path": path, "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                            "client": client[0] if client else None}},
+            "%s %s %d %.1fms",
+            method,
+            path,
+            status,
+            elapsed * 1000,
+            extra={
+                "http": {
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                }
+            },
         )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from api.responses import JSONResponse
 from api.auth import authenticate
 from api.parsing import read_object, require_field
+from api.responses import JSONResponse
 from api.views import miner_view
 from chain.miners import validate_miner_pubkey, validate_registration
 

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from api.responses import JSONResponse
 from api.auth import authenticate
 from api.errors import ApiError
+from api.responses import JSONResponse
 from node.backup import backup_chunks, backup_header
 from node.metrics import CONTENT_TYPE
 from node.status import node_status

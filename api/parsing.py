@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -69,7 +69,9 @@ async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any
     allowed_set = set(allowed)
     unknown = sorted(set(body) - allowed_set)
     if unknown:
-        raise ApiError(400, f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(allowed_set))})", "validation_error")
+        raise ApiError(
+            400, f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(allowed_set))})", "validation_error"
+        )
     return body
 
 
@@ -117,7 +119,7 @@ def parse_datetime_ms(field: str, value: Any) -> int:
     except ValueError:
         raise ApiError(400, f"{field} is not an ISO 8601 date-time", "validation_error") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
         return int(moment.timestamp() * 1000)
     except (OverflowError, OSError, ValueError):

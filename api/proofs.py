@@ -7,10 +7,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.responses import JSONResponse
 from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import query_int
+from api.responses import JSONResponse
 from chain.jobs import receipt_tx_key
 from chain.proofs import build_bundle, canonical_bundle, sign_checkpoint
 from node.store import Store
@@ -85,11 +85,13 @@ async def consistency(request: Request) -> JSONResponse:
         raise ApiError(400, f"to must be at most the chain's size, {size} blocks", "validation_error")
     if old > new:
         raise ApiError(400, "from must be at most to", "validation_error")
-    return JSONResponse({
-        "chain_id": store.genesis.chain_id,
-        "from": old,
-        "to": new,
-        "from_root": store.block_tree_root(old).hex(),
-        "to_root": store.block_tree_root(new).hex(),
-        "proof": [h.hex() for h in store.block_tree_consistency(old, new)],
-    })
+    return JSONResponse(
+        {
+            "chain_id": store.genesis.chain_id,
+            "from": old,
+            "to": new,
+            "from_root": store.block_tree_root(old).hex(),
+            "to_root": store.block_tree_root(new).hex(),
+            "proof": [h.hex() for h in store.block_tree_consistency(old, new)],
+        }
+    )

@@ -12,7 +12,6 @@ from chain.state import key
 from node.store import Store
 
 
-
 def _ids(store: Store, prefix: bytes, offset: int, limit: int) -> Iterator[str]:
     """Ids stored under an index prefix, newest first, after skipping offset."""
     taken = 0

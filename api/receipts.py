@@ -6,11 +6,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from api.responses import JSONResponse
 from api import queries
 from api.auth import authenticate
 from api.errors import ApiError
 from api.parsing import page_limit, parse_json, read_body
+from api.responses import JSONResponse
 from chain.crypto import b64url_decode
 from chain.receipts import MINER_FIELDS, miner_refusal, receipt_refusal
 

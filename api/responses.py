@@ -13,8 +13,14 @@ _JSON = (b"content-type", b"application/json")
 
 
 class JSONResponse(StarletteJSONResponse):
-    def __init__(self, content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None,
-                 media_type: str | None = None, background: BackgroundTask | None = None) -> None:
+    def __init__(
+        self,
+        content: Any,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
         if headers is not None or media_type is not None or background is not None:
             super().__init__(content, status_code, headers, media_type, background)
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -16,11 +16,23 @@ def iso(ms: int) -> str:
 @functools.lru_cache(maxsize=4096)
 def _iso_second(seconds: int) -> str:
     """A whole second as ISO 8601 UTC (a job's times, a block's, repeat the same few seconds)."""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "")
 
 
 JOB_TIMES = ("created_at", "started_at", "completed_at")
-JOB_FIELDS = ("job_id", "status", "client", "prompt", "model", "params", "result", "miner_id", "attempts", "error", "receipt_id")
+JOB_FIELDS = (
+    "job_id",
+    "status",
+    "client",
+    "prompt",
+    "model",
+    "params",
+    "result",
+    "miner_id",
+    "attempts",
+    "error",
+    "receipt_id",
+)
 
 
 def job_view(job: dict[str, Any]) -> dict[str, Any]:

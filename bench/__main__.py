@@ -11,8 +11,11 @@ from pathlib import Path
 def available() -> list[str]:
     """The modules of bench/ that run as a benchmark (define main), not the helpers they share."""
     here = Path(__file__).resolve().parent
-    return sorted(m.name for m in pkgutil.iter_modules([str(here)])
-                  if not m.name.startswith("_") and "\ndef main(" in (here / f"{m.name}.py").read_text())
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules([str(here)])
+        if not m.name.startswith("_") and "\ndef main(" in (here / f"{m.name}.py").read_text()
+    )
 
 
 def main(argv: list[str]) -> int:

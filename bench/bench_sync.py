@@ -82,17 +82,19 @@ def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
         def tx(tx_type: str, **payload: Any) -> Transaction:
             return Transaction(tx_type, payload, clock[0])
 
-        seal([
-            tx("account.create", name=CLIENT, role="client", key_hash=api_key_hash("bench-client-key-0000000000")),
-            tx("account.create", name=MINER, role="miner", key_hash=api_key_hash("bench-miner-key-00000000000")),
-            tx("account.create", name="bench-peer", role="peer", key_hash=api_key_hash(PEER_KEY)),
-        ])
+        seal(
+            [
+                tx("account.create", name=CLIENT, role="client", key_hash=api_key_hash("bench-client-key-0000000000")),
+                tx("account.create", name=MINER, role="miner", key_hash=api_key_hash("bench-miner-key-00000000000")),
+                tx("account.create", name="bench-peer", role="peer", key_hash=api_key_hash(PEER_KEY)),
+            ]
+        )
         seal([tx("miner.register", miner_id=MINER_ID, owner=MINER, capabilities=["llama3.2"], gpu_info={})])
         price = store.genesis.params.price_per_unit("llama3.2")
         # All submissions, then all claims, then all completions: the last third of the chain is
         # a run of blocks made only of receipt transactions.
         ids = [f"job_{i:08d}" for i in range(jobs)]
-        rounds = [ids[i:i + block_txs] for i in range(0, jobs, block_txs)]
+        rounds = [ids[i : i + block_txs] for i in range(0, jobs, block_txs)]
         for part in rounds:
             seal([tx("job.submit", job_id=j, client=CLIENT, prompt="bench", model="llama3.2", params={}) for j in part])
         for part in rounds:
@@ -101,12 +103,29 @@ def build_chain(data_dir: Path, jobs: int, block_txs: int) -> dict[str, Any]:
             done_at = clock[0] + 1000
             completes = []
             for j in part:
-                body = receipt_body(receipt_id="r" + j, job=get_job(store, j), provider=MINER_ID, result=RESULT,
-                                    completed_at_ms=done_at, price_per_unit=price, coordinator_id=store.genesis.chain_id)
-                completes.append(Transaction("job.complete", {
-                    "job_id": j, "miner_id": MINER_ID, "owner": MINER, "result": RESULT,
-                    "completed_at": done_at, "receipt": sign_receipt(body, key),
-                }, done_at))
+                body = receipt_body(
+                    receipt_id="r" + j,
+                    job=get_job(store, j),
+                    provider=MINER_ID,
+                    result=RESULT,
+                    completed_at_ms=done_at,
+                    price_per_unit=price,
+                    coordinator_id=store.genesis.chain_id,
+                )
+                completes.append(
+                    Transaction(
+                        "job.complete",
+                        {
+                            "job_id": j,
+                            "miner_id": MINER_ID,
+                            "owner": MINER,
+                            "result": RESULT,
+                            "completed_at": done_at,
+                            "receipt": sign_receipt(body, key),
+                        },
+                        done_at,
+                    )
+                )
             clock[0] = done_at - 1000
             seal(completes)
         return {"height": store.tip().height, "txs": store.tx_count()}
@@ -131,7 +150,14 @@ def _run(target: Store, batches: list[list[Block]]) -> tuple[float, dict[str, fl
     pipeline = BlockPipeline(target, target.genesis)
     pipeline.start(wait=True)  # a follower starts its helper process once, at start-up
     forget_known_valid()  # this process signed the chain's receipts while building it
-    totals = {"blocks": 0, "txs": 0, "receipts": 0, "seconds": 0.0, "receipt_seconds": 0.0, "receipt_blocks_receipts": 0}
+    totals = {
+        "blocks": 0,
+        "txs": 0,
+        "receipts": 0,
+        "seconds": 0.0,
+        "receipt_seconds": 0.0,
+        "receipt_blocks_receipts": 0,
+    }
     try:
         for batch in batches:
             started = time.perf_counter()
@@ -219,14 +245,35 @@ def catch_up_over_http(source_dir: Path, follower_dir: Path, tip: int, timeout_s
     a_port, f_port = _free_port(), _free_port()
     procs = []
     try:
-        authority = subprocess.Popen(_node("start", "--data-dir", str(source_dir), "--port", str(a_port), "--log-level", "warning"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        authority = subprocess.Popen(
+            _node("start", "--data-dir", str(source_dir), "--port", str(a_port), "--log-level", "warning"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(authority)
         _wait_ready(authority)
         started = time.perf_counter()
-        follower = subprocess.Popen(_node("start", "--data-dir", str(follower_dir), "--port", str(f_port), "--log-level", "warning",
-                                          "--follow", f"http://127.0.0.1:{a_port}", "--genesis", str(source_dir / "genesis.json"),
-                                          "--peer-key", PEER_KEY), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        follower = subprocess.Popen(
+            _node(
+                "start",
+                "--data-dir",
+                str(follower_dir),
+                "--port",
+                str(f_port),
+                "--log-level",
+                "warning",
+                "--follow",
+                f"http://127.0.0.1:{a_port}",
+                "--genesis",
+                str(source_dir / "genesis.json"),
+                "--peer-key",
+                PEER_KEY,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(follower)
         _wait_ready(follower)
         while time.perf_counter() - started < timeout_s:
@@ -254,28 +301,40 @@ def main(argv: list[str]) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="aitbc-bench-sync-"))
     try:
-        print(f"building a chain of {args.jobs} jobs ({3 * args.jobs} transactions, {args.jobs} receipts) …", flush=True)
+        print(
+            f"building a chain of {args.jobs} jobs ({3 * args.jobs} transactions, {args.jobs} receipts) …", flush=True
+        )
         started = time.perf_counter()
         built = build_chain(work / "authority", args.jobs, args.block_txs)
         print(f"  built {built['height']} blocks, {built['txs']} transactions in {time.perf_counter() - started:.1f} s")
 
         (work / "verify").mkdir()
         whole, rates = verify_in_process(work / "authority", work / "verify", args.repeats)
-        print("follower verification path (in-process, node.catchup.BlockPipeline in batches of "
-              f"{BATCH_BLOCKS} blocks, as catch-up runs it):")
-        print(f"  whole chain:   {whole['blocks'] / whole['seconds']:>10,.1f} blocks/s  {whole['txs'] / whole['seconds']:>10,.0f} tx/s  "
-              f"{whole['receipts'] / whole['seconds']:>10,.0f} receipts verified/s")
-        print(f"  receipt-only blocks ({whole['receipt_blocks_receipts']:,.0f} receipts), each run right after a raw PyNaCl verify measurement:")
+        print(
+            "follower verification path (in-process, node.catchup.BlockPipeline in batches of "
+            f"{BATCH_BLOCKS} blocks, as catch-up runs it):"
+        )
+        print(
+            f"  whole chain:   {whole['blocks'] / whole['seconds']:>10,.1f} blocks/s  {whole['txs'] / whole['seconds']:>10,.0f} tx/s  "
+            f"{whole['receipts'] / whole['seconds']:>10,.0f} receipts verified/s"
+        )
+        print(
+            f"  receipt-only blocks ({whole['receipt_blocks_receipts']:,.0f} receipts), each run right after a raw PyNaCl verify measurement:"
+        )
         for i, (raw, rate) in enumerate(rates, 1):
-            print(f"    run {i}: raw verify {raw:>8,.0f}/s   catch-up {rate:>8,.0f} receipts verified/s   ratio {rate / raw:.2f}")
+            print(
+                f"    run {i}: raw verify {raw:>8,.0f}/s   catch-up {rate:>8,.0f} receipts verified/s   ratio {rate / raw:.2f}"
+            )
         ratio = statistics.median(rate / raw for raw, rate in rates)
         print(f"  median ratio to raw verify: {ratio:.2f} (target >= 0.50)")
 
         if not args.no_http:
             seconds = catch_up_over_http(work / "authority", work / "follower", built["height"], args.timeout)
             print("two processes over HTTP on 127.0.0.1 (start of follower to level with the authority):")
-            print(f"  {built['height'] / seconds:>10,.1f} blocks/s  {built['txs'] / seconds:>10,.0f} tx/s  "
-                  f"{args.jobs / seconds:>10,.0f} receipts verified/s  in {seconds:.1f} s")
+            print(
+                f"  {built['height'] / seconds:>10,.1f} blocks/s  {built['txs'] / seconds:>10,.0f} tx/s  "
+                f"{args.jobs / seconds:>10,.0f} receipts verified/s  in {seconds:.1f} s"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

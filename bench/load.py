@@ -100,8 +100,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_ready(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], limit_s: float = 60,
-                     poll_s: float = 0.05) -> None:
+async def wait_ready(
+    session: aiohttp.ClientSession, url: str, proc: subprocess.Popen[bytes], limit_s: float = 60, poll_s: float = 0.05
+) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -129,14 +130,33 @@ def bench_genesis(path: Path) -> Path:
 
 def start_node(port: int, workdir: Path, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
     keys = workdir / "keys.json"
-    keys.write_text(json.dumps([
-        {"key": CLIENT_KEY, "role": "client", "name": "bench-client"},
-        {"key": MINER_KEY, "role": "miner", "name": "bench-miner"},
-    ]))
+    keys.write_text(
+        json.dumps(
+            [
+                {"key": CLIENT_KEY, "role": "client", "name": "bench-client"},
+                {"key": MINER_KEY, "role": "miner", "name": "bench-miner"},
+            ]
+        )
+    )
     args = [
-        *pin(SERVER_CPU), sys.executable, "-m", "node", "start", "--data-dir", str(workdir / "data"),
-        "--port", str(port), "--api-keys", str(keys), "--genesis", str(bench_genesis(workdir / "genesis.json")),
-        "--log-level", "warning", "--rate-limit", "0", *(extra or []),
+        *pin(SERVER_CPU),
+        sys.executable,
+        "-m",
+        "node",
+        "start",
+        "--data-dir",
+        str(workdir / "data"),
+        "--port",
+        str(port),
+        "--api-keys",
+        str(keys),
+        "--genesis",
+        str(bench_genesis(workdir / "genesis.json")),
+        "--log-level",
+        "warning",
+        "--rate-limit",
+        "0",
+        *(extra or []),
     ]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
 
@@ -150,7 +170,10 @@ async def warm_up(concurrency: int, step: Callable[[int, Recorder], Awaitable[in
 
 
 async def drive(
-    concurrency: int, seconds: float, max_requests: int, step: Callable[[int, Recorder], Awaitable[int]],
+    concurrency: int,
+    seconds: float,
+    max_requests: int,
+    step: Callable[[int, Recorder], Awaitable[int]],
     server_pid: int | None = None,
 ) -> tuple[Recorder, float, int]:
     """Run `step(worker, recorder)` in `concurrency` workers until time or the request budget runs out."""
@@ -175,8 +198,17 @@ async def drive(
     return recorder, elapsed, done
 
 
-async def timed(session: aiohttp.ClientSession, rec: Recorder, name: str, method: str, url: str,
-                expect: int, *, parse: bool = False, **kwargs: Any) -> Any:
+async def timed(
+    session: aiohttp.ClientSession,
+    rec: Recorder,
+    name: str,
+    method: str,
+    url: str,
+    expect: int,
+    *,
+    parse: bool = False,
+    **kwargs: Any,
+) -> Any:
     """One request, timed; its JSON body only with parse=True (decoding a big body costs the
     load generator, which is CPU-bound on the read workloads, more than the server's answer)."""
     t0 = time.perf_counter()
@@ -190,7 +222,9 @@ def print_threads(label: str, rec: Recorder) -> None:
     """Where the server's one core went during a run: near 100% busy, the server is the bound."""
     shares = rec.server_threads
     if shares:
-        parts = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in shares.items() if kind == "event loop" or share >= 0.005)
+        parts = ", ".join(
+            f"{kind} {100 * share:.0f}%" for kind, share in shares.items() if kind == "event loop" or share >= 0.005
+        )
         print(f"{label} server core: {parts}; busy {100 * sum(shares.values()):.0f}%", flush=True)
 
 
@@ -201,9 +235,18 @@ def summarise(rec: Recorder, elapsed: float, prefix: str = "") -> list[Result]:
     out = []
     for name in names:
         lat = rec.latencies.get(name, [])
-        out.append(Result(prefix + name, len(lat) + rec.errors.get(name, 0), elapsed,
-                          percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0), rec.load_cpu,
-                          server_us))
+        out.append(
+            Result(
+                prefix + name,
+                len(lat) + rec.errors.get(name, 0),
+                elapsed,
+                percentile(lat, 50) * 1000,
+                percentile(lat, 99) * 1000,
+                rec.errors.get(name, 0),
+                rec.load_cpu,
+                server_us,
+            )
+        )
     return out
 
 
@@ -216,10 +259,17 @@ async def run_ceiling(args: argparse.Namespace) -> list[Result]:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
             await wait_ready(s, base + "/get", proc)
-            for name, method, path, expect in (("ceiling GET", "GET", "/get", 200), ("ceiling POST", "POST", "/echo", 201)):
-                async def step(i: int, rec: Recorder, m: str = method, p: str = path, n: str = name, e: int = expect) -> int:
+            for name, method, path, expect in (
+                ("ceiling GET", "GET", "/get", 200),
+                ("ceiling POST", "POST", "/echo", 201),
+            ):
+
+                async def step(
+                    i: int, rec: Recorder, m: str = method, p: str = path, n: str = name, e: int = expect
+                ) -> int:
                     await timed(s, rec, n, m, base + p, e, data=body if m == "POST" else None)
                     return 1
+
                 await warm_up(args.concurrency, step)
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, step, proc.pid)
                 results += summarise(rec, elapsed)
@@ -254,21 +304,50 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
             async def lifecycle_step(i: int, rec: Recorder) -> int:
                 job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
                 await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
-                found = await timed(s, rec, "GET /v1/jobs/available", "GET", base + "/v1/jobs/available", 200,
-                                    parse=True, params={"miner_id": f"w{i}"}, headers=miner)
+                found = await timed(
+                    s,
+                    rec,
+                    "GET /v1/jobs/available",
+                    "GET",
+                    base + "/v1/jobs/available",
+                    200,
+                    parse=True,
+                    params={"miner_id": f"w{i}"},
+                    headers=miner,
+                )
                 if not isinstance(found, dict) or "job_id" not in found:
                     return 2
                 jid = found["job_id"]
-                await timed(s, rec, "POST claim", "POST", f"{base}/v1/jobs/{jid}/claim", 200, json={"miner_id": f"w{i}"}, headers=miner)
-                await timed(s, rec, "POST complete", "POST", f"{base}/v1/jobs/{jid}/complete", 200,
-                            json={"miner_id": f"w{i}", "result": "A prince avenges his father and nearly everyone dies."}, headers=miner)
+                await timed(
+                    s,
+                    rec,
+                    "POST claim",
+                    "POST",
+                    f"{base}/v1/jobs/{jid}/claim",
+                    200,
+                    json={"miner_id": f"w{i}"},
+                    headers=miner,
+                )
+                await timed(
+                    s,
+                    rec,
+                    "POST complete",
+                    "POST",
+                    f"{base}/v1/jobs/{jid}/complete",
+                    200,
+                    json={"miner_id": f"w{i}", "result": "A prince avenges his father and nearly everyone dies."},
+                    headers=miner,
+                )
                 rec.add("lifecycles", 0.0, True)
                 return 4
 
-            async def get_step(name: str, path: str, headers: dict[str, str]) -> Callable[[int, Recorder], Awaitable[int]]:
+            async def get_step(
+                name: str, path: str, headers: dict[str, str]
+            ) -> Callable[[int, Recorder], Awaitable[int]]:
                 async def step(i: int, rec: Recorder) -> int:
                     await timed(s, rec, name, "GET", base + path, 200, headers=headers)
                     return 1
+
                 return step
 
             steps: dict[str, Callable[[int, Recorder], Awaitable[int]]] = {
@@ -284,19 +363,28 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 recording = None
                 if getattr(args, "profile", None) is not None:
                     suffix = f"-round{args.round}" if getattr(args, "rounds", 1) > 1 else ""
-                    recording = Recording(proc.pid, args.seconds, Path(args.profile) / f"{name}{suffix}.txt", pin(LOAD_CPU))
+                    recording = Recording(
+                        proc.pid, args.seconds, Path(args.profile) / f"{name}{suffix}.txt", pin(LOAD_CPU)
+                    )
                 rec, elapsed, _ = await drive(args.concurrency, args.seconds, args.max_requests, steps[name], proc.pid)
                 results += summarise(rec, elapsed, prefix=f"[{name}] ")
                 print_threads(f"[{name}]", rec)
                 if recording is not None:
                     profile = recording.finish()
-                    lines = [f"[{name}] profile: {recording.error}"] if profile is None else profile_report(f"[{name}]", profile, recording.out)
+                    lines = (
+                        [f"[{name}] profile: {recording.error}"]
+                        if profile is None
+                        else profile_report(f"[{name}]", profile, recording.out)
+                    )
                     print("\n".join(lines), flush=True)
                 writes = sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST"))
                 if writes:
                     blocks = await _height(s, base) - start_height
-                    print(f"[{name}] {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block, "
-                          f"{blocks / elapsed:.0f} blocks/s)", flush=True)
+                    print(
+                        f"[{name}] {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block, "
+                        f"{blocks / elapsed:.0f} blocks/s)",
+                        flush=True,
+                    )
                 if name == "submit":
                     # Group commit, in a separate short pass (strace slows the node): synced writes per block.
                     height_before = await _height(s, base)
@@ -308,10 +396,14 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                     if syncs is None:
                         synced = "synced writes: n/a (strace not installed, or not permitted to attach)"
                     else:
-                        synced = (f"synced appends to the write-ahead log: {syncs[0]} ({syncs[0] / max(blocks, 1):.2f} per block); "
-                                  f"other fsync/fdatasync (LevelDB's flushes and compactions): {syncs[1]}")
-                    print(f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); {synced}",
-                          flush=True)
+                        synced = (
+                            f"synced appends to the write-ahead log: {syncs[0]} ({syncs[0] / max(blocks, 1):.2f} per block); "
+                            f"other fsync/fdatasync (LevelDB's flushes and compactions): {syncs[1]}"
+                        )
+                    print(
+                        f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); {synced}",
+                        flush=True,
+                    )
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -333,40 +425,63 @@ def verdicts(results: list[Result], block_max_wait_ms: int) -> dict[str, tuple[f
     if lifecycle and post_ceiling:
         total = sum(r.rate for r in lifecycle)
         share = 100 * total / post_ceiling.rate
-        out["lifecycle"] = share, f"job lifecycle requests/s {total:.0f} = {share:.0f}% of the bare POST ceiling (target >= 50%)"
+        out["lifecycle"] = (
+            share,
+            f"job lifecycle requests/s {total:.0f} = {share:.0f}% of the bare POST ceiling (target >= 50%)",
+        )
     stats = by.get("[stats] GET /explorer/stats")
     if stats and get_ceiling:
         share = 100 * stats.rate / get_ceiling.rate
-        out["stats"] = share, f"GET /explorer/stats {stats.rate:.0f}/s = {share:.0f}% of the bare GET ceiling (target >= 80%)"
+        out["stats"] = (
+            share,
+            f"GET /explorer/stats {stats.rate:.0f}/s = {share:.0f}% of the bare GET ceiling (target >= 80%)",
+        )
     submit = by.get("[submit] POST /v1/jobs")
     if submit:
-        out["p99"] = submit.p99_ms, f"p99 POST /v1/jobs {submit.p99_ms:.1f} ms (target <= {4 * block_max_wait_ms + 10} ms)"
+        out["p99"] = (
+            submit.p99_ms,
+            f"p99 POST /v1/jobs {submit.p99_ms:.1f} ms (target <= {4 * block_max_wait_ms + 10} ms)",
+        )
     return out
 
 
 def report(results: list[Result], block_max_wait_ms: int) -> None:
-    print(f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load cpu':>9} {'server us/req':>14}")
+    print(
+        f"{'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'load cpu':>9} {'server us/req':>14}"
+    )
     for r in results:
         if r.name.endswith("lifecycles"):
             print(f"{r.name:44} {r.rate:9.1f} {'':>8} {'':>8} {'':>7}")
             continue
-        print(f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {100 * r.load_cpu:8.0f}% {r.server_us:14.1f}")
+        print(
+            f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {100 * r.load_cpu:8.0f}% {r.server_us:14.1f}"
+        )
     print()
     for _, line in verdicts(results, block_max_wait_ms).values():
         print(line)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each workload")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request budget of each workload")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat everything (ceiling included) this many times and print the median of each target's figure")
-    parser.add_argument("--profile", metavar="DIR", type=Path,
-                        help="sample the node with py-spy during each workload: stacks in DIR, a summary by layer printed "
-                             "(py-spy stops the server for each sample: a profiled run's figures are not the bench's)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat everything (ceiling included) this many times and print the median of each target's figure",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        type=Path,
+        help="sample the node with py-spy during each workload: stacks in DIR, a summary by layer printed "
+        "(py-spy stops the server for each sample: a profiled run's figures are not the bench's)",
+    )
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
@@ -382,16 +497,22 @@ def main(argv: list[str]) -> int:
         if node_workloads:
             results += asyncio.run(run_node(args, node_workloads))
         which = f"round {number} of {args.rounds}; " if args.rounds > 1 else ""
-        print(f"\n{which}machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, "
-              f"load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per workload\n")
+        print(
+            f"\n{which}machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, "
+            f"load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per workload\n"
+        )
         report(results, wait)
         rounds.append(verdicts(results, wait))
     if args.rounds > 1:
         print(f"\nmedians over {args.rounds} rounds (each ratio against the ceiling of its own round):")
-        for name, unit in (("lifecycle", "% of the bare POST ceiling (target >= 50%)"),
-                           ("stats", "% of the bare GET ceiling (target >= 80%)"),
-                           ("p99", f" ms p99 of POST /v1/jobs (target <= {4 * wait + 10} ms)")):
+        for name, unit in (
+            ("lifecycle", "% of the bare POST ceiling (target >= 50%)"),
+            ("stats", "% of the bare GET ceiling (target >= 80%)"),
+            ("p99", f" ms p99 of POST /v1/jobs (target <= {4 * wait + 10} ms)"),
+        ):
             values = sorted(r[name][0] for r in rounds if name in r)
             if values:
-                print(f"  {name:10} {statistics.median(values):.1f}{unit}; rounds: {', '.join(f'{v:.1f}' for v in values)}")
+                print(
+                    f"  {name:10} {statistics.median(values):.1f}{unit}; rounds: {', '.join(f'{v:.1f}' for v in values)}"
+                )
     return 0

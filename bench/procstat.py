@@ -24,8 +24,6 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
-
-
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """Each thread of a process: its name and CPU seconds so far (empty where /proc is missing)."""
     out: dict[int, tuple[str, float]] = {}
@@ -42,8 +40,9 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
-def thread_shares(pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
-                  elapsed: float) -> dict[str, float]:
+def thread_shares(
+    pid: int, before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], elapsed: float
+) -> dict[str, float]:
     """The share of one core each kind of server thread used between two thread_cpu readings:
     the main thread (the event loop), LevelDB's compaction, and the rest (the block writer and
     other helpers). A thread that ended in between is not counted."""
@@ -51,6 +50,8 @@ def thread_shares(pid: int, before: dict[int, tuple[str, float]], after: dict[in
     for tid, (name, cpu) in after.items():
         used = cpu - before.get(tid, (name, 0.0))[1]
         if not math.isnan(used):
-            kind = "event loop" if tid == pid else "LevelDB compaction" if name == COMPACTION_THREAD else "other threads"
+            kind = (
+                "event loop" if tid == pid else "LevelDB compaction" if name == COMPACTION_THREAD else "other threads"
+            )
             shares[kind] += used / elapsed
     return shares

@@ -25,11 +25,17 @@ from pathlib import Path
 
 RATE_HZ = 250
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("HTTP server (uvicorn, httptools, Starlette)", ("uvicorn/", "httptools/", "starlette/", "h11/", "node/http_protocol.py")),
+    (
+        "HTTP server (uvicorn, httptools, Starlette)",
+        ("uvicorn/", "httptools/", "starlette/", "h11/", "node/http_protocol.py"),
+    ),
     ("API handlers (api/)", ("api/",)),
     ("chain/ (state transition, canonical JSON, hashes, signatures)", ("chain/",)),
     ("producer, store and the rest of node/", ("node/",)),
-    ("event loop, tasks and thread hand-offs", ("asyncio/", "uvloop/", "concurrent/", "threading.py", "queue.py", "<frozen runpy>")),
+    (
+        "event loop, tasks and thread hand-offs",
+        ("asyncio/", "uvloop/", "concurrent/", "threading.py", "queue.py", "<frozen runpy>"),
+    ),
 )
 OTHER = "other (libraries, the standard library)"
 MAIN_THREAD = "MainThread"
@@ -88,8 +94,10 @@ def report(label: str, profile: Profile, where: Path, top: int = 12) -> list[str
     if not profile.main_samples:
         return [f"{label} profile: no samples of the event loop's thread in {where}"]
     total = profile.main_samples
-    lines = [f"{label} profile (py-spy, {RATE_HZ} Hz; {total:,} samples of the event loop's thread holding the GIL; stacks in {where}):",
-             "  by layer (innermost Python frame of each sample):"]
+    lines = [
+        f"{label} profile (py-spy, {RATE_HZ} Hz; {total:,} samples of the event loop's thread holding the GIL; stacks in {where}):",
+        "  by layer (innermost Python frame of each sample):",
+    ]
     for name, _ in (*LAYERS, (OTHER, ())):
         lines.append(f"    {100 * profile.layers[name] / total:5.1f}%  {name}")
     lines.append("  busiest functions (own samples, C calls included):")
@@ -120,9 +128,25 @@ class Recording:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
-            [*pin, exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(RATE_HZ),
-             "--format", "raw", "--threads", "--gil", "--output", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                *pin,
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, round(seconds))),
+                "--rate",
+                str(RATE_HZ),
+                "--format",
+                "raw",
+                "--threads",
+                "--gil",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
 
     def finish(self, timeout: float = 60) -> Profile | None:
@@ -138,7 +162,9 @@ class Recording:
             return None
         if self._proc.returncode != 0 or not self.out.exists():
             last = (stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            self.error = (f"py-spy could not sample the server ({last}); it needs permission to trace it: "
-                          "run as root, or allow it with `sysctl kernel.yama.ptrace_scope=0`")
+            self.error = (
+                f"py-spy could not sample the server ({last}); it needs permission to trace it: "
+                "run as root, or allow it with `sysctl kernel.yama.ptrace_scope=0`"
+            )
             return None
         return summarise(self.out.read_text(errors="replace"))

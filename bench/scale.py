@@ -52,32 +52,96 @@ def build_chain(data_dir: Path, transactions: int) -> float:
     per_block = init.genesis.params.max_block_txs
     try:
         t = now_ms()
-        seal_now(store, key, [
-            Transaction("account.create", {"name": "bench-client", "role": "client", "key_hash": api_key_hash(CLIENT_KEY)}, t),
-            Transaction("account.create", {"name": "bench-miner", "role": "miner", "key_hash": api_key_hash(MINER_KEY)}, t),
-        ])
-        seal_now(store, key, [Transaction("miner.register", {"miner_id": "m1", "owner": "bench-miner", "capabilities": [MODEL], "gpu_info": None}, t)])
+        seal_now(
+            store,
+            key,
+            [
+                Transaction(
+                    "account.create",
+                    {"name": "bench-client", "role": "client", "key_hash": api_key_hash(CLIENT_KEY)},
+                    t,
+                ),
+                Transaction(
+                    "account.create", {"name": "bench-miner", "role": "miner", "key_hash": api_key_hash(MINER_KEY)}, t
+                ),
+            ],
+        )
+        seal_now(
+            store,
+            key,
+            [
+                Transaction(
+                    "miner.register",
+                    {"miner_id": "m1", "owner": "bench-miner", "capabilities": [MODEL], "gpu_info": None},
+                    t,
+                )
+            ],
+        )
         made = 3
         while made < transactions:
             # One block of submissions, one of claims, one of completions: a third of the block size each.
             n = max(1, min(per_block, transactions - made) // 3)
             ids = [f"job_{secrets.token_hex(8)}" for _ in range(n)]
             t = now_ms()
-            seal_now(store, key, [Transaction("job.submit", {"job_id": j, "client": "bench-client", "prompt": f"prompt {j}", "model": MODEL, "params": {}}, t) for j in ids])
-            seal_now(store, key, [Transaction("job.claim", {"job_id": j, "miner_id": "m1", "owner": "bench-miner"}, now_ms()) for j in ids])
+            seal_now(
+                store,
+                key,
+                [
+                    Transaction(
+                        "job.submit",
+                        {"job_id": j, "client": "bench-client", "prompt": f"prompt {j}", "model": MODEL, "params": {}},
+                        t,
+                    )
+                    for j in ids
+                ],
+            )
+            seal_now(
+                store,
+                key,
+                [
+                    Transaction("job.claim", {"job_id": j, "miner_id": "m1", "owner": "bench-miner"}, now_ms())
+                    for j in ids
+                ],
+            )
             view = WorkingState(store)
             completes = []
             done_at = now_ms()
             price = init.genesis.params.price_per_unit(MODEL)
             for j in ids:
                 job = view.get_record(key_for_job(j))
-                body = receipt_body(receipt_id=f"rcpt_{j[4:]}", job=job, provider="m1", result=RESULT, completed_at_ms=done_at, price_per_unit=price, coordinator_id=store.genesis.chain_id)
-                payload = {"job_id": j, "miner_id": "m1", "owner": "bench-miner", "result": RESULT, "completed_at": done_at, "receipt": sign_receipt(body, key)}
+                body = receipt_body(
+                    receipt_id=f"rcpt_{j[4:]}",
+                    job=job,
+                    provider="m1",
+                    result=RESULT,
+                    completed_at_ms=done_at,
+                    price_per_unit=price,
+                    coordinator_id=store.genesis.chain_id,
+                )
+                payload = {
+                    "job_id": j,
+                    "miner_id": "m1",
+                    "owner": "bench-miner",
+                    "result": RESULT,
+                    "completed_at": done_at,
+                    "receipt": sign_receipt(body, key),
+                }
                 completes.append(Transaction("job.complete", payload, done_at))
             seal_now(store, key, completes)
             made += 3 * n
         # Leave some pending jobs for the pending listing.
-        seal_now(store, key, [Transaction("job.submit", {"job_id": f"job_p{i}", "client": "bench-client", "prompt": "p", "model": MODEL, "params": {}}, now_ms()) for i in range(50)])
+        seal_now(
+            store,
+            key,
+            [
+                Transaction(
+                    "job.submit",
+                    {"job_id": f"job_p{i}", "client": "bench-client", "prompt": "p", "model": MODEL, "params": {}},
+                    now_ms(),
+                )
+                for i in range(50)
+            ],
+        )
         assert store.get(receipt_key(f"rcpt_{ids[0][4:]}")) is not None
     finally:
         store.close()
@@ -111,11 +175,26 @@ READS = {
 """The reads measured on every chain: (path, whether it takes the client's API key)."""
 
 
-async def start_node(s: aiohttp.ClientSession, data_dir: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, object]]:
+async def start_node(
+    s: aiohttp.ClientSession, data_dir: Path
+) -> tuple[subprocess.Popen[bytes], str, dict[str, object]]:
     """A node on data_dir, pinned to CPU 0, once it serves and its start-up maintenance is done."""
     port = free_port()
-    args = [*pin(0), sys.executable, "-m", "node", "start", "--data-dir", str(data_dir), "--port", str(port),
-            "--log-level", "warning", "--rate-limit", "0"]
+    args = [
+        *pin(0),
+        sys.executable,
+        "-m",
+        "node",
+        "start",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--rate-limit",
+        "0",
+    ]
     started = time.perf_counter()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -142,7 +221,9 @@ def stop_node(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-async def read_rate(s: aiohttp.ClientSession, base: str, name: str, seconds: float, concurrency: int) -> tuple[float, float, float, int]:
+async def read_rate(
+    s: aiohttp.ClientSession, base: str, name: str, seconds: float, concurrency: int
+) -> tuple[float, float, float, int]:
     """(requests/s, p50 ms, p99 ms, errors) of one read driven for `seconds`."""
     path, keyed = READS[name]
     headers = {"X-Api-Key": CLIENT_KEY} if keyed else {}
@@ -156,7 +237,9 @@ async def read_rate(s: aiohttp.ClientSession, base: str, name: str, seconds: flo
     return len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0)
 
 
-async def measure(chains: dict[int, Path], seconds: float, concurrency: int, rounds: int) -> dict[int, dict[str, object]]:
+async def measure(
+    chains: dict[int, Path], seconds: float, concurrency: int, rounds: int
+) -> dict[int, dict[str, object]]:
     """Start-up of each chain's node in turn (the others idle); then each read on every chain,
     interleaved, `rounds` times (this machine's speed drifts by minutes, so the chains are
     measured side by side, not one after the other); each figure is the median of its rounds."""
@@ -179,8 +262,12 @@ async def measure(chains: dict[int, Path], seconds: float, concurrency: int, rou
                     samples.setdefault((size, name), []).append(await read_rate(s, base, name, seconds, concurrency))
         for (size, name), got in samples.items():
             rates = [g[0] for g in got]
-            results[size][name] = (statistics.median(rates), statistics.median(g[1] for g in got),
-                                   statistics.median(g[2] for g in got), sum(g[3] for g in got))
+            results[size][name] = (
+                statistics.median(rates),
+                statistics.median(g[1] for g in got),
+                statistics.median(g[2] for g in got),
+                sum(g[3] for g in got),
+            )
             results[size][name + " rounds"] = rates
         for size, (proc, _base, _s) in nodes.items():
             results[size]["rss_mb"] = rss_mb(proc.pid)
@@ -194,12 +281,18 @@ async def measure(chains: dict[int, Path], seconds: float, concurrency: int, rou
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench scale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 1_000_000])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each read, each round")
-    parser.add_argument("--rounds", type=int, default=3, help="the reads on all chains, interleaved, this many times (medians)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="the reads on all chains, interleaved, this many times (medians)"
+    )
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--keep", type=Path, default=None, help="build chains under this folder and keep them for later runs")
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="build chains under this folder and keep them for later runs"
+    )
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
@@ -220,9 +313,15 @@ def main(argv: list[str]) -> int:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
     small, large = min(results), max(results)
-    print(f"\nmachine: {os.cpu_count()} CPUs; nodes on CPU 0, load on CPU {LOAD_CPU}; {args.concurrency} connections; "
-          f"each read {args.seconds:g} s per chain per round, {max(1, args.rounds)} rounds interleaved; medians\n")
-    print(f"{'read':32} " + " ".join(f"{f'{s:,} tx req/s':>16} {'p99 ms':>8}" for s in sorted(results)) + f" {'ratio':>7}  ratio by round")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs; nodes on CPU 0, load on CPU {LOAD_CPU}; {args.concurrency} connections; "
+        f"each read {args.seconds:g} s per chain per round, {max(1, args.rounds)} rounds interleaved; medians\n"
+    )
+    print(
+        f"{'read':32} "
+        + " ".join(f"{f'{s:,} tx req/s':>16} {'p99 ms':>8}" for s in sorted(results))
+        + f" {'ratio':>7}  ratio by round"
+    )
     for name in READS:
         cells = []
         for s in sorted(results):
@@ -234,7 +333,9 @@ def main(argv: list[str]) -> int:
     print("\n(ratio = req/s at the small chain / req/s at the large one; target: within 1.2x)")
     for s in sorted(results):
         r = results[s]
-        print(f"{s:>12,} tx: start-up {r['startup_s']:.2f} s (then {r['maintenance_s']:.1f} s of background maintenance), "
-              f"resident memory {r['rss_mb']:.0f} MB ({r['rss_anon_mb']:.0f} MB heap, {r['rss_file_mb']:.0f} MB mapped files), {r['bytes_per_tx']:.0f} bytes on disk per tx")
+        print(
+            f"{s:>12,} tx: start-up {r['startup_s']:.2f} s (then {r['maintenance_s']:.1f} s of background maintenance), "
+            f"resident memory {r['rss_mb']:.0f} MB ({r['rss_anon_mb']:.0f} MB heap, {r['rss_file_mb']:.0f} MB mapped files), {r['bytes_per_tx']:.0f} bytes on disk per tx"
+        )
     print(json.dumps({str(k): {kk: vv for kk, vv in v.items()} for k, v in results.items()}, default=str))
     return 0

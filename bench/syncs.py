@@ -17,8 +17,11 @@ def start_sync_counter(pid: int) -> tuple[subprocess.Popen[bytes], Path] | None:
     if shutil.which("strace") is None:
         return None
     out = Path(tempfile.mkstemp(prefix="aitbc-strace-")[1])
-    proc = subprocess.Popen(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(out), "-p", str(pid)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync", "-o", str(out), "-p", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while not _traced(pid):
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -89,11 +89,17 @@ class Block:
     def encode(self) -> bytes:
         """canonical(self.to_dict()), built from each transaction's cached encoding: canonical
         JSON is compositional (sorted keys: header, signature, transactions)."""
-        return b"".join((
-            b'{"header":', canonical(self.header.to_dict()),
-            b',"signature":', canonical(self.signature),
-            b',"transactions":[', b",".join(tx.encoded for tx in self.transactions), b"]}",
-        ))
+        return b"".join(
+            (
+                b'{"header":',
+                canonical(self.header.to_dict()),
+                b',"signature":',
+                canonical(self.signature),
+                b',"transactions":[',
+                b",".join(tx.encoded for tx in self.transactions),
+                b"]}",
+            )
+        )
 
     @classmethod
     def from_dict(cls, raw: Any) -> Block:
@@ -125,12 +131,16 @@ def check_seal(block: Block, authorities: Sequence[str]) -> None:
     """Raise InvalidBlock unless the block is signed by one of the authorities."""
     header = block.header
     if header.proposer not in authorities:
-        raise InvalidBlock(f"block {header.height}: proposer {header.proposer[:16]}… is not an authority", error_code="bad_proposer")
+        raise InvalidBlock(
+            f"block {header.height}: proposer {header.proposer[:16]}… is not an authority", error_code="bad_proposer"
+        )
     try:
         signature = bytes.fromhex(block.signature)
         proposer = bytes.fromhex(header.proposer)
     except ValueError:
-        raise InvalidBlock(f"block {header.height}: signature or proposer is not hex", error_code="bad_signature") from None
+        raise InvalidBlock(
+            f"block {header.height}: signature or proposer is not hex", error_code="bad_signature"
+        ) from None
     if block.signature != signature.hex():
         # bytes.fromhex also reads upper case and spaces; only one spelling may verify,
         # or a block's bytes could change while it still verifies as the same block.

@@ -27,7 +27,9 @@ def sorted_compact_json(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any
     """
     options = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan)
     make = _json_encoder_module.c_make_encoder
-    strings = _json_encoder_module.c_encode_basestring_ascii if ensure_ascii else _json_encoder_module.c_encode_basestring
+    strings = (
+        _json_encoder_module.c_encode_basestring_ascii if ensure_ascii else _json_encoder_module.c_encode_basestring
+    )
     if make is None or strings is None:  # an interpreter without the _json accelerator
         return options.encode
     encode = make(None, options.default, strings, None, ":", ",", True, False, allow_nan)
@@ -53,7 +55,9 @@ def canonical_text(record: Any) -> str:
         raise EncodingError(f"record cannot be encoded canonically: {exc}") from exc
 
 
-json_string: Callable[[str], str] = _json_encoder_module.c_encode_basestring or _json_encoder_module.py_encode_basestring
+json_string: Callable[[str], str] = (
+    _json_encoder_module.c_encode_basestring or _json_encoder_module.py_encode_basestring
+)
 """A str as a JSON string, exactly as canonical() spells it (non-ASCII kept, not escaped)."""
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -111,7 +111,7 @@ def parse_time_ms(path: str, value: Any) -> int:
         raise _fail(path, f"'{value}' is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise _fail(path, "must carry a UTC offset, e.g. 2026-01-01T00:00:00Z")
-    ms = (moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    ms = (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     if ms < 0:
         raise _fail(path, "must not be before 1970-01-01T00:00:00Z")
     return ms
@@ -145,7 +145,7 @@ def _parse_params(raw: Any) -> Params:
         for unit, price in units.items():
             where = f"params.prices.{model}.{unit}"
             if not isinstance(price, str):
-                raise _fail(where, "must be a decimal string such as \"0.000002\"")
+                raise _fail(where, 'must be a decimal string such as "0.000002"')
             try:
                 amount = Decimal(price)
             except InvalidOperation:

@@ -79,6 +79,7 @@ def _status_index_keys(job: dict[str, Any]) -> list[bytes]:
 
 # -- validation shared with the API -----------------------------------------------
 
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -99,7 +100,9 @@ def validate_job_request(prompt: Any, model: Any, params: Any, rules: Params) ->
         raise ValidationError("model must be a string")
     if model not in rules.prices:
         known = ", ".join(sorted(rules.prices))
-        raise ValidationError(f"model '{model}' is not offered on this network (known: {known})", error_code="unknown_model")
+        raise ValidationError(
+            f"model '{model}' is not offered on this network (known: {known})", error_code="unknown_model"
+        )
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -127,6 +130,7 @@ def validate_result(result: Any, rules: Params) -> str:
 
 
 # -- reads -----------------------------------------------------------------------
+
 
 def get_job(state: WorkingState, job_id: Any) -> dict[str, Any]:
     if not isinstance(job_id, str):
@@ -179,11 +183,14 @@ def _release(state: WorkingState, job: dict[str, Any], error: str, ctx: ApplyCon
 
 # -- transitions -----------------------------------------------------------------
 
+
 def submit(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
     job_id = miners.validate_id("job_id", payload.get("job_id"), 64)
     client = payload.get("client")
     miners.require_active(state, client, ("client", "admin"))
-    model, params = validate_job_request(payload.get("prompt"), payload.get("model"), payload.get("params"), ctx.genesis.params)
+    model, params = validate_job_request(
+        payload.get("prompt"), payload.get("model"), payload.get("params"), ctx.genesis.params
+    )
     if state.get(job_key(job_id)) is not None:
         raise Conflict(f"job '{job_id}' already exists", error_code="job_exists")
     seq = state.add_int(counter_key("jobs"), 1)
@@ -216,7 +223,9 @@ def claim(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> di
     if job["status"] != "pending":
         raise Conflict(f"job '{job['job_id']}' is {job['status']}, not pending", error_code="job_not_pending")
     if job["model"] not in miner["capabilities"]:
-        raise Conflict(f"miner '{miner['miner_id']}' does not serve model '{job['model']}'", error_code="capability_mismatch")
+        raise Conflict(
+            f"miner '{miner['miner_id']}' does not serve model '{job['model']}'", error_code="capability_mismatch"
+        )
     new = {
         **job,
         "status": "running",
@@ -243,7 +252,10 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     cosigned = miner.get("miner_pubkey") is not None
     if not has_receipt_fields(receipt, cosigned):
         if cosigned and isinstance(receipt, dict) and not set(MINER_FIELDS) <= set(receipt):
-            raise ValidationError(f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature", error_code="miner_signature_required")
+            raise ValidationError(
+                f"miner '{miner['miner_id']}' registered a miner_pubkey: the completion must carry its miner_signature",
+                error_code="miner_signature_required",
+            )
         raise InvalidTransaction("job.complete must carry a signed receipt with the receipt fields")
     if cosigned:
         _check_cosignature(receipt, miner, result, checked[1] if checked else miner_signer(receipt))
@@ -298,9 +310,14 @@ def _check_cosignature(receipt: dict[str, Any], miner: dict[str, Any], result: s
     """The receipt's result_hash is the result's, and the miner's registered key (signer: the
     one whose co-signature verifies) signed it."""
     if receipt["result_hash"] != result_hash(result):
-        raise ValidationError("receipt result_hash is not the BLAKE3 hash of the result", error_code="miner_signature_invalid")
+        raise ValidationError(
+            "receipt result_hash is not the BLAKE3 hash of the result", error_code="miner_signature_invalid"
+        )
     if signer is None or signer.hex() != miner["miner_pubkey"]:
-        raise ValidationError(f"miner_signature does not verify with the miner_pubkey registered for '{miner['miner_id']}'", error_code="miner_signature_invalid")
+        raise ValidationError(
+            f"miner_signature does not verify with the miner_pubkey registered for '{miner['miner_id']}'",
+            error_code="miner_signature_invalid",
+        )
 
 
 def validate_error(error: Any) -> str:
@@ -338,6 +355,8 @@ def cancel(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> d
         # Another client's job is indistinguishable from a missing one.
         raise NotFound(f"job '{job['job_id']}' does not exist", error_code="job_not_found")
     if job["status"] not in OPEN_STATUSES:
-        raise Conflict(f"job '{job['job_id']}' is {job['status']} and cannot be cancelled", error_code="job_not_cancellable")
+        raise Conflict(
+            f"job '{job['job_id']}' is {job['status']} and cannot be cancelled", error_code="job_not_cancellable"
+        )
     new = {**job, "status": "cancelled", "completed_at": ctx.time_ms, "lease_deadline": None}
     return _save(state, job, new)

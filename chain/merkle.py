@@ -153,6 +153,7 @@ def verify_inclusion(entry: bytes, index: int, size: int, proof: Sequence[bytes]
 
 # -- consistency proofs (RFC 9162 section 2.1.4) ---------------------------------------
 
+
 def consistency_path(mth: SubtreeHash, old_size: int, new_size: int) -> list[bytes]:
     """PROOF(old_size, D[new_size]) (RFC 9162 2.1.4.1) from subtree hashes; empty when equal."""
     if not 0 < old_size <= new_size:

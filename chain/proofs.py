@@ -229,12 +229,16 @@ def open_checkpoint(note: Any, trusted_keys: Sequence[str]) -> Checkpoint:
         if not line.startswith(SIGNATURE_PREFIX):
             continue
         try:
-            name, blob_text = line[len(SIGNATURE_PREFIX):].split(" ")
+            name, blob_text = line[len(SIGNATURE_PREFIX) :].split(" ")
             blob = base64.b64decode(blob_text, validate=True)
         except (ValueError, binascii.Error):
             continue
         key_hex = keys.get(blob[:4])
-        if name == origin and key_hex is not None and verify_signature(bytes.fromhex(key_hex), body.encode("utf-8"), blob[4:]):
+        if (
+            name == origin
+            and key_hex is not None
+            and verify_signature(bytes.fromhex(key_hex), body.encode("utf-8"), blob[4:])
+        ):
             return Checkpoint(origin=origin, size=int(size_text), root=root, signer=key_hex)
     raise _fail("checkpoint carries no valid signature by a trusted key")
 
@@ -245,7 +249,7 @@ def note_signer(note: Any) -> str | None:
         return None
     for line in note.split("\n"):
         if line.startswith(SIGNATURE_PREFIX):
-            return line[len(SIGNATURE_PREFIX):]
+            return line[len(SIGNATURE_PREFIX) :]
     return None
 
 

@@ -156,7 +156,9 @@ _SIGNATURE_KEYS = frozenset({"alg", "key_id", "sig"})
 def _signature_parts(block: Any, what: str, *, exact: bool) -> tuple[bytes, bytes]:
     """(public key, signature) from a signature block {alg, key_id, sig}, or SignatureRefused.
     exact: no other keys either (the co-signature block, which the node always builds itself)."""
-    if not isinstance(block, dict) or not (block.keys() == _SIGNATURE_KEYS if exact else _SIGNATURE_KEYS <= block.keys()):
+    if not isinstance(block, dict) or not (
+        block.keys() == _SIGNATURE_KEYS if exact else _SIGNATURE_KEYS <= block.keys()
+    ):
         raise SignatureRefused(f"{what} must be an object with {'exactly ' if exact else ''}alg, key_id and sig")
     alg = block["alg"]
     if alg not in ACCEPTED_ALGS:
@@ -207,6 +209,7 @@ def receipt_signer(receipt: Any) -> bytes | None:
 # A miner that registered an Ed25519 `miner_pubkey` signs canonical({job_id, result_hash})
 # when it completes; the receipt then carries `result_hash` and `miner_signature`, and the
 # authority's signature covers both.
+
 
 def result_hash(result: str) -> str:
     """BLAKE3 hex of the result's UTF-8 bytes."""
@@ -289,6 +292,7 @@ def take_checked_completion(tx_hash: str) -> Signers | None:
 
 # -- bare receipts: any signer, no chain ------------------------------------------------------
 
+
 def parse_public_key(text: str) -> bytes:
     """An Ed25519 public key given as 64 hex characters or as a base64url key_id (43 characters)."""
     text = text.strip()
@@ -319,6 +323,8 @@ def check_bare_receipt(receipt: dict[str, Any], public_key: bytes) -> None:
     Raises SignatureRefused naming the reason: bad alg, key mismatch, or bad signature."""
     claimed, message, sig = receipt_check(receipt)
     if claimed != public_key:
-        raise SignatureRefused(f"key mismatch: the receipt's key_id is {b64url(claimed)}, not the given key {b64url(public_key)}")
+        raise SignatureRefused(
+            f"key mismatch: the receipt's key_id is {b64url(claimed)}, not the given key {b64url(public_key)}"
+        )
     if not verify_signature(public_key, message, sig):
         raise SignatureRefused("bad signature: it does not verify over the receipt's canonical bytes")

@@ -78,7 +78,13 @@ class Transaction:
                 public.append(json_string(k) + ':{"blake3":"' + _digest(value) + '"}')
             else:
                 public.append(pair)
-        tail = '},"timestamp":' + canonical_scalar_text(self.timestamp) + ',"type":' + canonical_scalar_text(self.type) + "}"
+        tail = (
+            '},"timestamp":'
+            + canonical_scalar_text(self.timestamp)
+            + ',"type":'
+            + canonical_scalar_text(self.type)
+            + "}"
+        )
         return '{"payload":{' + ",".join(pairs) + tail, '{"payload":{' + ",".join(public) + tail
 
     @once

@@ -42,7 +42,9 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
     if tx.timestamp > ctx.time_ms:
         raise LedgerError("transaction timestamp is after its block's", error_code="tx_from_future")
     scratch = state.child()
-    result = HANDLERS[tx.type](scratch, tx.payload, ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex()))
+    result = HANDLERS[tx.type](
+        scratch, tx.payload, ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex())
+    )
     scratch.merge_into_parent()
     return result
 
@@ -118,7 +120,9 @@ def apply_block(base: ReadableState, prev: BlockHeader, block: Block, genesis: G
         try:
             apply_tx(state, tx, ctx)
         except (LedgerError, EncodingError) as exc:
-            raise InvalidBlock(f"block {h}: transaction {i} ({tx.type}) is invalid: {exc.detail}", error_code="bad_transaction") from exc
+            raise InvalidBlock(
+                f"block {h}: transaction {i} ({tx.type}) is invalid: {exc.detail}", error_code="bad_transaction"
+            ) from exc
     if header.state_root != state_root(prev.state_root, state.changes()):
         raise InvalidBlock(f"block {h}: state_root does not match the re-derived state", error_code="bad_state_root")
     return state

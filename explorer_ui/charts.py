@@ -85,19 +85,33 @@ def activity_chart(last_hour: list[dict[str, object]]) -> Chart:
         ago = len(last_hour) - 1 - i
         label = "now" if ago == 0 else f"-{ago}m"
         jobs, receipts = int(m["jobs"]), int(m["receipts"])  # type: ignore[call-overload]
-        columns.append((label if ago % 15 == 0 else "", [
-            ("s-jobs", jobs, f"{minute} UTC: {jobs} jobs submitted"),
-            ("s-receipts", receipts, f"{minute} UTC: {receipts} receipts"),
-        ]))
-    return bar_chart("Jobs and receipts per minute, last hour", columns, label_every=1,
-                     legend=[("s-jobs", "jobs"), ("s-receipts", "receipts")])
+        columns.append(
+            (
+                label if ago % 15 == 0 else "",
+                [
+                    ("s-jobs", jobs, f"{minute} UTC: {jobs} jobs submitted"),
+                    ("s-receipts", receipts, f"{minute} UTC: {receipts} receipts"),
+                ],
+            )
+        )
+    return bar_chart(
+        "Jobs and receipts per minute, last hour",
+        columns,
+        label_every=1,
+        legend=[("s-jobs", "jobs"), ("s-receipts", "receipts")],
+    )
 
 
 def block_size_chart(recent: list[dict[str, int]]) -> Chart:
     """Transactions in each of the latest blocks."""
     padding: list[tuple[str, list[tuple[str, int, str]]]] = [("", [])] * max(0, 60 - len(recent))
     columns = padding + [
-        (f"#{b['height']}" if (b["height"] % 10 == 0) else "", [("s-blocks", b["transactions"], f"block {b['height']}: {b['transactions']} transactions")])
+        (
+            f"#{b['height']}" if (b["height"] % 10 == 0) else "",
+            [("s-blocks", b["transactions"], f"block {b['height']}: {b['transactions']} transactions")],
+        )
         for b in recent
     ]
-    return bar_chart("Block sizes (transactions), latest blocks", columns, label_every=1, legend=[("s-blocks", "transactions")])
+    return bar_chart(
+        "Block sizes (transactions), latest blocks", columns, label_every=1, legend=[("s-blocks", "transactions")]
+    )

@@ -152,4 +152,6 @@ async def feed_endpoint(websocket: WebSocket) -> None:
     if sub.dropped.is_set():
         # The close frame waits behind what the client has not read; do not wait for it long.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
-            await asyncio.wait_for(websocket.close(CLOSE_TOO_SLOW, "too slow: fell behind the block feed"), CLOSE_GRACE_S)
+            await asyncio.wait_for(
+                websocket.close(CLOSE_TOO_SLOW, "too slow: fell behind the block feed"), CLOSE_GRACE_S
+            )

@@ -4,7 +4,7 @@ serves its JSON twin (the page at /X has its JSON at /explorer/X), plus the live
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,9 +17,8 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from api import explorer
+from api import errors, explorer
 from api.activity import activity_for
-from api import errors
 from api.errors import ApiError
 from explorer_ui import charts
 from explorer_ui.live import feed_endpoint
@@ -38,13 +37,14 @@ templates = Jinja2Templates(env=env)
 
 # -- formatting ---------------------------------------------------------------------------
 
+
 def _moment(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def absolute_time(value: str | None) -> str:
     """2026-01-02 03:04:05 UTC"""
-    return "" if not value else _moment(value).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if not value else _moment(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def relative_time(value: str | None, now_ms: int) -> str:
@@ -75,7 +75,7 @@ def id_path(value: Any) -> str:
 
 def unix_iso(value: int | None) -> str | None:
     """Unix seconds (a receipt's times) as ISO 8601 UTC."""
-    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def price(value: float | int | None) -> str:
@@ -89,10 +89,13 @@ def number(value: int | float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
 
 
-env.filters.update(abstime=absolute_time, unixiso=unix_iso, short=short_hash, idpath=id_path, price=price, number=number)
+env.filters.update(
+    abstime=absolute_time, unixiso=unix_iso, short=short_hash, idpath=id_path, price=price, number=number
+)
 
 
 # -- rendering ----------------------------------------------------------------------------
+
 
 def render(request: Request, template: str, json_path: str | None, status_code: int = 200, **context: Any) -> Response:
     node = request.app.state.node
@@ -118,9 +121,13 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     path = request.url.path
     store = getattr(request.app.state.node, "store", None)
     if (
-        isinstance(exc, HTTPException) and exc.status_code == 404 and exc.detail == "Not Found"  # no route matched
-        and not path.startswith(NOT_PAGES) and "text/html" in request.headers.get("accept", "")
-        and store is not None and not store.closed  # starting or stopping: no chain to show the page around
+        isinstance(exc, HTTPException)
+        and exc.status_code == 404
+        and exc.detail == "Not Found"  # no route matched
+        and not path.startswith(NOT_PAGES)
+        and "text/html" in request.headers.get("accept", "")
+        and store is not None
+        and not store.closed  # starting or stopping: no chain to show the page around
     ):
         return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {path}.")
     return await errors.on_http_exception(request, exc)
@@ -133,7 +140,9 @@ def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
         try:
             return build(request)
         except ApiError as exc:
-            return render(request, "error.html", None, exc.status, status=exc.status, detail=exc.detail, error_code=exc.error_code)
+            return render(
+                request, "error.html", None, exc.status, status=exc.status, detail=exc.detail, error_code=exc.error_code
+            )
 
     endpoint.__name__ = build.__name__
     return endpoint
@@ -148,6 +157,7 @@ def _json_path(request: Request, path: str) -> str:
 
 
 # -- pages --------------------------------------------------------------------------------
+
 
 def _overview(request: Request) -> dict[str, Any]:
     node = request.app.state.node
@@ -176,7 +186,9 @@ def blocks(request: Request) -> Response:
     limit = explorer.page_size(request, 25)
     items = explorer.blocks_data(_store(request), limit, explorer.before_param(request))
     older = items[-1]["height"] if len(items) == limit and items[-1]["height"] > 0 else None
-    return render(request, "blocks.html", _json_path(request, "/explorer/blocks"), blocks=items, older=older, limit=limit)
+    return render(
+        request, "blocks.html", _json_path(request, "/explorer/blocks"), blocks=items, older=older, limit=limit
+    )
 
 
 @page
@@ -190,8 +202,14 @@ def transactions(request: Request) -> Response:
     limit = explorer.page_size(request, 25)
     items = explorer.transactions_data(_store(request), limit, explorer.tx_cursor(request))
     older = items[-1]["hash"] if len(items) == limit else None
-    return render(request, "transactions.html", _json_path(request, "/explorer/transactions"),
-                  transactions=items, older=older, limit=limit)
+    return render(
+        request,
+        "transactions.html",
+        _json_path(request, "/explorer/transactions"),
+        transactions=items,
+        older=older,
+        limit=limit,
+    )
 
 
 @page
@@ -204,7 +222,9 @@ def transaction(request: Request) -> Response:
 def receipts(request: Request) -> Response:
     limit = explorer.page_size(request, 25)
     items, older = explorer.receipts_data(_store(request), limit, explorer.before_param(request))
-    return render(request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items, older=older, limit=limit)
+    return render(
+        request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items, older=older, limit=limit
+    )
 
 
 @page

@@ -170,7 +170,11 @@ def read_backup(f: IO[bytes]) -> tuple[dict[str, Any], Iterator[tuple[bytes, byt
             trailer = json.loads(f.readline())
         except (OSError, EOFError, zlib.error, ValueError) as exc:
             raise BackupError(f"the backup is damaged: {exc}") from None
-        if not isinstance(trailer, dict) or trailer.get("entries") != count or trailer.get("blake3") != digest.hexdigest():
+        if (
+            not isinstance(trailer, dict)
+            or trailer.get("entries") != count
+            or trailer.get("blake3") != digest.hexdigest()
+        ):
             raise BackupError("the backup is damaged: its checksum does not match its contents")
         if f.read(1):
             raise BackupError("the backup is damaged: data after its end")
@@ -186,8 +190,9 @@ def check_backup(path: Path) -> BackupInfo:
             count = sum(1 for _ in entries)
     except OSError as exc:
         raise BackupError(f"cannot read {path}: {exc}") from None
-    return BackupInfo(header.get("chain_id", "?"), header.get("genesis_hash", ""), header["height"],
-                      header.get("tip_hash", ""), count)
+    return BackupInfo(
+        header.get("chain_id", "?"), header.get("genesis_hash", ""), header["height"], header.get("tip_hash", ""), count
+    )
 
 
 def restore(
@@ -252,6 +257,7 @@ def restore(
 
 # -- where a running node listens, for the CLI on the same machine ------------------------
 
+
 def write_node_url(datadir: DataDir, url: str) -> None:
     write_private(datadir.path / NODE_URL_FILE, url + "\n", 0o600)
 
@@ -288,8 +294,9 @@ def take_backup(data_dir: Path, target: Path, node_url: str | None, admin_key: s
         except StoreLocked:
             node_url = read_node_url(datadir)
             if node_url is None:
-                raise BackupError(f"a node is running on {datadir.path} but did not say where it listens; "
-                                  "pass --node URL") from None
+                raise BackupError(
+                    f"a node is running on {datadir.path} but did not say where it listens; pass --node URL"
+                ) from None
         else:
             try:
                 return write_backup(store, genesis.raw, target)
@@ -299,8 +306,9 @@ def take_backup(data_dir: Path, target: Path, node_url: str | None, admin_key: s
         try:
             admin_key = datadir.admin_key_path.read_text(encoding="utf-8").strip()
         except OSError:
-            raise BackupError(f"backing up a running node needs an admin key: pass --admin-key "
-                              f"(no readable {datadir.admin_key_path})") from None
+            raise BackupError(
+                f"backing up a running node needs an admin key: pass --admin-key (no readable {datadir.admin_key_path})"
+            ) from None
     return download_backup(node_url, admin_key, target)
 
 

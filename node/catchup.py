@@ -30,7 +30,6 @@ from chain.transition import apply_block
 from node.sigcheck import SignatureChecker
 from node.store import Store
 
-
 WRITER_NICE = 10
 BALANCE_WAIT_S = 0.001
 BALANCE_STEP = 0.04
@@ -94,7 +93,9 @@ class BlockPipeline:
                         writing, base = None, self.store
                     if self.store.height_of(block.hash) == block.height:
                         continue  # already stored (a websocket may repeat the block it started from)
-                    return stored, BlockRejected(block.height, "bad_link", f"block {block.height} differs from the one this follower stored")
+                    return stored, BlockRejected(
+                        block.height, "bad_link", f"block {block.height} differs from the one this follower stored"
+                    )
                 try:
                     state = apply_block(base, prev, block, self.genesis)
                 except LedgerError as exc:

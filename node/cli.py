@@ -20,21 +20,37 @@ ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
 
 data_dir_option = click.option(
-    "--data-dir", type=PathArg, default=Path(".aitbc"), envvar="AITBC_DATA_DIR", show_envvar=True,
+    "--data-dir",
+    type=PathArg,
+    default=Path(".aitbc"),
+    envvar="AITBC_DATA_DIR",
+    show_envvar=True,
     help="Where the chain, the node key and the effective genesis live.",
 )
 genesis_option = click.option(
-    "--genesis", type=ExistingFile, default=None, envvar="AITBC_GENESIS", show_envvar=True,
+    "--genesis",
+    type=ExistingFile,
+    default=None,
+    envvar="AITBC_GENESIS",
+    show_envvar=True,
     help="Genesis file to initialise a fresh data dir from (default: the bundled devnet genesis.json).",
 )
 node_key_option = click.option(
-    "--node-key", type=ExistingFile, default=None, envvar="AITBC_NODE_KEY", show_envvar=True,
+    "--node-key",
+    type=ExistingFile,
+    default=None,
+    envvar="AITBC_NODE_KEY",
+    show_envvar=True,
     help="File with this node's Ed25519 seed (hex), when the genesis already names it as authority.",
 )
 
 log_format_option = click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", envvar="AITBC_LOG_FORMAT",
-    show_envvar=True, help="Log lines as human-readable text, or one JSON object per line.",
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="AITBC_LOG_FORMAT",
+    show_envvar=True,
+    help="Log lines as human-readable text, or one JSON object per line.",
 )
 
 
@@ -43,8 +59,14 @@ def limit_option(field: str, kind: Any, *, flag: str | None = None, extra: str =
     spec = Config.__dataclass_fields__[field]
     doc = CONFIG_DOCS[field] + (" " + extra if extra else "")
     return click.option(
-        flag or "--" + field.replace("_", "-"), field, type=kind, default=spec.default, envvar="AITBC_" + field.upper(),
-        show_envvar=True, help=doc, **kwargs,
+        flag or "--" + field.replace("_", "-"),
+        field,
+        type=kind,
+        default=spec.default,
+        envvar="AITBC_" + field.upper(),
+        show_envvar=True,
+        help=doc,
+        **kwargs,
     )
 
 
@@ -87,31 +109,55 @@ def cli() -> None:
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
 @click.option("--host", default="127.0.0.1", envvar="AITBC_HOST", show_envvar=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8001, envvar="AITBC_PORT", show_envvar=True, help="Port to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8001,
+    envvar="AITBC_PORT",
+    show_envvar=True,
+    help="Port to listen on.",
+)
 @genesis_option
 @click.option(
-    "--api-keys", type=ExistingFile, default=None, envvar="AITBC_API_KEYS", show_envvar=True,
+    "--api-keys",
+    type=ExistingFile,
+    default=None,
+    envvar="AITBC_API_KEYS",
+    show_envvar=True,
     help='JSON list of {"key","role","name"}; keys not yet on chain become accounts at start.',
 )
 @node_key_option
 @click.option(
-    "--follow", metavar="URL", default=None, envvar="AITBC_FOLLOW", show_envvar=True,
+    "--follow",
+    metavar="URL",
+    default=None,
+    envvar="AITBC_FOLLOW",
+    show_envvar=True,
     help="Run as a follower of the node at URL: replicate and verify its chain, serve reads, forward writes. "
     "A fresh data dir needs --genesis (the authority's effective genesis).",
 )
 @click.option(
-    "--peer-key", metavar="KEY", default=None, envvar="AITBC_PEER_KEY", show_envvar=True,
+    "--peer-key",
+    metavar="KEY",
+    default=None,
+    envvar="AITBC_PEER_KEY",
+    show_envvar=True,
     help="With --follow: an API key with the role peer (or admin) on the upstream.",
 )
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-    envvar="AITBC_LOG_LEVEL", show_envvar=True, help="Log verbosity.",
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    envvar="AITBC_LOG_LEVEL",
+    show_envvar=True,
+    help="Log verbosity.",
 )
 @limit_option("explorer_ws_queue", click.IntRange(1, 100_000))
 @limit_option("rate_limit", click.FloatRange(0))
 @limit_option("rate_burst", click.IntRange(1))
-@limit_option("cors_origins", str, flag="--cors-origin", multiple=True,
-              extra="Repeatable; in the environment, space-separated.")
+@limit_option(
+    "cors_origins", str, flag="--cors-origin", multiple=True, extra="Repeatable; in the environment, space-separated."
+)
 @limit_option("request_timeout", click.FloatRange(1), extra="(Slowloris.)")
 @limit_option("max_body_bytes", click.IntRange(1024))
 @limit_option("max_page_size", click.IntRange(1, 10_000))
@@ -121,12 +167,19 @@ def cli() -> None:
 @limit_option("max_connections", click.IntRange(1))
 @log_format_option
 @click.option(
-    "--metrics", default="api", envvar="AITBC_METRICS", show_envvar=True, callback=validate_metrics,
+    "--metrics",
+    default="api",
+    envvar="AITBC_METRICS",
+    show_envvar=True,
+    callback=validate_metrics,
     metavar="api|off|HOST:PORT",
     help="Serve Prometheus /metrics on the API port (api), not at all (off), or on its own HOST:PORT.",
 )
 @click.option(
-    "--demo", is_flag=True, envvar="AITBC_DEMO", show_envvar=True,
+    "--demo",
+    is_flag=True,
+    envvar="AITBC_DEMO",
+    show_envvar=True,
     help="Also run an in-process echo miner and submit a sample job every few seconds (to watch blocks move).",
 )
 def start(**kwargs: Any) -> None:
@@ -156,7 +209,9 @@ def init(data_dir: Path, genesis: Path | None, node_key: Path | None) -> None:
         if not result.created:
             click.echo(f"{datadir.path} is already initialised for chain '{result.genesis.chain_id}'")
             return
-        click.echo(f"initialised {datadir.path} for chain '{result.genesis.chain_id}' (genesis {result.genesis.hash[:16]}…)")
+        click.echo(
+            f"initialised {datadir.path} for chain '{result.genesis.chain_id}' (genesis {result.genesis.hash[:16]}…)"
+        )
         if result.admin_key:
             click.echo(f"admin key: {result.admin_key}")
             click.echo(f"           (shown once; saved with mode 0600 in {datadir.admin_key_path})")
@@ -228,8 +283,14 @@ def reindex(data_dir: Path, log_format: str) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--node", "node_url", default="http://127.0.0.1:8001", envvar="AITBC_NODE", show_envvar=True,
-              help="URL of the node to ask.")
+@click.option(
+    "--node",
+    "node_url",
+    default="http://127.0.0.1:8001",
+    envvar="AITBC_NODE",
+    show_envvar=True,
+    help="URL of the node to ask.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(node_url: str, as_json: bool) -> None:
     """A compact summary of a running node: role, chain, tip, mempool, sync, jobs and miners."""
@@ -241,12 +302,28 @@ def status(node_url: str, as_json: bool) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
-@click.option("--to", "target", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              help="The backup file to write (replaced atomically).")
-@click.option("--node", "node_url", default=None, envvar="AITBC_NODE", show_envvar=True,
-              help="Back up the node at URL (default: the node running on --data-dir, or the stopped data dir).")
-@click.option("--admin-key", default=None, envvar="AITBC_ADMIN_KEY", show_envvar=True,
-              help="An admin API key for a running node (default: the data dir's admin_key).")
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The backup file to write (replaced atomically).",
+)
+@click.option(
+    "--node",
+    "node_url",
+    default=None,
+    envvar="AITBC_NODE",
+    show_envvar=True,
+    help="Back up the node at URL (default: the node running on --data-dir, or the stopped data dir).",
+)
+@click.option(
+    "--admin-key",
+    default=None,
+    envvar="AITBC_ADMIN_KEY",
+    show_envvar=True,
+    help="An admin API key for a running node (default: the data dir's admin_key).",
+)
 def backup(data_dir: Path, target: Path, node_url: str | None, admin_key: str | None) -> None:
     """Write a consistent backup (a LevelDB snapshot) of a running or stopped node.
 
@@ -256,8 +333,10 @@ def backup(data_dir: Path, target: Path, node_url: str | None, admin_key: str | 
     from node.backup import take_backup
 
     info = run_guarded(take_backup, data_dir, target, node_url, admin_key)
-    click.echo(f"backup of chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}): "
-               f"{target} ({target.stat().st_size} bytes, {info.entries} entries)")
+    click.echo(
+        f"backup of chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}): "
+        f"{target} ({target.stat().st_size} bytes, {info.entries} entries)"
+    )
 
 
 @cli.command(context_settings=CONTEXT)
@@ -274,10 +353,13 @@ def restore(source: Path, data_dir: Path, node_key: Path | None, log_format: str
     configure_logging("info", log_format)  # type: ignore[arg-type]
     with Progress("restore: verify") as progress:
         info = run_guarded(restore_backup, source, data_dir, node_key, progress.callback)
-    click.echo(f"restored chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}) into {data_dir}; verified")
+    click.echo(
+        f"restored chain '{info.chain_id}' at height {info.height} (tip {info.tip_hash}) into {data_dir}; verified"
+    )
     if node_key is None:
-        click.echo("no --node-key given: copy the authority's node_key into the data dir to run it as the authority",
-                   err=True)
+        click.echo(
+            "no --node-key given: copy the authority's node_key into the data dir to run it as the authority", err=True
+        )
 
 
 def get_json(url: str, node_url: str) -> Any:
@@ -296,11 +378,22 @@ def keys() -> None:
 
 
 @keys.command("create", context_settings=CONTEXT)
-@click.option("--role", type=click.Choice(["client", "miner", "admin", "peer"]), required=True, help="The account's role.")
+@click.option(
+    "--role", type=click.Choice(["client", "miner", "admin", "peer"]), required=True, help="The account's role."
+)
 @click.option("--name", required=True, help="The account's name (what the chain and explorer show).")
 @data_dir_option
-@click.option("--node", "node_url", default=None, envvar="AITBC_NODE", show_envvar=True, help="URL of a running node; needs --admin-key.")
-@click.option("--admin-key", default=None, envvar="AITBC_ADMIN_KEY", show_envvar=True, help="An admin API key for --node.")
+@click.option(
+    "--node",
+    "node_url",
+    default=None,
+    envvar="AITBC_NODE",
+    show_envvar=True,
+    help="URL of a running node; needs --admin-key.",
+)
+@click.option(
+    "--admin-key", default=None, envvar="AITBC_ADMIN_KEY", show_envvar=True, help="An admin API key for --node."
+)
 def keys_create(role: str, name: str, data_dir: Path, node_url: str | None, admin_key: str | None) -> None:
     """Create an account and print its key once.
 
@@ -366,12 +459,23 @@ def create_key_online(node_url: str, admin_key: str, role: str, name: str) -> di
 
 # -- receipts: offline verification, checkpoints witness, the reference miner ---------------
 
+
 @cli.command("verify-receipt", context_settings=CONTEXT)
 @click.argument("file", type=ExistingFile)
-@click.option("--genesis", "genesis_file", type=ExistingFile, default=None, envvar="AITBC_GENESIS", show_envvar=True,
-              help="Check a proof bundle against the chain's effective genesis.json (the data dir's copy).")
-@click.option("--public-key", default=None,
-              help="Check a bare AITBC receipt signed by this Ed25519 key (64 hex characters, or the base64url key_id).")
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=ExistingFile,
+    default=None,
+    envvar="AITBC_GENESIS",
+    show_envvar=True,
+    help="Check a proof bundle against the chain's effective genesis.json (the data dir's copy).",
+)
+@click.option(
+    "--public-key",
+    default=None,
+    help="Check a bare AITBC receipt signed by this Ed25519 key (64 hex characters, or the base64url key_id).",
+)
 @click.pass_context
 def verify_receipt(ctx: click.Context, file: Path, genesis_file: Path | None, public_key: str | None) -> None:
     """Check a receipt offline. Exits 0 if it verifies, 1 naming what failed.
@@ -383,9 +487,13 @@ def verify_receipt(ctx: click.Context, file: Path, genesis_file: Path | None, pu
     With --public-key, FILE is a bare AITBC receipt, or the protocol sample's wrapper
     ({payload, signature}): no chain, any signer, checked by the AITBC receipt protocol.
     """
-    genesis_given = genesis_file is not None and ctx.get_parameter_source("genesis_file") == click.core.ParameterSource.COMMANDLINE
+    genesis_given = (
+        genesis_file is not None and ctx.get_parameter_source("genesis_file") == click.core.ParameterSource.COMMANDLINE
+    )
     if public_key is not None and genesis_given:
-        fail("--public-key and --genesis are mutually exclusive: --public-key checks a bare receipt, --genesis a proof bundle")
+        fail(
+            "--public-key and --genesis are mutually exclusive: --public-key checks a bare receipt, --genesis a proof bundle"
+        )
     if public_key is not None:
         verify_bare_receipt(file, public_key)
     elif genesis_file is not None:
@@ -409,8 +517,10 @@ def verify_bare_receipt(file: Path, public_key: str) -> None:
         # SignatureRefused is a ValueError too: its message names the reason
         reason = str(exc) if isinstance(exc, SignatureRefused) else f"cannot read {file} as JSON: {exc}"
         fail(f"verification failed: {reason}")
-    click.echo(f"ok: receipt {receipt.get('receipt_id')} for job {receipt.get('job_id')}: "
-               f"{receipt['signature']['alg']} signature by {key.hex()} verifies")
+    click.echo(
+        f"ok: receipt {receipt.get('receipt_id')} for job {receipt.get('job_id')}: "
+        f"{receipt['signature']['alg']} signature by {key.hex()} verifies"
+    )
 
 
 def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
@@ -429,25 +539,53 @@ def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
     except LedgerError as exc:
         fail(f"verification failed: {exc.detail}")
     r = verified.receipt
-    click.echo(f"ok: receipt {r['receipt_id']} for job {r['job_id']}: provider {r['provider']}, client {r['client']}, "
-               f"{r['units']} {r['unit_type']}, price {r['price']} ({r['model']})")
+    click.echo(
+        f"ok: receipt {r['receipt_id']} for job {r['job_id']}: provider {r['provider']}, client {r['client']}, "
+        f"{r['units']} {r['unit_type']}, price {r['price']} ({r['model']})"
+    )
     click.echo(f"  in block {verified.height} ({verified.block_hash}), transaction {verified.tx_index}")
     click.echo(f"  receipt signed by authority {verified.receipt_signer}; block sealed by {verified.proposer}")
-    click.echo(f"  miner co-signature: {'ok, key ' + verified.miner_key if verified.miner_key else 'none (the miner registered no key)'}")
+    click.echo(
+        f"  miner co-signature: {'ok, key ' + verified.miner_key if verified.miner_key else 'none (the miner registered no key)'}"
+    )
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("url")
-@click.option("--api-key", required=True, envvar="AITBC_API_KEY", show_envvar=True, help="Any valid API key of that node.")
-@click.option("--state", "state_file", type=PathArg, default=Path("aitbc-witness.json"), envvar="AITBC_WITNESS_STATE",
-              show_envvar=True, help="Where the last verified checkpoint is kept between runs.")
-@click.option("--genesis", "genesis_file", type=ExistingFile, default=None, envvar="AITBC_GENESIS", show_envvar=True,
-              help="The chain's effective genesis: checkpoints must be signed by its authorities (default: trust the first signer seen).")
-@click.option("--interval", type=click.FloatRange(0.05), default=10.0, envvar="AITBC_WITNESS_INTERVAL", show_envvar=True,
-              help="Seconds between polls.")
+@click.option(
+    "--api-key", required=True, envvar="AITBC_API_KEY", show_envvar=True, help="Any valid API key of that node."
+)
+@click.option(
+    "--state",
+    "state_file",
+    type=PathArg,
+    default=Path("aitbc-witness.json"),
+    envvar="AITBC_WITNESS_STATE",
+    show_envvar=True,
+    help="Where the last verified checkpoint is kept between runs.",
+)
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=ExistingFile,
+    default=None,
+    envvar="AITBC_GENESIS",
+    show_envvar=True,
+    help="The chain's effective genesis: checkpoints must be signed by its authorities (default: trust the first signer seen).",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05),
+    default=10.0,
+    envvar="AITBC_WITNESS_INTERVAL",
+    show_envvar=True,
+    help="Seconds between polls.",
+)
 @click.option("--once", is_flag=True, help="Check one checkpoint and exit.")
 @click.option("--verbose", "-v", is_flag=True, help="Print each new checkpoint verified (silent otherwise).")
-def witness(url: str, api_key: str, state_file: Path, genesis_file: Path | None, interval: float, once: bool, verbose: bool) -> None:
+def witness(
+    url: str, api_key: str, state_file: Path, genesis_file: Path | None, interval: float, once: bool, verbose: bool
+) -> None:
     """Watch a node's signed checkpoints; exit 3 with an ALARM on any inconsistency.
 
     Each new checkpoint must be signed, of the same chain, and provably extend the last one
@@ -464,8 +602,16 @@ def witness(url: str, api_key: str, state_file: Path, genesis_file: Path | None,
         except (ValueError, OSError, LedgerError) as exc:
             fail(f"cannot use {genesis_file}: {getattr(exc, 'detail', exc)}")
     try:
-        run_witness(url, api_key, state_file, trusted=trusted, interval=interval, once=once, verbose=verbose,
-                    say=lambda line: click.echo(f"aitbc-node witness: {line}", err=True))
+        run_witness(
+            url,
+            api_key,
+            state_file,
+            trusted=trusted,
+            interval=interval,
+            once=once,
+            verbose=verbose,
+            say=lambda line: click.echo(f"aitbc-node witness: {line}", err=True),
+        )
     except WitnessAlarm as exc:
         fail(f"ALARM: {exc} (last good checkpoint kept in {state_file})", ALARM_EXIT)
     except WitnessError as exc:
@@ -475,23 +621,76 @@ def witness(url: str, api_key: str, state_file: Path, genesis_file: Path | None,
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--node", "node_url", required=True, envvar="AITBC_NODE", show_envvar=True, help="URL of the node to mine for.")
+@click.option(
+    "--node", "node_url", required=True, envvar="AITBC_NODE", show_envvar=True, help="URL of the node to mine for."
+)
 @click.option("--api-key", required=True, envvar="AITBC_API_KEY", show_envvar=True, help="A miner (or admin) API key.")
-@click.option("--miner-id", required=True, envvar="AITBC_MINER_ID", show_envvar=True, help="This miner's id (registered at start).")
-@click.option("--backend", type=click.Choice(["echo", "ollama"]), default="echo", envvar="AITBC_BACKEND", show_envvar=True,
-              help="echo returns the prompt (deterministic, for tests and demos); ollama asks a local Ollama server.")
-@click.option("--model", "models", multiple=True, default=("llama3.2",), envvar="AITBC_MODELS", show_envvar=True,
-              help="A model this miner serves (repeatable; env: space-separated).")
-@click.option("--concurrency", type=click.IntRange(1, 256), default=1, envvar="AITBC_CONCURRENCY", show_envvar=True,
-              help="Jobs run at the same time.")
-@click.option("--ollama-url", default="http://127.0.0.1:11434", envvar="AITBC_OLLAMA_URL", show_envvar=True,
-              help="The Ollama server, for --backend ollama.")
-@click.option("--signing-key", type=PathArg, default=None, envvar="AITBC_MINER_SIGNING_KEY", show_envvar=True,
-              help="Ed25519 seed file (hex; created if missing): register its key and co-sign every completion.")
-@click.option("--poll-max", type=click.FloatRange(0.05), default=5.0, envvar="AITBC_POLL_MAX", show_envvar=True,
-              help="Longest wait between polls when there is no work (the wait doubles from 0.2 s).")
-def mine(node_url: str, api_key: str, miner_id: str, backend: str, models: tuple[str, ...], concurrency: int,
-         ollama_url: str, signing_key: Path | None, poll_max: float) -> None:
+@click.option(
+    "--miner-id",
+    required=True,
+    envvar="AITBC_MINER_ID",
+    show_envvar=True,
+    help="This miner's id (registered at start).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["echo", "ollama"]),
+    default="echo",
+    envvar="AITBC_BACKEND",
+    show_envvar=True,
+    help="echo returns the prompt (deterministic, for tests and demos); ollama asks a local Ollama server.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    default=("llama3.2",),
+    envvar="AITBC_MODELS",
+    show_envvar=True,
+    help="A model this miner serves (repeatable; env: space-separated).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=1,
+    envvar="AITBC_CONCURRENCY",
+    show_envvar=True,
+    help="Jobs run at the same time.",
+)
+@click.option(
+    "--ollama-url",
+    default="http://127.0.0.1:11434",
+    envvar="AITBC_OLLAMA_URL",
+    show_envvar=True,
+    help="The Ollama server, for --backend ollama.",
+)
+@click.option(
+    "--signing-key",
+    type=PathArg,
+    default=None,
+    envvar="AITBC_MINER_SIGNING_KEY",
+    show_envvar=True,
+    help="Ed25519 seed file (hex; created if missing): register its key and co-sign every completion.",
+)
+@click.option(
+    "--poll-max",
+    type=click.FloatRange(0.05),
+    default=5.0,
+    envvar="AITBC_POLL_MAX",
+    show_envvar=True,
+    help="Longest wait between polls when there is no work (the wait doubles from 0.2 s).",
+)
+def mine(
+    node_url: str,
+    api_key: str,
+    miner_id: str,
+    backend: str,
+    models: tuple[str, ...],
+    concurrency: int,
+    ollama_url: str,
+    signing_key: Path | None,
+    poll_max: float,
+) -> None:
     """Run the reference miner: register, poll with backoff, claim, run, complete or fail.
 
     Ctrl-C once finishes the jobs in hand and stops; twice fails them (they go back to the queue).

@@ -62,8 +62,12 @@ def _field_docs() -> dict[str, str]:
     body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config").body
     docs: dict[str, str] = {}
     for field, doc in zip(body, body[1:]):
-        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) \
-                and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+        if (
+            isinstance(field, ast.AnnAssign)
+            and isinstance(field.target, ast.Name)
+            and isinstance(doc, ast.Expr)
+            and isinstance(doc.value, ast.Constant)
+        ):
             docs[field.target.id] = " ".join(str(doc.value.value).split())
     return docs
 

@@ -74,7 +74,9 @@ def _resolve(param: click.Parameter, value: Any, base: Path) -> Any:
     return value
 
 
-def default_map(cmd: click.Command, table: dict[str, Any], base: Path, inherited: dict[str, Any] | None = None) -> dict[str, Any]:
+def default_map(
+    cmd: click.Command, table: dict[str, Any], base: Path, inherited: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """click's default_map for cmd: top-level values, then the command's own table over them."""
     values = {**(inherited or {}), **{k: v for k, v in table.items() if not isinstance(v, dict)}}
     out: dict[str, Any] = {}

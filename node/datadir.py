@@ -1,9 +1,9 @@
 """The data dir: the store, the node key, the admin key and the effective genesis.
 
-  <data-dir>/genesis.json   effective genesis (authorities filled in); its presence marks an initialised dir
-  <data-dir>/node_key       the node's Ed25519 seed, hex, mode 0600
-  <data-dir>/admin_key      the admin API key created at initialisation, mode 0600
-  <data-dir>/chain/         LevelDB
+<data-dir>/genesis.json   effective genesis (authorities filled in); its presence marks an initialised dir
+<data-dir>/node_key       the node's Ed25519 seed, hex, mode 0600
+<data-dir>/admin_key      the admin API key created at initialisation, mode 0600
+<data-dir>/chain/         LevelDB
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ class DataDir:
 
     def genesis(self) -> Genesis:
         if not self.initialised:
-            raise DataDirError(f"{self.path} is not an initialised data dir (run 'aitbc-node init --data-dir {self.path}')")
+            raise DataDirError(
+                f"{self.path} is not an initialised data dir (run 'aitbc-node init --data-dir {self.path}')"
+            )
         return load_genesis_file(self.genesis_path)
 
     def node_key(self) -> NodeKey | None:
@@ -109,7 +111,9 @@ class DataDir:
         except (ValueError, OSError) as exc:
             raise DataDirError(f"{self.node_key_path} is not a valid node key: {exc}") from None
 
-    def initialise(self, source: Path | None, node_key_file: Path | None = None, *, follower: bool = False) -> InitResult:
+    def initialise(
+        self, source: Path | None, node_key_file: Path | None = None, *, follower: bool = False
+    ) -> InitResult:
         """Create the data dir if it is fresh; otherwise check it matches `source`.
 
         A follower's data dir holds only the effective genesis it was given (which names the

@@ -38,7 +38,9 @@ class Demo:
         model = DEFAULT_MODEL if DEFAULT_MODEL in models else sorted(models)[0]
         self.model = model
         self.interval = interval
-        settings = MinerSettings(DEMO_MINER, (model,), concurrency=1, poll_max=1.0, signing_key=NodeKey(secrets.token_bytes(32)))
+        settings = MinerSettings(
+            DEMO_MINER, (model,), concurrency=1, poll_max=1.0, signing_key=NodeKey(secrets.token_bytes(32))
+        )
         self.miner = Miner(self.client, settings, EchoBackend(), say=lambda line: log.info("demo miner: %s", line))
         self._tasks: list[asyncio.Task[Any]] = []
 

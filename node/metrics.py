@@ -65,7 +65,9 @@ class NodeMetrics:
             registry=r,
         )
         self.block_write_failures = Counter(
-            "aitbc_block_write_failures", "Blocks that could not be stored (their transactions were refused).", registry=r
+            "aitbc_block_write_failures",
+            "Blocks that could not be stored (their transactions were refused).",
+            registry=r,
         )
         self.http = HttpCollector()
         r.register(self.http)
@@ -74,11 +76,15 @@ class NodeMetrics:
             "aitbc_sync_lag_blocks", "How many blocks this follower is behind its upstream.", registry=r
         )
         self.sync_lag_seconds = Gauge(
-            "aitbc_sync_lag_seconds", "Age of this follower's tip relative to its upstream's tip, in seconds.", registry=r
+            "aitbc_sync_lag_seconds",
+            "Age of this follower's tip relative to its upstream's tip, in seconds.",
+            registry=r,
         )
         self.sync_rejected_blocks = Counter(
-            "aitbc_sync_rejected_blocks", "Blocks from upstream that failed verification, by reason (error_code).",
-            ["reason"], registry=r,
+            "aitbc_sync_rejected_blocks",
+            "Blocks from upstream that failed verification, by reason (error_code).",
+            ["reason"],
+            registry=r,
         )
         if node is not None:
             r.register(NodeStateCollector(node))
@@ -149,9 +155,14 @@ class HttpCollector(Collector):
     @staticmethod
     def _families(snapshot: list[tuple[tuple[str, str, int], list[float]]]) -> tuple[Metric, Metric]:
         names = ["method", "route", "status"]
-        requests = CounterMetricFamily("aitbc_http_requests", "HTTP requests answered, by method, route template and status.", labels=names)
-        latency = HistogramMetricFamily("aitbc_http_request_duration_seconds",
-                                        "Time to answer an HTTP request, by method, route template and status.", labels=names)
+        requests = CounterMetricFamily(
+            "aitbc_http_requests", "HTTP requests answered, by method, route template and status.", labels=names
+        )
+        latency = HistogramMetricFamily(
+            "aitbc_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status.",
+            labels=names,
+        )
         bounds = [floatToGoString(b) for b in HTTP_BUCKETS] + ["+Inf"]
         for (method, route, status), series in snapshot:
             labels = [method, route, str(status)]
@@ -183,13 +194,18 @@ class NodeStateCollector(Collector):
         node = self.node
         store = node.store
         families: list[Metric] = []
-        info = GaugeMetricFamily("aitbc_node_info", "This node: version, chain and role (value 1).",
-                                 labels=["version", "chain_id", "role"])
-        feed = GaugeMetricFamily("aitbc_websocket_subscribers", "Listeners on the live block feed (websockets).",
-                                 value=node.feed.subscribers)
+        info = GaugeMetricFamily(
+            "aitbc_node_info", "This node: version, chain and role (value 1).", labels=["version", "chain_id", "role"]
+        )
+        feed = GaugeMetricFamily(
+            "aitbc_websocket_subscribers", "Listeners on the live block feed (websockets).", value=node.feed.subscribers
+        )
         producer = node.producer
-        mempool = GaugeMetricFamily("aitbc_mempool_size", "Transactions waiting to be sealed.",
-                                    value=0 if producer is None else producer.mempool_size)
+        mempool = GaugeMetricFamily(
+            "aitbc_mempool_size",
+            "Transactions waiting to be sealed.",
+            value=0 if producer is None else producer.mempool_size,
+        )
         families += [feed, mempool]
         if store is None or store.closed:
             yield from families
@@ -200,27 +216,41 @@ class NodeStateCollector(Collector):
             info.add_metric([node.version, store.genesis.chain_id, node.role], 1)
             families.append(info)
             families.append(GaugeMetricFamily("aitbc_chain_height", "Height of this node's tip.", value=tip.height))
-            families.append(GaugeMetricFamily(
-                "aitbc_chain_tip_age_seconds", "Seconds since the tip block's timestamp.",
-                value=max(0.0, (now_ms - tip.timestamp) / 1000),
-            ))
-            families.append(GaugeMetricFamily("aitbc_chain_transactions", "Transactions in the chain.",
-                                              value=store.tx_count()))
+            families.append(
+                GaugeMetricFamily(
+                    "aitbc_chain_tip_age_seconds",
+                    "Seconds since the tip block's timestamp.",
+                    value=max(0.0, (now_ms - tip.timestamp) / 1000),
+                )
+            )
+            families.append(
+                GaugeMetricFamily("aitbc_chain_transactions", "Transactions in the chain.", value=store.tx_count())
+            )
             jobs = GaugeMetricFamily("aitbc_jobs", "Jobs by status (from the chain's counters).", labels=["status"])
             for status in STATUSES:
                 jobs.add_metric([status], store.get_int(counter_key("status", status)))
             families.append(jobs)
-            families.append(GaugeMetricFamily(
-                "aitbc_receipts", "Receipts issued (completed jobs).", value=store.get_int(counter_key("receipts"))
-            ))
+            families.append(
+                GaugeMetricFamily(
+                    "aitbc_receipts", "Receipts issued (completed jobs).", value=store.get_int(counter_key("receipts"))
+                )
+            )
             from api.queries import active_miners
 
-            families.append(GaugeMetricFamily(
-                "aitbc_active_miners", "Miners seen within params.active_miner_window_s.",
-                value=active_miners(store, store.genesis.params.active_miner_window_s, now_ms),
-            ))
-            families.append(GaugeMetricFamily("aitbc_store_size_bytes", "Size of the LevelDB store on disk.",
-                                              value=self._store_size(str(store.path))))
+            families.append(
+                GaugeMetricFamily(
+                    "aitbc_active_miners",
+                    "Miners seen within params.active_miner_window_s.",
+                    value=active_miners(store, store.genesis.params.active_miner_window_s, now_ms),
+                )
+            )
+            families.append(
+                GaugeMetricFamily(
+                    "aitbc_store_size_bytes",
+                    "Size of the LevelDB store on disk.",
+                    value=self._store_size(str(store.path)),
+                )
+            )
         except Exception:  # the store closed under us (shutdown): serve what we have
             log.debug("state metrics unavailable", exc_info=True)
         yield from families

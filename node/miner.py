@@ -53,9 +53,17 @@ class OllamaBackend:
 
     async def run(self, job: dict[str, Any]) -> str:
         params = job.get("params") or {}
-        options = {"num_predict": params.get("max_tokens"), "temperature": params.get("temperature"), "top_p": params.get("top_p")}
-        body = {"model": job["model"], "prompt": job["prompt"], "stream": False,
-                "options": {k: v for k, v in options.items() if v is not None}}
+        options = {
+            "num_predict": params.get("max_tokens"),
+            "temperature": params.get("temperature"),
+            "top_p": params.get("top_p"),
+        }
+        body = {
+            "model": job["model"],
+            "prompt": job["prompt"],
+            "stream": False,
+            "options": {k: v for k, v in options.items() if v is not None},
+        }
         try:
             response = await self._http.post("/api/generate", json=body)
         except httpx.HTTPError as exc:
@@ -148,8 +156,10 @@ class Miner:
                 self.say(f"registering: node unreachable ({exc.__class__.__name__}); retrying in {delay:.1f} s")
             else:
                 signed = ", co-signing with key " + pubkey[:16] + "…" if pubkey else ""
-                self.say(f"registered miner {s.miner_id} for {', '.join(s.models)} ({self.backend.name} backend, "
-                         f"{s.concurrency} at a time{signed})")
+                self.say(
+                    f"registered miner {s.miner_id} for {', '.join(s.models)} ({self.backend.name} backend, "
+                    f"{s.concurrency} at a time{signed})"
+                )
                 return True
             await self._pause(delay)
             delay = min(delay * 2, s.poll_max)
@@ -219,8 +229,10 @@ class Miner:
             return
         self.stats.completed += 1
         self.stats.units += int(receipt["units"])
-        self.say(f"completed {job_id} in {time.monotonic() - started:.2f} s: {receipt['units']} units, "
-                 f"price {receipt['price']}, receipt {receipt['receipt_id']} | {self.stats.throughput()}")
+        self.say(
+            f"completed {job_id} in {time.monotonic() - started:.2f} s: {receipt['units']} units, "
+            f"price {receipt['price']}, receipt {receipt['receipt_id']} | {self.stats.throughput()}"
+        )
 
     async def _fail(self, job_id: str, error: str) -> None:
         self.stats.failed += 1

@@ -23,9 +23,9 @@ from chain.context import ApplyContext
 from chain.crypto import NodeKey
 from chain.encoding import decode
 from chain.errors import LedgerError
+from chain.genesis import Genesis
 from chain.jobs import job_key
 from chain.receipts import Signers, note_checked_completion
-from chain.genesis import Genesis
 from chain.state import ReadableState, WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
@@ -174,14 +174,18 @@ class Producer:
             if not batch:
                 continue
             started = time.perf_counter()
-            outcomes, block, state = apply_and_seal(inflight_state or self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+            outcomes, block, state = apply_and_seal(
+                inflight_state or self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock
+            )
             self._note_claims(batch, outcomes)
             if inflight is not None:
                 written = await inflight
                 inflight, inflight_state = None, None
                 if not written:  # block N failed to store: N+1 was built on it, so rebuild it on the store
                     tip = self.store.tip()
-                    outcomes, block, state = apply_and_seal(self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock)
+                    outcomes, block, state = apply_and_seal(
+                        self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock
+                    )
                     self._note_claims(batch, outcomes)
                 state.rebase(self.store)  # N's changes are in the store now
             if block is None:
@@ -208,7 +212,9 @@ class Producer:
             log.exception("writing block %d failed; %d transactions refused", block.height, len(batch))
             for p in batch:
                 if p.future is not None and not p.future.done():
-                    p.future.set_exception(NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error"))
+                    p.future.set_exception(
+                        NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error")
+                    )
             return False
         log.debug("sealed block %d with %d transactions", block.height, block.header.tx_count)
         self._answer(batch, outcomes)

@@ -128,10 +128,19 @@ class Progress:
             self.stream.write("\r\x1b[2K" + self._bar() + ("\n" if final else ""))
             self.stream.flush()
         else:
-            log.info("%s", self.describe(), extra={
-                "progress": {"task": self.label, "done": self.done, "total": max(self.total, self.done),
-                             "rate": round(self.rate(), 3), "eta_s": self.eta()},
-            })
+            log.info(
+                "%s",
+                self.describe(),
+                extra={
+                    "progress": {
+                        "task": self.label,
+                        "done": self.done,
+                        "total": max(self.total, self.done),
+                        "rate": round(self.rate(), 3),
+                        "eta_s": self.eta(),
+                    },
+                },
+            )
 
     def _bar(self) -> str:
         total = max(self.total, self.done)
@@ -139,5 +148,7 @@ class Progress:
         filled = int(frac * BAR_WIDTH)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         eta = self.eta()
-        return (f"{self.label} [{bar}] {self.done}/{total} {self.unit} {100 * frac:5.1f}%  "
-                f"{self.rate():.1f}/s  ETA {'?' if eta is None else format_duration(eta)}")
+        return (
+            f"{self.label} [{bar}] {self.done}/{total} {self.unit} {100 * frac:5.1f}%  "
+            f"{self.rate():.1f}/s  ETA {'?' if eta is None else format_duration(eta)}"
+        )

@@ -13,9 +13,9 @@ from chain.errors import LedgerError
 from chain.state import WorkingState
 from chain.transactions import Transaction
 from node import __version__
+from node.compaction import IndexCompactor
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
-from node.compaction import IndexCompactor
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.producer import Producer, now_ms, seal_now
@@ -88,9 +88,13 @@ class Node:
         except ValueError as exc:
             raise DataDirError(str(exc)) from None
         if not self.config.peer_key:
-            raise DataDirError("--follow needs --peer-key KEY (or AITBC_PEER_KEY): an API key with the role peer on the upstream")
+            raise DataDirError(
+                "--follow needs --peer-key KEY (or AITBC_PEER_KEY): an API key with the role peer on the upstream"
+            )
         if self.config.api_keys is not None:
-            raise DataDirError("--api-keys is for the authority; a follower replicates the accounts of the chain it follows")
+            raise DataDirError(
+                "--api-keys is for the authority; a follower replicates the accounts of the chain it follows"
+            )
         init = self.datadir.initialise(self.config.genesis, None, follower=True)
         key = self.datadir.node_key()
         if key is not None and key.public_hex in init.genesis.authorities:
@@ -98,7 +102,9 @@ class Node:
         self._open_store(init)
         assert self.store is not None
         self.init = init
-        self.sync = Follower(self.store, self.feed, upstream, self.config.peer_key, clock=self.clock, metrics=self.metrics)
+        self.sync = Follower(
+            self.store, self.feed, upstream, self.config.peer_key, clock=self.clock, metrics=self.metrics
+        )
         return init
 
     def _open_store(self, init: InitResult) -> None:

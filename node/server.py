@@ -103,7 +103,9 @@ def start_metrics_listener(node: Node) -> MetricsListener | None:
         listener.start()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ServerError(f"metrics port {where[1]} on {where[0]} is already in use (choose another with --metrics)") from None
+            raise ServerError(
+                f"metrics port {where[1]} on {where[0]} is already in use (choose another with --metrics)"
+            ) from None
         raise ServerError(f"cannot serve metrics on {where[0]}:{where[1]}: {exc.strerror or exc}") from None
     return listener
 
@@ -114,7 +116,6 @@ class Server:
 
     def run(self) -> None:
         from api.app import create_app
-
         from node.backup import local_url, remove_node_url, write_node_url
         from node.demo import demo_admin_key, start_demo
         from node.logging_setup import configure_logging
@@ -160,10 +161,14 @@ class Server:
         # log_config=None: node.logging_setup configured logging (text or JSON); access_log=False:
         # api.middleware writes the access log, with request ids.
         uv_config = uvicorn.Config(
-            app, log_level=self.config.log_level, log_config=None, access_log=False,
+            app,
+            log_level=self.config.log_level,
+            log_config=None,
+            access_log=False,
             http=protocol_with_deadline(self.config.request_timeout),
             timeout_keep_alive=self.config.keep_alive_timeout,
-            limit_concurrency=self.config.max_connections, **UVICORN_SETTINGS,
+            limit_concurrency=self.config.max_connections,
+            **UVICORN_SETTINGS,
         )
         server = _Uvicorn(uv_config)
         try:

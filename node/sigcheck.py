@@ -59,7 +59,7 @@ def answer(body: bytes) -> bytes:
     at, end = 0, len(body)
     while at < end:
         (size,) = struct.unpack_from(">I", body, at)
-        raw = body[at + 4:at + 4 + size]
+        raw = body[at + 4 : at + 4 + size]
         at += 4 + size
         receipt_key, miner_key = completion_signers(_receipt_of(raw))
         out.append((1 if receipt_key else 0) | (2 if miner_key else 0))
@@ -163,7 +163,7 @@ class SignatureChecker:
             self._greet()
             sent.result()
             data = _read_exact(self._proc.stdout.fileno(), len(txs) * ANSWER_BYTES, ANSWER_DEADLINE_S)
-            answers = [read_answer(data[i:i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
+            answers = [read_answer(data[i : i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
         except (OSError, ValueError) as exc:
             self._turn_off(str(exc))
             return 0.0
@@ -237,7 +237,7 @@ def _write_all(proc: subprocess.Popen[bytes], request: bytes) -> None:
     assert proc.stdin is not None
     view = memoryview(request)
     while view:
-        view = view[proc.stdin.write(view) or 0:]
+        view = view[proc.stdin.write(view) or 0 :]
 
 
 def _read_exact(fd: int, size: int, deadline_s: float) -> bytes:

@@ -63,8 +63,11 @@ def render_status(status: dict[str, Any], node_url: str) -> str:
         ("node", f"{node_url} (aitbc-node {status.get('version', '?')})"),
         ("role", str(status.get("role"))),
         ("chain", f"{status.get('chain_id')} (genesis {str(status.get('genesis_hash', ''))[:16]}…)"),
-        ("height", f"{status.get('height')} (tip {str(status.get('tip_hash', ''))[:16]}…, "
-                   f"{_age(float(status.get('tip_age_s', 0)))} old)"),
+        (
+            "height",
+            f"{status.get('height')} (tip {str(status.get('tip_hash', ''))[:16]}…, "
+            f"{_age(float(status.get('tip_age_s', 0)))} old)",
+        ),
         ("mempool", f"{status.get('mempool_size', 0)} transactions"),
     ]
     sync = status.get("sync")
@@ -75,10 +78,17 @@ def render_status(status: dict[str, Any], node_url: str) -> str:
                 lag += f", {_age(float(sync['lag_seconds']))}"
             rows.append(("upstream", f"{sync['upstream']} (behind by {lag})"))
         for peer in sync.get("peers") or []:
-            rows.append(("peer", f"{peer.get('name', '?')} at height {peer.get('height', '?')} "
-                                 f"(behind by {peer.get('lag_blocks', '?')} blocks)"))
+            rows.append(
+                (
+                    "peer",
+                    f"{peer.get('name', '?')} at height {peer.get('height', '?')} "
+                    f"(behind by {peer.get('lag_blocks', '?')} blocks)",
+                )
+            )
     else:
-        rows.append(("upstream", "none (this node seals its own blocks)" if status.get("role") == "authority" else "none"))
+        rows.append(
+            ("upstream", "none (this node seals its own blocks)" if status.get("role") == "authority" else "none")
+        )
     rows += [
         ("jobs", f"{jobs.get('total', 0)} total: {job_text}"),
         ("receipts", str(status.get("receipts", 0))),

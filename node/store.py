@@ -211,7 +211,9 @@ class QueueHeads:
                         self._apply(k[:cut], held, k[cut:], v)
             self.epoch += 1
 
-    def _apply(self, prefix: bytes, held: tuple[list[tuple[bytes, bytes]], bool], suffix: bytes, value: bytes | None) -> None:
+    def _apply(
+        self, prefix: bytes, held: tuple[list[tuple[bytes, bytes]], bool], suffix: bytes, value: bytes | None
+    ) -> None:
         entries, whole = held
         i = bisect.bisect_left(entries, (suffix,))
         present = i < len(entries) and entries[i][0] == suffix
@@ -434,7 +436,9 @@ class Store:
         """Write the block, its state changes, tx index and the new tip atomically and durably."""
         self.commit(self.prepare_block(block, changes, extra=extra))
 
-    def prepare_block(self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None) -> PreparedBlock:
+    def prepare_block(
+        self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None
+    ) -> PreparedBlock:
         """Build the block's one batch, without writing it. The block below must be stored:
         the batch carries the new transaction count and block-tree nodes derived from it."""
         batch = self._db.write_batch(sync=True)

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -215,7 +215,7 @@ class Follower:
             out["reason"] = self.reason
             out["check"] = self.check
             if self.degraded_since is not None:
-                since = datetime.fromtimestamp(self.degraded_since / 1000, tz=timezone.utc)
+                since = datetime.fromtimestamp(self.degraded_since / 1000, tz=UTC)
                 out["degraded_since"] = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return out
 
@@ -261,7 +261,13 @@ class Follower:
                 if self.metrics is not None:
                     self.metrics.sync_rejected_blocks.labels(exc.check).inc()
                 self._degrade(f"rejected block {exc.height} from the upstream: {exc.detail}", exc.check)
-                log.error("rejected block %d from %s: %s [check: %s]", exc.height, self.upstream_display, exc.detail, exc.check)
+                log.error(
+                    "rejected block %d from %s: %s [check: %s]",
+                    exc.height,
+                    self.upstream_display,
+                    exc.detail,
+                    exc.check,
+                )
             except UpstreamError as exc:
                 self._degrade(str(exc), "upstream")
                 log.warning("upstream %s: %s", self.upstream_display, exc)
@@ -306,7 +312,12 @@ class Follower:
                     progress = Progress("catch-up", total=head)
                 after = blocks[-1].height + 1
                 if after <= head:
-                    upcoming = (after, asyncio.ensure_future(self._get_json("/v1/chain/blocks", {"from": after, "limit": BATCH_BLOCKS})))
+                    upcoming = (
+                        after,
+                        asyncio.ensure_future(
+                            self._get_json("/v1/chain/blocks", {"from": after, "limit": BATCH_BLOCKS})
+                        ),
+                    )
                 await self._store(blocks)
                 progress.update(self.store.tip().height, head)
                 if self.store.tip().height >= head:
@@ -432,7 +443,9 @@ class Follower:
             async with asyncio.timeout(deadline):
                 async with self._http.stream(method, path, params=params) as resp:
                     if resp.status_code != 200:
-                        detail = (await _read_capped(resp, MAX_ERROR_BYTES, allow_truncate=True)).decode("utf-8", "replace")
+                        detail = (await _read_capped(resp, MAX_ERROR_BYTES, allow_truncate=True)).decode(
+                            "utf-8", "replace"
+                        )
                         try:
                             detail = json.loads(detail).get("detail", detail)
                         except (ValueError, AttributeError):
@@ -488,7 +501,9 @@ class Follower:
         except TimeoutError:
             raise ForwardTimeout() from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ForwardUnavailable(f"the authority at {self.upstream_display} cannot be reached ({type(exc).__name__}); nothing was sent") from None
+            raise ForwardUnavailable(
+                f"the authority at {self.upstream_display} cannot be reached ({type(exc).__name__}); nothing was sent"
+            ) from None
         except UpstreamError as exc:
             raise ForwardBadAnswer(str(exc)) from None
         except httpx.HTTPError:

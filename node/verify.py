@@ -82,12 +82,16 @@ def verify_store(store: Store, progress: Callable[[int, int], None] | None = Non
         if progress is not None:
             progress(height, tip.height)
     if prev != tip:
-        raise ChainInvalid(prev.height + 1, f"the stored tip (height {tip.height}) is not the last valid block ({prev.height})")
+        raise ChainInvalid(
+            prev.height + 1, f"the stored tip (height {tip.height}) is not the last valid block ({prev.height})"
+        )
     stored = dict(store.iter_all_state())
     if stored != state.data:
         diff = sorted(set(stored.items()) ^ set(state.data.items()))
         first = diff[0][0].replace(b"\x00", b"/").decode("utf-8", "replace")
-        raise ChainInvalid(None, f"stored state differs from the state re-derived from the blocks (first at key '{first}')")
+        raise ChainInvalid(
+            None, f"stored state differs from the state re-derived from the blocks (first at key '{first}')"
+        )
     return VerifyReport(prev.height, prev.hash, txs, len(stored))
 
 

@@ -51,7 +51,9 @@ def load_state(path: Path) -> WitnessState | None:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return WitnessState(**{k: raw[k] for k in ("origin", "size", "root", "signer", "note")})
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise WitnessError(f"the witness state file {path} is unreadable ({exc}); move it away to start afresh") from None
+        raise WitnessError(
+            f"the witness state file {path} is unreadable ({exc}); move it away to start afresh"
+        ) from None
 
 
 def save_state(path: Path, state: WitnessState) -> None:
@@ -64,8 +66,9 @@ def save_state(path: Path, state: WitnessState) -> None:
     os.replace(tmp, path)
 
 
-def check(last: WitnessState | None, served: Any, trusted: list[str] | None,
-          consistency: Callable[[int, int], Any]) -> WitnessState:
+def check(
+    last: WitnessState | None, served: Any, trusted: list[str] | None, consistency: Callable[[int, int], Any]
+) -> WitnessState:
     """Verify a served checkpoint against the last one; the new state, or WitnessAlarm."""
     if not isinstance(served, dict) or not isinstance(served.get("note"), str):
         raise WitnessAlarm("the checkpoint answer carries no signed note")
@@ -91,13 +94,24 @@ def check(last: WitnessState | None, served: Any, trusted: list[str] | None,
     except (TypeError, KeyError, ValueError):
         raise WitnessAlarm(f"the consistency proof from {last.size} to {cp.size} is malformed") from None
     if not verify_consistency(last.size, cp.size, bytes.fromhex(last.root), cp.root, proof):
-        raise WitnessAlarm(f"the checkpoint of size {cp.size} is not consistent with the one of size {last.size}: history was rewritten")
+        raise WitnessAlarm(
+            f"the checkpoint of size {cp.size} is not consistent with the one of size {last.size}: history was rewritten"
+        )
     return state
 
 
-def run_witness(url: str, api_key: str, state_path: Path, *, trusted: list[str] | None, interval: float,
-                once: bool, say: Callable[[str], None], verbose: bool = False,
-                sleep: Callable[[float], None] = time.sleep) -> None:
+def run_witness(
+    url: str,
+    api_key: str,
+    state_path: Path,
+    *,
+    trusted: list[str] | None,
+    interval: float,
+    once: bool,
+    say: Callable[[str], None],
+    verbose: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Poll until stopped (or once); raise WitnessAlarm on any inconsistency."""
     last = load_state(state_path)
     with httpx.Client(base_url=url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=30) as http:
@@ -117,7 +131,9 @@ def run_witness(url: str, api_key: str, state_path: Path, *, trusted: list[str] 
                 say(f"warning: cannot fetch from {url}: {exc}; retrying in {interval:g} s")
             else:
                 if last is None and not trusted:
-                    say(f"trusting signer {new.signer} on first use (pass --genesis to check against the chain's authorities)")
+                    say(
+                        f"trusting signer {new.signer} on first use (pass --genesis to check against the chain's authorities)"
+                    )
                 if new != last:
                     save_state(state_path, new)
                     if verbose:

@@ -58,9 +58,16 @@ def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None)
 class NodeProcess:
     """`aitbc-node start` as a child process. Readiness is read from its own output."""
 
-    def __init__(self, data_dir: Path, *, port: int | None = None, api_keys: list[dict[str, str]] | None = None,
-                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 stderr_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        api_keys: list[dict[str, str]] | None = None,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        stderr_file: Path | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.keys_file: Path | None = None
@@ -92,8 +99,9 @@ class NodeProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         stderr = open(self.stderr_file, "a") if self.stderr_file is not None else None  # noqa: SIM115
         try:
-            self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=stderr or subprocess.STDOUT,
-                                         text=True, env=env)
+            self.proc = subprocess.Popen(
+                self.args(), stdout=subprocess.PIPE, stderr=stderr or subprocess.STDOUT, text=True, env=env
+            )
         finally:
             if stderr is not None:
                 stderr.close()
@@ -122,7 +130,11 @@ class NodeProcess:
 
     def _close_pipe(self) -> None:
         """Close our end of the output pipe once the reader is done (filterwarnings=error)."""
-        if self.proc is not None and self.proc.stdout is not None and (self._reader is None or not self._reader.is_alive()):
+        if (
+            self.proc is not None
+            and self.proc.stdout is not None
+            and (self._reader is None or not self._reader.is_alive())
+        ):
             self.proc.stdout.close()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:

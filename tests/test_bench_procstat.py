@@ -52,4 +52,8 @@ def test_thread_shares_sorts_threads_into_event_loop_compaction_and_the_rest() -
     }
     shares = thread_shares(100, before, after, elapsed=2.0)
     assert shares == pytest.approx({"event loop": 0.75, "LevelDB compaction": 0.1, "other threads": 0.15})
-    assert thread_shares(100, before, {}, elapsed=2.0) == {"event loop": 0.0, "LevelDB compaction": 0.0, "other threads": 0.0}
+    assert thread_shares(100, before, {}, elapsed=2.0) == {
+        "event loop": 0.0,
+        "LevelDB compaction": 0.0,
+        "other threads": 0.0,
+    }

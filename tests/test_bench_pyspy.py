@@ -40,8 +40,10 @@ def test_each_sample_of_the_event_loop_counts_for_the_layer_of_its_innermost_fra
     assert profile.layers["producer, store and the rest of node/"] == 5
     assert profile.layers["event loop, tasks and thread hand-offs"] == 5  # the loop between callbacks
     assert profile.layers[OTHER] == 5
-    assert profile.functions.most_common(2) == [("send (uvicorn/protocols/http/httptools_impl.py)", 30),
-                                                ("canonical (chain/encoding.py)", 25)]
+    assert profile.functions.most_common(2) == [
+        ("send (uvicorn/protocols/http/httptools_impl.py)", 30),
+        ("canonical (chain/encoding.py)", 25),
+    ]
     assert dict(profile.other_threads) == {"uvloop_0": 7}
 
 
@@ -51,22 +53,30 @@ def test_the_report_gives_every_layer_its_share_and_the_busiest_functions(tmp_pa
     assert "100 samples of the event loop's thread" in text and str(tmp_path / "lifecycle.txt") in text
     assert " 40.0%  HTTP server (uvicorn, httptools, Starlette)" in text
     assert "  5.0%  " + OTHER in text
-    assert lines[-3:] == ["     30.0%  send (uvicorn/protocols/http/httptools_impl.py)",
-                          "     25.0%  canonical (chain/encoding.py)",
-                          "  samples of the other threads: uvloop_0 7"]
+    assert lines[-3:] == [
+        "     30.0%  send (uvicorn/protocols/http/httptools_impl.py)",
+        "     25.0%  canonical (chain/encoding.py)",
+        "  samples of the other threads: uvloop_0 7",
+    ]
     assert "no samples" in report("[stats]", summarise(""), tmp_path / "stats.txt")[0]
 
 
-def test_without_py_spy_the_profile_is_skipped_with_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_py_spy_the_profile_is_skipped_with_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(pyspy, "py_spy", lambda: None)
     recording = Recording(os.getpid(), 1, tmp_path / "x.txt", [])
     assert recording.finish() is None
     assert recording.error is not None and "pip install -e '.[bench]'" in recording.error
 
 
-def test_a_py_spy_that_cannot_trace_the_server_is_reported_with_its_own_words(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_py_spy_that_cannot_trace_the_server_is_reported_with_its_own_words(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     fake = tmp_path / "py-spy"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nprint('Permission denied (os error 1)', file=sys.stderr)\nsys.exit(1)\n")
+    fake.write_text(
+        f"#!{sys.executable}\nimport sys\nprint('Permission denied (os error 1)', file=sys.stderr)\nsys.exit(1)\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setattr(pyspy, "py_spy", lambda: str(fake))
     recording = Recording(os.getpid(), 1, tmp_path / "out" / "x.txt", [])
@@ -77,7 +87,11 @@ def test_a_py_spy_that_cannot_trace_the_server_is_reported_with_its_own_words(mo
 
 def test_python_m_bench_lists_the_benchmarks_not_their_helpers() -> None:
     assert available() == ["bench_sync", "ceiling", "load", "scale"]
-    listed = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    listed = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert listed.returncode == 0 and "bench_sync, ceiling, load, scale" in listed.stdout
-    helper = subprocess.run([sys.executable, "-m", "bench", "pyspy"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    helper = subprocess.run(
+        [sys.executable, "-m", "bench", "pyspy"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert helper.returncode == 2 and "no benchmark named 'pyspy'" in helper.stderr

@@ -46,8 +46,10 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_command_verbatim() -
 
 def readme_receipt_verifier() -> dict[str, object]:
     """The README's "Verifying a receipt with nothing but PyNaCl" snippet, executed as printed."""
-    section = README[README.index("**Verifying a receipt with nothing but PyNaCl**"):]
-    code = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    section = README[README.index("**Verifying a receipt with nothing but PyNaCl**") :]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
     assert len(code.strip().splitlines()) < 15
     namespace: dict[str, object] = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
@@ -67,9 +69,18 @@ def test_the_readme_pynacl_snippet_verifies_a_node_receipt_and_the_published_sam
     verify = readme_receipt_verifier()["verify"]
     key = NodeKey(bytes(range(32)))
     job = {"job_id": "job-1", "client": "alice", "model": "llama3.2", "started_at": 1_767_225_603_000}
-    receipt = sign_receipt(receipt_body(receipt_id="r-1", job=job, provider="gpu-1", result="a b c",
-                                        completed_at_ms=1_767_225_604_000, price_per_unit=Decimal("0.000002"),
-                                        coordinator_id="aitbc-devnet"), key)
+    receipt = sign_receipt(
+        receipt_body(
+            receipt_id="r-1",
+            job=job,
+            provider="gpu-1",
+            result="a b c",
+            completed_at_ms=1_767_225_604_000,
+            price_per_unit=Decimal("0.000002"),
+            coordinator_id="aitbc-devnet",
+        ),
+        key,
+    )
     assert verify(receipt) == key.public_hex  # type: ignore[operator]
     with pytest.raises(nacl.exceptions.BadSignatureError):
         verify({**receipt, "units": 4})  # type: ignore[operator]

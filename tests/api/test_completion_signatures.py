@@ -43,7 +43,9 @@ def run_job(client: TestClient, miner_id: str, **register: Any) -> tuple[str, An
     return job_id, miner
 
 
-def test_a_completion_is_applied_without_checking_its_signatures_again(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_completion_is_applied_without_checking_its_signatures_again(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     checks: list[bytes] = []
     real = chain.receipts.verify_signature
 

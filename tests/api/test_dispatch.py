@@ -36,9 +36,24 @@ HOT = [
 ]
 VALUES = ["job_1", "available", "a.b", "a b", "%2F", "x" * 300, "ü", "-", "verify", "proof"]
 EXTRA_PATHS = [
-    "/", "", "/v1", "/v1/", "/v1/jobs/", "/v1/jobs//claim", "/v1/jobs/x/claim/", "/v1/jobs\n", "/health\n",
-    "/static/api/x.css", "/static/swagger/", "/explorer/receipts/a/b", "/explorer/receipts/a/proof",
-    "/explorer/jobs/a/b/c", "/receipts/a/b", "//v1/jobs", "/v1/receipts/verify", "/v1/receipts/r/proof",
+    "/",
+    "",
+    "/v1",
+    "/v1/",
+    "/v1/jobs/",
+    "/v1/jobs//claim",
+    "/v1/jobs/x/claim/",
+    "/v1/jobs\n",
+    "/health\n",
+    "/static/api/x.css",
+    "/static/swagger/",
+    "/explorer/receipts/a/b",
+    "/explorer/receipts/a/proof",
+    "/explorer/jobs/a/b/c",
+    "/receipts/a/b",
+    "//v1/jobs",
+    "/v1/receipts/verify",
+    "/v1/receipts/r/proof",
 ]
 METHODS = ["GET", "HEAD", "POST", "DELETE", "PUT"]
 
@@ -64,7 +79,7 @@ def _paths(routes: list[BaseRoute]) -> list[str]:
             filled = template
             while "{" in filled:
                 start = filled.index("{")
-                filled = filled[:start] + value + filled[filled.index("}", start) + 1:]
+                filled = filled[:start] + value + filled[filled.index("}", start) + 1 :]
             out.append(filled)
             out.append(filled + "/x")
     return out
@@ -104,7 +119,12 @@ def test_hot_paths_take_the_direct_way(workdir: Path) -> None:
     for method, path in HOT:
         assert table.find(_scope(method, path)) is not None, (method, path)
     # what only the Router can answer
-    for method, path in [("PUT", "/v1/jobs"), ("GET", "/nowhere"), ("GET", "/static/api/x.css"), ("GET", "/explorer/receipts/a/b")]:
+    for method, path in [
+        ("PUT", "/v1/jobs"),
+        ("GET", "/nowhere"),
+        ("GET", "/static/api/x.css"),
+        ("GET", "/explorer/receipts/a/b"),
+    ]:
         assert table.find(_scope(method, path)) is None, (method, path)
     assert table.find({**_scope("GET", "/health"), "root_path": "/api"}) is None
 
@@ -151,7 +171,12 @@ def test_answers_and_headers_are_the_same_on_both_ways(both: tuple[Both, Node]) 
     job = fast.post("/v1/jobs", json={"prompt": "p"}, headers=client_key)
     assert job.status_code == 201 and "x-aitbc-height" in job.headers and "x-request-id" in job.headers
     job_id = job.json()["job_id"]
-    assert fast.post("/v1/miners/register", json={"miner_id": "m1", "capabilities": ["llama3.2"]}, headers=miner_key).status_code == 201
+    assert (
+        fast.post(
+            "/v1/miners/register", json={"miner_id": "m1", "capabilities": ["llama3.2"]}, headers=miner_key
+        ).status_code
+        == 201
+    )
     requests: list[tuple[str, str, dict[str, str], Any]] = [
         ("GET", "/health", {}, None),
         ("GET", "/explorer/stats", {}, None),

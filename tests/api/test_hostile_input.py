@@ -34,7 +34,11 @@ ENDPOINTS = st.sampled_from(WRITES)
 json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
 )
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 def _raw(text: str) -> bytes:
@@ -47,11 +51,17 @@ hostile_bodies = st.one_of(
     st.just(b"   "),
     st.binary(min_size=1, max_size=64),  # mostly invalid UTF-8 / not JSON
     st.integers(min_value=5000, max_value=20000).map(lambda n: _raw('{"prompt": ' + "9" * n + "}")),  # huge integer
-    st.sampled_from(["NaN", "Infinity", "-Infinity"]).map(lambda c: _raw('{"prompt": "x", "params": {"temperature": ' + c + "}}")),
-    st.integers(min_value=2000, max_value=50000).map(lambda d: _raw('{"prompt": ' + "[" * d + "]" * d + "}")),  # deep nesting
-    st.sampled_from(["prompt", "miner_id", "name"]).map(lambda k: _raw('{"%s": "a", "%s": "b"}' % (k, k))),  # duplicate keys
+    st.sampled_from(["NaN", "Infinity", "-Infinity"]).map(
+        lambda c: _raw('{"prompt": "x", "params": {"temperature": ' + c + "}}")
+    ),
+    st.integers(min_value=2000, max_value=50000).map(
+        lambda d: _raw('{"prompt": ' + "[" * d + "]" * d + "}")
+    ),  # deep nesting
+    st.sampled_from(["prompt", "miner_id", "name"]).map(
+        lambda k: _raw('{"%s": "a", "%s": "b"}' % (k, k))
+    ),  # duplicate keys
     json_values.filter(lambda v: not isinstance(v, dict)).map(lambda v: json.dumps(v).encode()),  # not an object
-    st.just(b"\xff\xfe{\"prompt\": \"x\"}"),
+    st.just(b'\xff\xfe{"prompt": "x"}'),
     st.just(b'{"prompt": "\xed\xa0\x80"}'),  # a UTF-8-encoded surrogate: invalid UTF-8
 )
 
@@ -65,7 +75,11 @@ def api() -> Iterator[tuple[TestClient, Node, str]]:
     with TestClient(create_app(node), raise_server_exceptions=False) as client:
         # A job running on a miner, so the job paths reach their body parsers.
         job = client.post("/v1/jobs", json={"prompt": "a job"}, headers={"X-Api-Key": CLIENT_A["key"]}).json()["job_id"]
-        client.post("/v1/miners/register", json={"miner_id": "m1", "capabilities": ["llama3.2"]}, headers={"X-Api-Key": MINER_1["key"]})
+        client.post(
+            "/v1/miners/register",
+            json={"miner_id": "m1", "capabilities": ["llama3.2"]},
+            headers={"X-Api-Key": MINER_1["key"]},
+        )
         client.post(f"/v1/jobs/{job}/claim", json={"miner_id": "m1"}, headers={"X-Api-Key": MINER_1["key"]})
         yield client, node, job
     shutil.rmtree(workdir, ignore_errors=True)
@@ -76,7 +90,9 @@ def _send(api: tuple[TestClient, Node, str], endpoint: tuple[str, str, str, list
     method, path, key, _ = endpoint
     assert node.store is not None
     before = node.store.tip()
-    r = client.request(method, path.format(job=job), content=body, headers={"X-Api-Key": key, "Content-Type": "application/json"})
+    r = client.request(
+        method, path.format(job=job), content=body, headers={"X-Api-Key": key, "Content-Type": "application/json"}
+    )
     assert 400 <= r.status_code < 500 or (path.endswith("/verify") and r.status_code == 200), (r.status_code, r.text)
     if r.status_code >= 400:
         error = r.json()
@@ -90,7 +106,9 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @SETTINGS
 @given(endpoint=ENDPOINTS, body=hostile_bodies)
-def test_malformed_bodies_get_4xx_and_write_nothing(api: tuple[TestClient, Node, str], endpoint: Any, body: bytes) -> None:
+def test_malformed_bodies_get_4xx_and_write_nothing(
+    api: tuple[TestClient, Node, str], endpoint: Any, body: bytes
+) -> None:
     r = _send(api, endpoint, body)
     if not endpoint[1].endswith("/verify"):
         assert r.status_code in (400, 413)
@@ -101,7 +119,9 @@ FIELD_TYPES: dict[str, type] = {"capabilities": list, "params": dict, "gpu_info"
 
 @SETTINGS
 @given(data=st.data())
-def test_wrong_types_in_every_field_get_4xx_and_write_nothing(api: tuple[TestClient, Node, str], data: st.DataObject) -> None:
+def test_wrong_types_in_every_field_get_4xx_and_write_nothing(
+    api: tuple[TestClient, Node, str], data: st.DataObject
+) -> None:
     endpoint = data.draw(ENDPOINTS)
     fields = endpoint[3]
     body = data.draw(st.dictionaries(st.sampled_from(fields), json_values, max_size=len(fields)))
@@ -120,12 +140,17 @@ def test_an_enormous_body_gets_413_and_writes_nothing(api: tuple[TestClient, Nod
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/jobs/{job}/complete", {"miner_id": "0", "result": []}),
-    ("/v1/jobs/{job}/complete", {"miner_id": "nobody", "result": 7}),
-    ("/v1/jobs/{job}/fail", {"miner_id": "0", "error": ["x"]}),
-    ("/v1/jobs/{job}/fail", {"miner_id": "nobody", "error": ""}),
-])
-def test_a_malformed_body_is_a_400_before_any_lookup_of_what_it_names(api: tuple[TestClient, Node, str], path: str, body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/jobs/{job}/complete", {"miner_id": "0", "result": []}),
+        ("/v1/jobs/{job}/complete", {"miner_id": "nobody", "result": 7}),
+        ("/v1/jobs/{job}/fail", {"miner_id": "0", "error": ["x"]}),
+        ("/v1/jobs/{job}/fail", {"miner_id": "nobody", "error": ""}),
+    ],
+)
+def test_a_malformed_body_is_a_400_before_any_lookup_of_what_it_names(
+    api: tuple[TestClient, Node, str], path: str, body: dict[str, Any]
+) -> None:
     r = _send(api, ("POST", path, MINER_1["key"], []), json.dumps(body).encode())
     assert r.status_code == 400 and r.json()["error_code"] == "validation_error"

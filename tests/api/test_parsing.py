@@ -26,7 +26,7 @@ def _request(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]] 
 
 
 def test_a_body_in_several_messages_is_read_whole_and_stays_readable() -> None:
-    parts = [b'{"a":', b' 1, "b"', b': [2, 3]}']
+    parts = [b'{"a":', b' 1, "b"', b": [2, 3]}"]
     request = _request([{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)])
     body = asyncio.run(read_body(request, 1024))
     assert json.loads(body) == {"a": 1, "b": [2, 3]}
@@ -34,8 +34,12 @@ def test_a_body_in_several_messages_is_read_whole_and_stays_readable() -> None:
 
 
 def test_a_body_over_the_cap_is_413_even_without_content_length() -> None:
-    request = _request([{"type": "http.request", "body": b"x" * 600, "more_body": True},
-                        {"type": "http.request", "body": b"x" * 600, "more_body": False}])
+    request = _request(
+        [
+            {"type": "http.request", "body": b"x" * 600, "more_body": True},
+            {"type": "http.request", "body": b"x" * 600, "more_body": False},
+        ]
+    )
     with pytest.raises(ApiError) as raised:
         asyncio.run(read_body(request, 1000))
     assert raised.value.status == 413

@@ -21,17 +21,26 @@ from node.store import QueueHeads, Store
 from tests.chain.devchain import AUTHORITY, T0, key_hash, make_genesis
 
 MODELS = ["m0", "m1", "m2", "m3", "m4"]
-GENESIS = make_genesis(params={
-    "max_block_txs": 500, "lease_seconds": 60, "max_attempts": 2,
-    "prices": {m: {"tokens": "0.000001"} for m in MODELS},
-})
+GENESIS = make_genesis(
+    params={
+        "max_block_txs": 500,
+        "lease_seconds": 60,
+        "max_attempts": 2,
+        "prices": {m: {"tokens": "0.000001"} for m in MODELS},
+    }
+)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     s = Store(tmp_path / "chain", GENESIS)
     try:
-        seal_now(s, AUTHORITY, [Transaction("account.create", {"name": "c", "role": "client", "key_hash": key_hash("c")}, T0)], clock=lambda: T0)
+        seal_now(
+            s,
+            AUTHORITY,
+            [Transaction("account.create", {"name": "c", "role": "client", "key_hash": key_hash("c")}, T0)],
+            clock=lambda: T0,
+        )
         yield s
     finally:
         s.close()
@@ -40,7 +49,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def submit(store: Store, models: list[str]) -> list[str]:
     at = store.tip().timestamp + 1
     ids = [f"job-{store.tip().height}-{i}" for i in range(len(models))]
-    txs = [Transaction("job.submit", {"job_id": j, "client": "c", "prompt": "p", "model": m, "params": {}}, at) for j, m in zip(ids, models, strict=True)]
+    txs = [
+        Transaction("job.submit", {"job_id": j, "client": "c", "prompt": "p", "model": m, "params": {}}, at)
+        for j, m in zip(ids, models, strict=True)
+    ]
     outcomes, block = seal_now(store, AUTHORITY, txs, clock=lambda: at)
     assert block is not None and all(isinstance(o, dict) for o in outcomes), outcomes
     return ids
@@ -55,7 +67,10 @@ def oldest(store: Store, models: list[str]) -> Any:
 def test_the_oldest_job_of_a_served_model_wins_even_behind_many_others(store: Store, served: list[str]) -> None:
     submit(store, ["m0"] * 40)  # more jobs nobody here serves than a queue head holds
     first = submit(store, ["m4", "m3", "m2", "m1"])
-    assert oldest(store, served) == first[["m4", "m3", "m2", "m1"].index(next(m for m in ["m4", "m3", "m2", "m1"] if m in served))]
+    assert (
+        oldest(store, served)
+        == first[["m4", "m3", "m2", "m1"].index(next(m for m in ["m4", "m3", "m2", "m1"] if m in served))]
+    )
 
 
 def test_a_served_job_within_the_walk_is_found_and_none_is_none(store: Store) -> None:
@@ -67,6 +82,7 @@ def test_a_served_job_within_the_walk_is_found_and_none_is_none(store: Store) ->
 
 
 # -- the queue heads held in memory ---------------------------------------------------------
+
 
 def seal(store: Store, txs: list[tuple[str, dict[str, Any]]]) -> list[Any]:
     at = store.tip().timestamp + 1
@@ -86,14 +102,20 @@ def market(store: Store) -> Store:
     return store
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["submit", "claim", "fail", "cancel", "read"]), st.sampled_from(MODELS[:3]),
-                         st.integers(0, 5)), min_size=1, max_size=6)
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["submit", "claim", "fail", "cancel", "read"]), st.sampled_from(MODELS[:3]), st.integers(0, 5)
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(blocks=st.lists(OPS, min_size=1, max_size=25))
-def test_queue_heads_always_agree_with_the_store(market: Store, blocks: list[list[tuple[str, str, int]]],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_queue_heads_always_agree_with_the_store(
+    market: Store, blocks: list[list[tuple[str, str, int]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Submissions, claims, failures (a failed job goes back to its place in the queue, ahead of
     newer ones) and cancellations, several per block, with queues held only two deep: after
     every block, each model's head is the store's first pending entry of that model."""
@@ -105,12 +127,27 @@ def test_queue_heads_always_agree_with_the_store(market: Store, blocks: list[lis
             pending = [v.decode() for _, v in market.iter_state(PENDING_QUEUES + model.encode() + b"\x00")]
             running = [v.decode() for _, v in market.iter_state(key("ix", "js", "running", ""))]
             if op == "submit":
-                txs.append(("job.submit", {"job_id": f"j{market.tip().height}-{len(txs)}", "client": "c", "prompt": "p", "model": model, "params": {}}))
+                txs.append(
+                    (
+                        "job.submit",
+                        {
+                            "job_id": f"j{market.tip().height}-{len(txs)}",
+                            "client": "c",
+                            "prompt": "p",
+                            "model": model,
+                            "params": {},
+                        },
+                    )
+                )
             elif op == "claim" and pending:
-                txs.append(("job.claim", {"job_id": pending[pick % len(pending)], "miner_id": f"g-{model}", "owner": "w"}))
+                txs.append(
+                    ("job.claim", {"job_id": pending[pick % len(pending)], "miner_id": f"g-{model}", "owner": "w"})
+                )
             elif op == "fail" and running:
                 job = market.get_record(job_key(running[pick % len(running)]))
-                txs.append(("job.fail", {"job_id": job["job_id"], "miner_id": job["miner_id"], "owner": "w", "error": "x"}))
+                txs.append(
+                    ("job.fail", {"job_id": job["job_id"], "miner_id": job["miner_id"], "owner": "w", "error": "x"})
+                )
             elif op == "cancel" and pending:
                 txs.append(("job.cancel", {"job_id": pending[pick % len(pending)], "sender": "c"}))
             elif op == "read":
@@ -137,7 +174,9 @@ def test_a_queue_read_that_races_a_commit_is_not_kept(store: Store) -> None:
         def iterator(self, **kwargs: Any) -> Any:
             it = real.iterator(**kwargs)  # a LevelDB iterator reads the store as it is now
             store._db = real
-            assert seal(store, [("job.claim", {"job_id": first, "miner_id": "g", "owner": "w"})])[0]["status"] == "running"
+            assert (
+                seal(store, [("job.claim", {"job_id": first, "miner_id": "g", "owner": "w"})])[0]["status"] == "running"
+            )
             return it
 
     store._db = CommitDuringRead()

@@ -82,7 +82,12 @@ class JobLifecycle(RuleBasedStateMachine):
     @initialize()
     def register_miners(self) -> None:
         for miner_id, (key, caps) in MINERS.items():
-            assert self.call("POST", "/v1/miners/register", key, json={"miner_id": miner_id, "capabilities": caps}).status_code == 201
+            assert (
+                self.call(
+                    "POST", "/v1/miners/register", key, json={"miner_id": miner_id, "capabilities": caps}
+                ).status_code
+                == 201
+            )
 
     @rule(target=jobs, client=st.sampled_from(sorted(CLIENTS)), model=st.sampled_from(MODELS))
     def submit(self, client: str, model: str) -> str:
@@ -90,7 +95,13 @@ class JobLifecycle(RuleBasedStateMachine):
         assert r.status_code == 201
         job = r.json()
         assert job["status"] == "pending" and job["model"] == model
-        self.model[job["job_id"]] = {"status": "pending", "client": client, "model": model, "miner": None, "attempts": 0}
+        self.model[job["job_id"]] = {
+            "status": "pending",
+            "client": client,
+            "model": model,
+            "miner": None,
+            "attempts": 0,
+        }
         self.order.append(job["job_id"])
         return job["job_id"]
 
@@ -132,7 +143,9 @@ class JobLifecycle(RuleBasedStateMachine):
 
     @rule(job=jobs, miner=st.sampled_from(sorted(MINERS)))
     def fail(self, job: str, miner: str) -> None:
-        r = self.call("POST", f"/v1/jobs/{job}/fail", MINERS[miner][0], json={"miner_id": miner, "error": "out of memory"})
+        r = self.call(
+            "POST", f"/v1/jobs/{job}/fail", MINERS[miner][0], json={"miner_id": miner, "error": "out of memory"}
+        )
         m = self.model[job]
         if m["status"] == "running" and m["miner"] == miner:
             assert r.status_code == 200

@@ -108,10 +108,23 @@ def job_chain() -> Chain:
         [
             tx("account.create", t1 - 5, name="alice", role="client", key_hash=key_hash("alice-key")),
             tx("account.create", t1 - 4, name="minnie", role="miner", key_hash=key_hash("minnie-key")),
-            tx("miner.register", t1 - 3, miner_id="gpu-1", owner="minnie", capabilities=["llama3.2"],
-               gpu_info={"name": "RTX 4090", "memory": "24GB"}),
-            tx("job.submit", t1 - 2, job_id="job-1", client="alice", prompt="Übersetze: café ☕ 1.0",
-               model="llama3.2", params={"max_tokens": 64, "temperature": 1.0, "top_p": 0.5}),
+            tx(
+                "miner.register",
+                t1 - 3,
+                miner_id="gpu-1",
+                owner="minnie",
+                capabilities=["llama3.2"],
+                gpu_info={"name": "RTX 4090", "memory": "24GB"},
+            ),
+            tx(
+                "job.submit",
+                t1 - 2,
+                job_id="job-1",
+                client="alice",
+                prompt="Übersetze: café ☕ 1.0",
+                model="llama3.2",
+                params={"max_tokens": 64, "temperature": 1.0, "top_p": 0.5},
+            ),
         ],
         t1,
     )
@@ -121,9 +134,24 @@ def job_chain() -> Chain:
     apply_tx(working, claim, ApplyContext(time_ms=t2, genesis=chain.genesis))
     job = get_job(working, "job-1")
     result = "Translate: coffee, one point zero"
-    body = receipt_body(receipt_id="rcpt-1", job=job, provider="gpu-1", result=result, completed_at_ms=t2,
-                        price_per_unit=chain.genesis.params.price_per_unit("llama3.2"), coordinator_id=chain.genesis.chain_id)
-    complete = tx("job.complete", t2 - 1, job_id="job-1", miner_id="gpu-1", owner="minnie", result=result,
-                  completed_at=t2, receipt=sign_receipt(body, AUTHORITY))
+    body = receipt_body(
+        receipt_id="rcpt-1",
+        job=job,
+        provider="gpu-1",
+        result=result,
+        completed_at_ms=t2,
+        price_per_unit=chain.genesis.params.price_per_unit("llama3.2"),
+        coordinator_id=chain.genesis.chain_id,
+    )
+    complete = tx(
+        "job.complete",
+        t2 - 1,
+        job_id="job-1",
+        miner_id="gpu-1",
+        owner="minnie",
+        result=result,
+        completed_at=t2,
+        receipt=sign_receipt(body, AUTHORITY),
+    )
     chain.seal([claim, complete], t2)
     return chain

@@ -16,7 +16,13 @@ from tests.chain.devchain import T0, key_hash, run
 
 def test_account_create_stores_the_account_and_its_key_index(state: WorkingState, genesis: Genesis) -> None:
     record = run(state, genesis, "account.create", T0 + 5, name="alice", role="client", key_hash=key_hash("a"))
-    assert record == {"name": "alice", "role": "client", "key_hash": key_hash("a"), "revoked": False, "created_at": T0 + 5}
+    assert record == {
+        "name": "alice",
+        "role": "client",
+        "key_hash": key_hash("a"),
+        "revoked": False,
+        "created_at": T0 + 5,
+    }
     assert get_account(state, "alice") == record
     assert account_for_key_hash(state, key_hash("a")) == record
     assert account_for_key_hash(state, key_hash("unknown")) is None
@@ -33,8 +39,9 @@ def test_account_create_stores_the_account_and_its_key_index(state: WorkingState
         ({"name": "new", "role": "client"}, ValidationError, "validation_error"),
     ],
 )
-def test_invalid_account_create_is_refused(state: WorkingState, genesis: Genesis, payload: dict[str, Any],
-                                           error: type[Exception], code: str) -> None:
+def test_invalid_account_create_is_refused(
+    state: WorkingState, genesis: Genesis, payload: dict[str, Any], error: type[Exception], code: str
+) -> None:
     with pytest.raises(error) as info:
         run(state, genesis, "account.create", T0 + 5, **payload)
     assert info.value.error_code == code  # type: ignore[attr-defined]
@@ -55,7 +62,15 @@ def test_revoke_marks_the_account_once(state: WorkingState, genesis: Genesis) ->
 def _register(state: WorkingState, genesis: Genesis, t: int, **overrides: Any) -> dict[str, Any]:
     payload: dict[str, Any] = {"miner_id": "gpu-1", "owner": "minnie", "capabilities": ["llama3.2"], **overrides}
     if get_account(state, payload["owner"]) is None:
-        run(state, genesis, "account.create", t, name=payload["owner"], role="miner", key_hash=key_hash(payload["owner"]))
+        run(
+            state,
+            genesis,
+            "account.create",
+            t,
+            name=payload["owner"],
+            role="miner",
+            key_hash=key_hash(payload["owner"]),
+        )
     return run(state, genesis, "miner.register", t, **payload)
 
 
@@ -71,14 +86,18 @@ def test_register_then_heartbeat_moves_the_seen_index(state: WorkingState, genes
     assert get_miner(state, "gpu-1") == beat
 
 
-def test_re_registering_by_the_owner_updates_capabilities_and_keeps_history(state: WorkingState, genesis: Genesis) -> None:
+def test_re_registering_by_the_owner_updates_capabilities_and_keeps_history(
+    state: WorkingState, genesis: Genesis
+) -> None:
     _register(state, genesis, T0 + 5)
     again = _register(state, genesis, T0 + 7, capabilities=["llama3.2", "mistral-7b"])
     assert again["capabilities"] == ["llama3.2", "mistral-7b"] and again["registered_at"] == T0 + 5
     assert state.get(seen_key(T0 + 5, "gpu-1")) is None
 
 
-def test_miner_id_of_another_owner_is_conflict_and_their_heartbeat_forbidden(state: WorkingState, genesis: Genesis) -> None:
+def test_miner_id_of_another_owner_is_conflict_and_their_heartbeat_forbidden(
+    state: WorkingState, genesis: Genesis
+) -> None:
     _register(state, genesis, T0 + 5)
     with pytest.raises(Conflict) as info:
         _register(state, genesis, T0 + 6, owner="mallory")

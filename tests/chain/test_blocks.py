@@ -49,6 +49,7 @@ def refused(block: Block, height: int | None = None) -> InvalidBlock:
 
 # -- the valid chain ----------------------------------------------------------------
 
+
 def test_sealed_blocks_verify_on_a_follower_and_derive_the_authoritys_state() -> None:
     for h in (1, 2):
         derived = follow(CHAIN.blocks[h])
@@ -95,6 +96,7 @@ def test_header_hash_is_blake3_of_the_canonical_header() -> None:
 
 
 # -- tampering with the header ------------------------------------------------------
+
 
 def _altered(name: str, value: Any) -> Any:
     if isinstance(value, int):
@@ -181,6 +183,7 @@ def test_block_applied_to_the_wrong_state_is_refused() -> None:
 
 # -- the seal ------------------------------------------------------------------------
 
+
 def test_block_sealed_by_a_non_authority_is_refused() -> None:
     block = CHAIN.blocks[1]
     forged = resealed(block, OUTSIDER, proposer=OUTSIDER.public_hex)
@@ -238,6 +241,7 @@ def test_malformed_or_respelled_signature_is_refused(mangle: Any) -> None:
 
 
 # -- tampering with transactions -------------------------------------------------------
+
 
 def _tx_variants(t: Transaction) -> list[Transaction]:
     other_type = next(x for x in TX_TYPES if x != t.type)
@@ -327,6 +331,7 @@ def test_duplicated_transaction_even_when_signed_is_refused() -> None:
 
 # -- decoding ------------------------------------------------------------------------
 
+
 def _raw_block() -> dict[str, Any]:
     return json.loads(CHAIN.blocks[2].encode())
 
@@ -375,6 +380,7 @@ def test_header_from_dict_rejects_missing_fields() -> None:
 
 # -- any single changed byte ------------------------------------------------------------
 
+
 def _verdict(height: int, altered: bytes) -> str:
     """'undecodable', 'refused', or 'same' (bytes spelled differently, same block).
 
@@ -404,7 +410,7 @@ def test_any_single_changed_byte_never_verifies_as_another_block(data: st.DataOb
     _verdict(height, raw[:pos] + bytes([value]) + raw[pos + 1 :])
 
 
-LOOKALIKES = b"0123456789abcdefABCDEFeE+-. \t\"\\/:,{}[]nul"
+LOOKALIKES = b'0123456789abcdefABCDEFeE+-. \t"\\/:,{}[]nul'
 
 
 @pytest.mark.parametrize("height", [1, 2])
@@ -432,7 +438,12 @@ def test_block_encoding_built_from_cached_transactions_equals_canonical_encoding
     key = NodeKey(bytes(range(32)))
     genesis = make_genesis(key.public_hex)
     block0, state0 = genesis_block(genesis, EmptyState())
-    txs = [Transaction("account.create", {"name": f"n{i}", "role": "client", "key_hash": f"{i:064x}"}, genesis.genesis_time_ms + i) for i in range(3)]
+    txs = [
+        Transaction(
+            "account.create", {"name": f"n{i}", "role": "client", "key_hash": f"{i:064x}"}, genesis.genesis_time_ms + i
+        )
+        for i in range(3)
+    ]
     state = WorkingState(state0)
     from chain.context import ApplyContext
     from chain.transition import apply_tx

@@ -21,10 +21,8 @@ json_values = st.recursive(
 
 
 def test_known_record_has_pinned_bytes() -> None:
-    record = {"b": 1, "a": [True, None, 1.5, "é ☕"], "c": {"z": "x\n\"", "y": -2}, "": 0}
-    assert canonical(record) == (
-        b'{"":0,"a":[true,null,1.5,"\xc3\xa9 \xe2\x98\x95"],"b":1,"c":{"y":-2,"z":"x\\n\\""}}'
-    )
+    record = {"b": 1, "a": [True, None, 1.5, "é ☕"], "c": {"z": 'x\n"', "y": -2}, "": 0}
+    assert canonical(record) == (b'{"":0,"a":[true,null,1.5,"\xc3\xa9 \xe2\x98\x95"],"b":1,"c":{"y":-2,"z":"x\\n\\""}}')
 
 
 def test_keys_are_sorted_at_every_depth_and_separators_are_compact() -> None:
@@ -84,9 +82,11 @@ def test_canonical_is_a_fixed_point(value: Any) -> None:
     once.decode("utf-8")  # always valid UTF-8
 
 
-@given(st.dictionaries(st.text(max_size=8), json_values, min_size=2, max_size=8).flatmap(
-    lambda d: st.tuples(st.just(d), st.permutations(list(d.items())))
-))
+@given(
+    st.dictionaries(st.text(max_size=8), json_values, min_size=2, max_size=8).flatmap(
+        lambda d: st.tuples(st.just(d), st.permutations(list(d.items())))
+    )
+)
 def test_equal_dicts_inserted_in_different_orders_encode_identically(pair: tuple[dict[str, Any], list[Any]]) -> None:
     original, shuffled_items = pair
     shuffled = dict(shuffled_items)
@@ -103,10 +103,16 @@ def test_int_float_and_bool_encode_differently() -> None:
 # as json.dumps does: the canonical form and the receipt protocol's signing bytes are both
 # defined by json.dumps. Wide floats, big integers, any text and any nesting are compared.
 wide_scalars = (
-    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**80), max_value=2**80)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.floats(min_value=-1e-300, max_value=1e-300)
-    | st.floats(min_value=1e15, max_value=1e17) | st.floats(min_value=-1e-3, max_value=1e-3)
-    | st.text() | st.text(st.characters(max_codepoint=0x3F))
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(min_value=-1e-300, max_value=1e-300)
+    | st.floats(min_value=1e15, max_value=1e17)
+    | st.floats(min_value=-1e-3, max_value=1e-3)
+    | st.text()
+    | st.text(st.characters(max_codepoint=0x3F))
     | st.sampled_from(["null", ":1e5", ",0.00001", "[2e+16", "\b\f\x7f\u2028\U0001f600\ue000"])
 )
 wide_values = st.recursive(
@@ -134,8 +140,11 @@ def test_canonical_spells_every_value_as_json_dumps_does(value: Any) -> None:
 # included: canonical() either refuses it or spells it exactly as json.dumps does.
 values_with_any_float = st.recursive(
     wide_scalars | st.floats() | st.integers(min_value=-(2**70), max_value=2**70),
-    lambda children: st.lists(children, max_size=5) | st.lists(children, max_size=3).map(tuple)
-    | st.dictionaries(st.text(max_size=8) | st.integers() | st.booleans() | st.none(), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=8) | st.integers() | st.booleans() | st.none(), children, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -145,7 +154,9 @@ def test_canonical_refuses_or_spells_any_value_as_json_dumps_does(value: Any) ->
     import json
 
     try:
-        want = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+        want = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
     except (ValueError, TypeError, UnicodeEncodeError):
         with pytest.raises(EncodingError):
             canonical(value)
@@ -158,7 +169,6 @@ def test_receipt_signing_bytes_are_json_dumps_ascii_for_any_receipt(receipt: dic
     import json
 
     from chain.receipts import signing_bytes
-
     from tests.vectors.aitbc_protocol import remove_none
 
     body = remove_none({k: v for k, v in receipt.items() if k != "signature"})
@@ -200,12 +210,17 @@ def test_non_string_keys_and_unencodable_values_are_refused_or_spelled_as_json_d
 # payload value (chain.transactions.Transaction._texts); they must equal canonical() of the
 # whole dicts, for any payload, private fields or not.
 @given(
-    st.dictionaries(st.sampled_from(["prompt", "result", "job_id", "receipt", "a", "zz", "Ω", "result_"]) | st.text(max_size=6),
-                    wide_values, max_size=7),
+    st.dictionaries(
+        st.sampled_from(["prompt", "result", "job_id", "receipt", "a", "zz", "Ω", "result_"]) | st.text(max_size=6),
+        wide_values,
+        max_size=7,
+    ),
     st.sampled_from(["job.submit", "job.complete", "account.create"]),
     st.integers(min_value=0, max_value=2**63),
 )
-def test_transaction_encodings_equal_canonical_of_the_dicts(payload: dict[str, Any], tx_type: str, timestamp: int) -> None:
+def test_transaction_encodings_equal_canonical_of_the_dicts(
+    payload: dict[str, Any], tx_type: str, timestamp: int
+) -> None:
     from chain.transactions import Transaction, redact
 
     tx = Transaction(tx_type, payload, timestamp)

@@ -61,7 +61,9 @@ def test_genesis_hash_ignores_key_order_but_not_content() -> None:
 
 def test_with_authorities_adds_keys_and_accounts() -> None:
     base = parse_genesis(json.loads(REPO_GENESIS.read_text(encoding="utf-8")))
-    filled = base.with_authorities([AUTHORITY.public_hex], [{"name": "ops", "role": "admin", "key_hash": key_hash("k")}])
+    filled = base.with_authorities(
+        [AUTHORITY.public_hex], [{"name": "ops", "role": "admin", "key_hash": key_hash("k")}]
+    )
     assert isinstance(filled, Genesis)
     assert filled.authorities == (AUTHORITY.public_hex,)
     assert [a.name for a in filled.accounts] == ["ops"]
@@ -75,6 +77,7 @@ def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
         for part in path[:-1]:
             target = target[part]
         target[path[-1]] = value
+
     return mutate
 
 
@@ -84,6 +87,7 @@ def _delete(path: list[Any]) -> Callable[[dict[str, Any]], None]:
         for part in path[:-1]:
             target = target[part]
         del target[path[-1]]
+
     return mutate
 
 
@@ -121,25 +125,51 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("params.prices missing", _delete(["params", "prices"]), "'params.prices'"),
     ("model without tokens price", _set(["params", "prices", "llama3.2"], {"images": "1"}), "'params.prices.llama3.2'"),
     ("bad model name", _set(["params", "prices", "bad model"], {"tokens": "1"}), "'params.prices.bad model'"),
-    ("tokens not decimal", _set(["params", "prices", "llama3.2", "tokens"], "cheap"), "'params.prices.llama3.2.tokens'"),
+    (
+        "tokens not decimal",
+        _set(["params", "prices", "llama3.2", "tokens"], "cheap"),
+        "'params.prices.llama3.2.tokens'",
+    ),
     ("tokens a number", _set(["params", "prices", "llama3.2", "tokens"], 0.5), "'params.prices.llama3.2.tokens'"),
     ("tokens negative", _set(["params", "prices", "llama3.2", "tokens"], "-1"), "'params.prices.llama3.2.tokens'"),
     ("tokens NaN", _set(["params", "prices", "llama3.2", "tokens"], "NaN"), "'params.prices.llama3.2.tokens'"),
-    ("tokens Infinity", _set(["params", "prices", "llama3.2", "tokens"], "Infinity"), "'params.prices.llama3.2.tokens'"),
+    (
+        "tokens Infinity",
+        _set(["params", "prices", "llama3.2", "tokens"], "Infinity"),
+        "'params.prices.llama3.2.tokens'",
+    ),
     ("accounts not a list", _set(["accounts"], {}), "'accounts'"),
     ("accounts[1] not an object", _append_account("ops"), "'accounts[1]'"),
-    ("accounts[1] extra field",
-     _append_account({"name": "a", "role": "client", "key_hash": GOOD_HASH, "x": 1}), "'accounts[1]'"),
-    ("accounts[1].role invalid",
-     _append_account({"name": "a", "role": "root", "key_hash": GOOD_HASH}), "'accounts[1].role'"),
-    ("accounts[1].name invalid",
-     _append_account({"name": "-a", "role": "client", "key_hash": GOOD_HASH}), "'accounts[1].name'"),
-    ("accounts[1].key_hash invalid",
-     _append_account({"name": "a", "role": "client", "key_hash": "XYZ"}), "'accounts[1].key_hash'"),
-    ("accounts[1].name repeated",
-     _append_account({"name": "ops", "role": "client", "key_hash": GOOD_HASH}), "'accounts[1].name'"),
-    ("accounts[1].key_hash repeated",
-     _append_account({"name": "a", "role": "client", "key_hash": key_hash("ops-key")}), "'accounts[1].key_hash'"),
+    (
+        "accounts[1] extra field",
+        _append_account({"name": "a", "role": "client", "key_hash": GOOD_HASH, "x": 1}),
+        "'accounts[1]'",
+    ),
+    (
+        "accounts[1].role invalid",
+        _append_account({"name": "a", "role": "root", "key_hash": GOOD_HASH}),
+        "'accounts[1].role'",
+    ),
+    (
+        "accounts[1].name invalid",
+        _append_account({"name": "-a", "role": "client", "key_hash": GOOD_HASH}),
+        "'accounts[1].name'",
+    ),
+    (
+        "accounts[1].key_hash invalid",
+        _append_account({"name": "a", "role": "client", "key_hash": "XYZ"}),
+        "'accounts[1].key_hash'",
+    ),
+    (
+        "accounts[1].name repeated",
+        _append_account({"name": "ops", "role": "client", "key_hash": GOOD_HASH}),
+        "'accounts[1].name'",
+    ),
+    (
+        "accounts[1].key_hash repeated",
+        _append_account({"name": "a", "role": "client", "key_hash": key_hash("ops-key")}),
+        "'accounts[1].key_hash'",
+    ),
 ]
 
 

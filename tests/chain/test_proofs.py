@@ -41,28 +41,58 @@ def cosigned_chain(miner_sig: str | None = None, result: str = "four words of re
     as 0.1.x sealed it, without the protocol fields and with both algs spelled "ed25519")."""
     chain = Chain(make_genesis())
     t1, t2 = T0 + 1_000, T0 + 2_000
-    chain.seal([
-        tx("account.create", t1, name="alice", role="client", key_hash=key_hash("alice-key")),
-        tx("account.create", t1, name="minnie", role="miner", key_hash=key_hash("minnie-key")),
-        tx("miner.register", t1, miner_id="gpu-1", owner="minnie", capabilities=["llama3.2"], miner_pubkey=MINER_KEY.public_hex),
-        tx("job.submit", t1, job_id="job-1", client="alice", prompt="hi", model="llama3.2"),
-    ], t1)
+    chain.seal(
+        [
+            tx("account.create", t1, name="alice", role="client", key_hash=key_hash("alice-key")),
+            tx("account.create", t1, name="minnie", role="miner", key_hash=key_hash("minnie-key")),
+            tx(
+                "miner.register",
+                t1,
+                miner_id="gpu-1",
+                owner="minnie",
+                capabilities=["llama3.2"],
+                miner_pubkey=MINER_KEY.public_hex,
+            ),
+            tx("job.submit", t1, job_id="job-1", client="alice", prompt="hi", model="llama3.2"),
+        ],
+        t1,
+    )
     claim = tx("job.claim", t2, job_id="job-1", miner_id="gpu-1", owner="minnie")
     working = WorkingState(chain.state)
     apply_tx(working, claim, ApplyContext(time_ms=t2, genesis=chain.genesis))
-    body = receipt_body(receipt_id="rcpt-1", job=get_job(working, "job-1"), provider="gpu-1", result=result,
-                        completed_at_ms=t2, price_per_unit=chain.genesis.params.price_per_unit("llama3.2"),
-                        coordinator_id=chain.genesis.chain_id)
+    body = receipt_body(
+        receipt_id="rcpt-1",
+        job=get_job(working, "job-1"),
+        provider="gpu-1",
+        result=result,
+        completed_at_ms=t2,
+        price_per_unit=chain.genesis.params.price_per_unit("llama3.2"),
+        coordinator_id=chain.genesis.chain_id,
+    )
     sig = miner_sig if miner_sig is not None else sign_completion(MINER_KEY, "job-1", result)
     body.update(result_hash=result_hash(result), miner_signature=miner_signature_block(MINER_KEY.public_key, sig))
     receipt = sign_receipt(body, AUTHORITY)
     if legacy:
         body = {k: v for k, v in body.items() if k not in PROTOCOL_FIELDS}
         body["miner_signature"] = {**body["miner_signature"], "alg": "ed25519"}
-        receipt = {**body, "signature": {"alg": "ed25519", "key_id": AUTHORITY.key_id,
-                                         "sig": b64url(AUTHORITY.sign(signing_bytes(body)))}}
-    complete = tx("job.complete", t2, job_id="job-1", miner_id="gpu-1", owner="minnie", result=result,
-                  completed_at=t2, receipt=receipt)
+        receipt = {
+            **body,
+            "signature": {
+                "alg": "ed25519",
+                "key_id": AUTHORITY.key_id,
+                "sig": b64url(AUTHORITY.sign(signing_bytes(body))),
+            },
+        }
+    complete = tx(
+        "job.complete",
+        t2,
+        job_id="job-1",
+        miner_id="gpu-1",
+        owner="minnie",
+        result=result,
+        completed_at=t2,
+        receipt=receipt,
+    )
     chain.seal([claim, complete], t2)
     return chain
 
@@ -113,19 +143,22 @@ def test_a_completion_with_a_wrong_miner_signature_is_refused_by_the_chain() -> 
     assert err.value.error_code == "miner_signature_invalid"
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b.update(chain_id="other-chain"), "chain"),
-    (lambda b: b.update(format="aitbc-receipt-proof/2"), "format"),
-    (lambda b: b.update(tx_index=0), "inclusion path"),
-    (lambda b: b.update(inclusion_path=b["inclusion_path"][:-1]), "inclusion path"),
-    (lambda b: b.update(header_signature=OUTSIDER.sign(b"x").hex()), "proposer signature"),
-    (lambda b: b["header"].update(timestamp=b["header"]["timestamp"] + 1), "proposer signature"),
-    (lambda b: b["header"].update(tx_root="00" * 32), "tx_root"),
-    (lambda b: b.update(transaction=b["transaction"].replace('"units":5', '"units":6')), "receipt signature"),
-    (lambda b: b.update(transaction=b["transaction"].replace('"job.complete"', '"job.fail"')), "job.complete"),
-    (lambda b: b.update(extra=1), "exactly the fields"),
-    (lambda b: b.pop("header"), "exactly the fields"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b.update(chain_id="other-chain"), "chain"),
+        (lambda b: b.update(format="aitbc-receipt-proof/2"), "format"),
+        (lambda b: b.update(tx_index=0), "inclusion path"),
+        (lambda b: b.update(inclusion_path=b["inclusion_path"][:-1]), "inclusion path"),
+        (lambda b: b.update(header_signature=OUTSIDER.sign(b"x").hex()), "proposer signature"),
+        (lambda b: b["header"].update(timestamp=b["header"]["timestamp"] + 1), "proposer signature"),
+        (lambda b: b["header"].update(tx_root="00" * 32), "tx_root"),
+        (lambda b: b.update(transaction=b["transaction"].replace('"units":5', '"units":6')), "receipt signature"),
+        (lambda b: b.update(transaction=b["transaction"].replace('"job.complete"', '"job.fail"')), "job.complete"),
+        (lambda b: b.update(extra=1), "exactly the fields"),
+        (lambda b: b.pop("header"), "exactly the fields"),
+    ],
+)
 def test_a_bundle_with_any_claim_changed_fails_naming_the_check(mutate: Any, message: str) -> None:
     chain = job_chain()
     bundle = json.loads(canonical(bundle_of(chain)))

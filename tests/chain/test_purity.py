@@ -8,7 +8,22 @@ from pathlib import Path
 import pytest
 
 CHAIN = Path(__file__).resolve().parents[2] / "chain"
-FORBIDDEN_MODULES = {"plyvel", "starlette", "uvicorn", "asyncio", "time", "os", "socket", "httpx", "websockets", "io", "pathlib", "subprocess", "random", "secrets"}
+FORBIDDEN_MODULES = {
+    "plyvel",
+    "starlette",
+    "uvicorn",
+    "asyncio",
+    "time",
+    "os",
+    "socket",
+    "httpx",
+    "websockets",
+    "io",
+    "pathlib",
+    "subprocess",
+    "random",
+    "secrets",
+}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "open"}
 
 

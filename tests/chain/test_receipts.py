@@ -37,8 +37,15 @@ JOB = {"job_id": "job-1", "client": "alice", "model": "llama3.2", "started_at": 
 
 
 def _body(result: str = "one two three") -> dict[str, Any]:
-    return receipt_body(receipt_id="rcpt-1", job=JOB, provider="gpu-1", result=result,
-                        completed_at_ms=1_767_225_604_999, price_per_unit=Decimal("0.000002"), coordinator_id="aitbc-test")
+    return receipt_body(
+        receipt_id="rcpt-1",
+        job=JOB,
+        provider="gpu-1",
+        result=result,
+        completed_at_ms=1_767_225_604_999,
+        price_per_unit=Decimal("0.000002"),
+        coordinator_id="aitbc-test",
+    )
 
 
 def _b64url_decode(text: str) -> bytes:
@@ -64,8 +71,14 @@ def test_receipt_body_carries_the_protocol_fields() -> None:
 
 
 def test_signing_bytes_drop_signature_and_nulls_at_every_depth_sort_keys_and_escape_non_ascii() -> None:
-    receipt = {"z": "café", "a": 1, "none": None, "price": 1e-05, "signature": {"sig": "x"},
-               "m": [1, None, {"x": None, "y": [None]}]}
+    receipt = {
+        "z": "café",
+        "a": 1,
+        "none": None,
+        "price": 1e-05,
+        "signature": {"sig": "x"},
+        "m": [1, None, {"x": None, "y": [None]}],
+    }
     assert signing_bytes(receipt) == b'{"a":1,"m":[1,{"y":[]}],"price":1e-05,"z":"caf\\u00e9"}'
 
 
@@ -73,7 +86,9 @@ def test_signing_bytes_equal_the_protocol_procedure_for_a_real_receipt() -> None
     receipt = sign_receipt(_body(), AUTHORITY)
     procedure = json.dumps(
         {k: v for k, v in receipt.items() if k != "signature" and v is not None},
-        sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
     ).encode("ascii")
     assert signing_bytes(receipt) == procedure
     assert signing_bytes(receipt) == signing_bytes(_body())
@@ -90,8 +105,9 @@ def test_receipt_signature_verifies_with_raw_pynacl_using_the_key_id() -> None:
     assert raw_key == AUTHORITY.public_key and len(raw_key) == 32
     raw_sig = _b64url_decode(signature["sig"])
     assert len(raw_sig) == 64
-    message = json.dumps({k: v for k, v in receipt.items() if k != "signature"},
-                         sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    message = json.dumps(
+        {k: v for k, v in receipt.items() if k != "signature"}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode()
     assert nacl.signing.VerifyKey(raw_key).verify(message, raw_sig) == message
 
 
@@ -138,9 +154,7 @@ def test_receipt_signer_refuses_a_changed_or_malformed_receipt(mangle: Any) -> N
 OUTSIDER_KEY_ID = base64.urlsafe_b64encode(OUTSIDER.public_key).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize(
-    ("result", "units"), [("", 0), ("   ", 0), ("one", 1), ("a  b\tc\nd", 4), ("日本 語", 2)]
-)
+@pytest.mark.parametrize(("result", "units"), [("", 0), ("   ", 0), ("one", 1), ("a  b\tc\nd", 4), ("日本 語", 2)])
 def test_units_are_whitespace_separated_words(result: str, units: int) -> None:
     assert count_units(result) == units
 
@@ -167,6 +181,7 @@ def test_any_result_yields_a_receipt_that_verifies(result: str) -> None:
 
 # -- the AITBC receipt protocol: its reference procedure, its published sample ------------------
 
+
 def test_the_reference_procedure_accepts_the_published_sample() -> None:
     assert reference_verify({**SAMPLE["payload"], "signature": SAMPLE["signature"]})
 
@@ -182,7 +197,10 @@ def test_new_receipts_pass_the_reference_procedure_and_legacy_ones_did_not() -> 
 def test_cosigned_receipts_pass_the_reference_procedure() -> None:
     digest = result_hash("one two three")
     sig = sign_completion(OUTSIDER, "job-1", "one two three")
-    receipt = sign_receipt({**_body(), "result_hash": digest, "miner_signature": miner_signature_block(OUTSIDER.public_key, sig)}, AUTHORITY)
+    receipt = sign_receipt(
+        {**_body(), "result_hash": digest, "miner_signature": miner_signature_block(OUTSIDER.public_key, sig)},
+        AUTHORITY,
+    )
     assert receipt["miner_signature"]["alg"] == "Ed25519"
     assert reference_verify(receipt)
     assert miner_signer(receipt) == OUTSIDER.public_key
@@ -194,8 +212,10 @@ def test_cosigned_receipts_pass_the_reference_procedure() -> None:
 def test_receipts_never_carry_nulls_at_any_depth(result: str, cosigned: bool) -> None:
     body = _body(result)
     if cosigned:
-        body.update(result_hash=result_hash(result),
-                    miner_signature=miner_signature_block(OUTSIDER.public_key, sign_completion(OUTSIDER, "job-1", result)))
+        body.update(
+            result_hash=result_hash(result),
+            miner_signature=miner_signature_block(OUTSIDER.public_key, sign_completion(OUTSIDER, "job-1", result)),
+        )
     receipt = sign_receipt(body, AUTHORITY)
 
     def nulls(value: Any) -> int:

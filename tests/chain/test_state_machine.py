@@ -109,12 +109,26 @@ class JobMarket(RuleBasedStateMachine):
         receipt: dict[str, Any] = {}
         if job["status"] == "running":
             record = jobs.get_job(self.working, job_id)
-            body = receipt_body(receipt_id=f"r-{job_id}", job=record, provider=miner_id, result=result,
-                                completed_at_ms=self.now, price_per_unit=self.genesis.params.price_per_unit("llama3.2"),
-                                coordinator_id=self.genesis.chain_id)
+            body = receipt_body(
+                receipt_id=f"r-{job_id}",
+                job=record,
+                provider=miner_id,
+                result=result,
+                completed_at_ms=self.now,
+                price_per_unit=self.genesis.params.price_per_unit("llama3.2"),
+                coordinator_id=self.genesis.chain_id,
+            )
             receipt = sign_receipt(body, AUTHORITY)
-        t = tx("job.complete", self.now, job_id=job_id, miner_id=miner_id, owner=MINERS[miner_id], result=result,
-               completed_at=self.now, receipt=receipt)
+        t = tx(
+            "job.complete",
+            self.now,
+            job_id=job_id,
+            miner_id=miner_id,
+            owner=MINERS[miner_id],
+            result=result,
+            completed_at=self.now,
+            receipt=receipt,
+        )
         if job["status"] != "running":
             self._refused(t, Conflict)
             return

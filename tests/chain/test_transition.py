@@ -35,30 +35,65 @@ def setup_market(state: WorkingState, genesis: Genesis, t: int = T0 + 1_000) -> 
     run(state, genesis, "miner.register", t, miner_id="gpu-9", owner="max", capabilities=["llama3.2"])
 
 
-def submit(state: WorkingState, genesis: Genesis, job_id: str = "job-1", t: int = T0 + 2_000, **extra: Any) -> dict[str, Any]:
+def submit(
+    state: WorkingState, genesis: Genesis, job_id: str = "job-1", t: int = T0 + 2_000, **extra: Any
+) -> dict[str, Any]:
     payload: dict[str, Any] = {"job_id": job_id, "client": "alice", "prompt": "say hello", **extra}
     return run(state, genesis, "job.submit", t, **payload)
 
 
-def claim(state: WorkingState, genesis: Genesis, t: int, job_id: str = "job-1", miner_id: str = "gpu-1",
-          owner: str = "minnie") -> dict[str, Any]:
+def claim(
+    state: WorkingState, genesis: Genesis, t: int, job_id: str = "job-1", miner_id: str = "gpu-1", owner: str = "minnie"
+) -> dict[str, Any]:
     return run(state, genesis, "job.claim", t, job_id=job_id, miner_id=miner_id, owner=owner)
 
 
-def signed_receipt(state: WorkingState, genesis: Genesis, t: int, result: str, job_id: str = "job-1",
-                   receipt_id: str = "rcpt-1", provider: str = "gpu-1", key: Any = AUTHORITY) -> dict[str, Any]:
+def signed_receipt(
+    state: WorkingState,
+    genesis: Genesis,
+    t: int,
+    result: str,
+    job_id: str = "job-1",
+    receipt_id: str = "rcpt-1",
+    provider: str = "gpu-1",
+    key: Any = AUTHORITY,
+) -> dict[str, Any]:
     job = jobs.get_job(state, job_id)
-    body = receipt_body(receipt_id=receipt_id, job=job, provider=provider, result=result, completed_at_ms=t,
-                        price_per_unit=genesis.params.price_per_unit(job["model"]), coordinator_id=genesis.chain_id)
+    body = receipt_body(
+        receipt_id=receipt_id,
+        job=job,
+        provider=provider,
+        result=result,
+        completed_at_ms=t,
+        price_per_unit=genesis.params.price_per_unit(job["model"]),
+        coordinator_id=genesis.chain_id,
+    )
     return sign_receipt(body, key)
 
 
-def complete(state: WorkingState, genesis: Genesis, t: int, result: str = "hello there world",
-             receipt: dict[str, Any] | None = None, job_id: str = "job-1", miner_id: str = "gpu-1") -> dict[str, Any]:
+def complete(
+    state: WorkingState,
+    genesis: Genesis,
+    t: int,
+    result: str = "hello there world",
+    receipt: dict[str, Any] | None = None,
+    job_id: str = "job-1",
+    miner_id: str = "gpu-1",
+) -> dict[str, Any]:
     if receipt is None:
         receipt = signed_receipt(state, genesis, t, result, job_id=job_id)
-    return run(state, genesis, "job.complete", t, job_id=job_id, miner_id=miner_id, owner="minnie",
-               result=result, completed_at=t, receipt=receipt)
+    return run(
+        state,
+        genesis,
+        "job.complete",
+        t,
+        job_id=job_id,
+        miner_id=miner_id,
+        owner="minnie",
+        result=result,
+        completed_at=t,
+        receipt=receipt,
+    )
 
 
 def counters(state: WorkingState) -> dict[str, int]:
@@ -72,6 +107,7 @@ def market(state: WorkingState, genesis: Genesis) -> WorkingState:
 
 
 # -- the lifecycle ----------------------------------------------------------------------
+
 
 def test_submit_creates_a_pending_job_with_defaults(market: WorkingState, genesis: Genesis) -> None:
     job = submit(market, genesis, params={"max_tokens": 10})
@@ -121,9 +157,18 @@ def test_completion_tx_hash_is_recorded_for_the_receipt(market: WorkingState, ge
     claim(market, genesis, T0 + 3_000)
     t = T0 + 4_000
     result = "done"
-    t_complete = Transaction("job.complete", {
-        "job_id": "job-1", "miner_id": "gpu-1", "owner": "minnie", "result": result, "completed_at": t,
-        "receipt": signed_receipt(market, genesis, t, result)}, t)
+    t_complete = Transaction(
+        "job.complete",
+        {
+            "job_id": "job-1",
+            "miner_id": "gpu-1",
+            "owner": "minnie",
+            "result": result,
+            "completed_at": t,
+            "receipt": signed_receipt(market, genesis, t, result),
+        },
+        t,
+    )
     apply_tx(market, t_complete, ApplyContext(time_ms=t, genesis=genesis))
     assert market.get(jobs.receipt_tx_key("rcpt-1")) == t_complete.hash.hex().encode()
 
@@ -194,7 +239,9 @@ def test_fail_needs_an_error_message(market: WorkingState, genesis: Genesis, err
         run(market, genesis, "job.fail", T0 + 4_000, job_id="job-1", miner_id="gpu-1", owner="minnie", error=error)
 
 
-def test_requeue_is_refused_before_the_lease_deadline_and_allowed_from_it(market: WorkingState, genesis: Genesis) -> None:
+def test_requeue_is_refused_before_the_lease_deadline_and_allowed_from_it(
+    market: WorkingState, genesis: Genesis
+) -> None:
     submit(market, genesis)
     deadline = claim(market, genesis, T0 + 3_000)["lease_deadline"]
     with pytest.raises(Conflict) as info:
@@ -266,13 +313,23 @@ def test_cancel_of_a_closed_job_is_conflict(market: WorkingState, genesis: Genes
     else:
         for attempt in range(2):
             claim(market, genesis, T0 + 3_000 + attempt)
-            run(market, genesis, "job.fail", T0 + 3_000 + attempt, job_id="job-1", miner_id="gpu-1", owner="minnie", error="x")
+            run(
+                market,
+                genesis,
+                "job.fail",
+                T0 + 3_000 + attempt,
+                job_id="job-1",
+                miner_id="gpu-1",
+                owner="minnie",
+                error="x",
+            )
     assert jobs.get_job(market, "job-1")["status"] == status
     with pytest.raises(Conflict):
         run(market, genesis, "job.cancel", T0 + 9_000, job_id="job-1", sender="ops")
 
 
 # -- completion guards ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def running(market: WorkingState, genesis: Genesis) -> WorkingState:
@@ -281,7 +338,9 @@ def running(market: WorkingState, genesis: Genesis) -> WorkingState:
     return market
 
 
-def test_completion_with_a_receipt_signed_by_a_non_authority_is_refused(running: WorkingState, genesis: Genesis) -> None:
+def test_completion_with_a_receipt_signed_by_a_non_authority_is_refused(
+    running: WorkingState, genesis: Genesis
+) -> None:
     t = T0 + 4_000
     forged = signed_receipt(running, genesis, t, "hello", key=OUTSIDER)
     assert receipt_signer(forged) == OUTSIDER.public_key  # a valid signature, just not trusted
@@ -295,7 +354,10 @@ def test_completion_with_a_tampered_signature_is_refused(running: WorkingState, 
     t = T0 + 4_000
     receipt = signed_receipt(running, genesis, t, "hello")
     sig = receipt["signature"]
-    bad = {**receipt, "signature": {**sig, "sig": sig["sig"][:10] + ("A" if sig["sig"][10] != "A" else "B") + sig["sig"][11:]}}
+    bad = {
+        **receipt,
+        "signature": {**sig, "sig": sig["sig"][:10] + ("A" if sig["sig"][10] != "A" else "B") + sig["sig"][11:]},
+    }
     with pytest.raises(InvalidTransaction) as info:
         complete(running, genesis, t, result="hello", receipt=bad)
     assert info.value.error_code == "receipt_signature_invalid"
@@ -303,9 +365,20 @@ def test_completion_with_a_tampered_signature_is_refused(running: WorkingState, 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("units", 99), ("price", 1.0), ("client", "bob"), ("provider", "gpu-9"), ("model", "mistral-7b"),
-     ("started_at", 0), ("completed_at", 0), ("job_id", "job-2"), ("unit_type", "images"),
-     ("version", "2.0"), ("duration_ms", 1), ("coordinator_id", "another-chain")],
+    [
+        ("units", 99),
+        ("price", 1.0),
+        ("client", "bob"),
+        ("provider", "gpu-9"),
+        ("model", "mistral-7b"),
+        ("started_at", 0),
+        ("completed_at", 0),
+        ("job_id", "job-2"),
+        ("unit_type", "images"),
+        ("version", "2.0"),
+        ("duration_ms", 1),
+        ("coordinator_id", "another-chain"),
+    ],
 )
 def test_completion_with_a_receipt_not_matching_the_job_is_refused(
     running: WorkingState, genesis: Genesis, field: str, value: Any
@@ -322,7 +395,10 @@ def test_completion_with_a_receipt_not_matching_the_job_is_refused(
 def legacy_receipt(state: WorkingState, genesis: Genesis, t: int, result: str, alg: str = "ed25519") -> dict[str, Any]:
     """A receipt as 0.1.x sealed it: no protocol fields, alg spelled "ed25519"."""
     body = {k: v for k, v in signed_receipt(state, genesis, t, result).items() if k in RECEIPT_FIELDS}
-    return {**body, "signature": {"alg": alg, "key_id": AUTHORITY.key_id, "sig": b64url(AUTHORITY.sign(signing_bytes(body)))}}
+    return {
+        **body,
+        "signature": {"alg": alg, "key_id": AUTHORITY.key_id, "sig": b64url(AUTHORITY.sign(signing_bytes(body)))},
+    }
 
 
 def test_completion_with_a_legacy_receipt_still_applies(running: WorkingState, genesis: Genesis) -> None:
@@ -342,7 +418,9 @@ def test_new_receipts_carry_the_protocol_fields(running: WorkingState, genesis: 
 
 
 @pytest.mark.parametrize("alg", ["ED25519", "EdDSA", "rsa", "", 1])
-def test_completion_whose_receipt_names_another_alg_is_refused(running: WorkingState, genesis: Genesis, alg: Any) -> None:
+def test_completion_whose_receipt_names_another_alg_is_refused(
+    running: WorkingState, genesis: Genesis, alg: Any
+) -> None:
     t = T0 + 4_000
     with pytest.raises(InvalidTransaction) as info:
         complete(running, genesis, t, result="hello", receipt=legacy_receipt(running, genesis, t, "hello", alg=alg))
@@ -351,7 +429,9 @@ def test_completion_whose_receipt_names_another_alg_is_refused(running: WorkingS
 
 def test_completion_mixing_the_receipt_forms_is_refused(running: WorkingState, genesis: Genesis) -> None:
     t = T0 + 4_000
-    body = {k: v for k, v in signed_receipt(running, genesis, t, "hello").items() if k not in ("signature", "duration_ms")}
+    body = {
+        k: v for k, v in signed_receipt(running, genesis, t, "hello").items() if k not in ("signature", "duration_ms")
+    }
     with pytest.raises(InvalidTransaction):
         complete(running, genesis, t, result="hello", receipt=sign_receipt(body, AUTHORITY))
 
@@ -361,8 +441,18 @@ def test_completion_without_a_receipt_is_refused(running: WorkingState, genesis:
     receipt = signed_receipt(running, genesis, t, "hello")
     for bad in (None, {}, {k: v for k, v in receipt.items() if k != "signature"}, {**receipt, "extra": 1}):
         with pytest.raises(InvalidTransaction):
-            run(running, genesis, "job.complete", t, job_id="job-1", miner_id="gpu-1", owner="minnie",
-                result="hello", completed_at=t, receipt=bad)
+            run(
+                running,
+                genesis,
+                "job.complete",
+                t,
+                job_id="job-1",
+                miner_id="gpu-1",
+                owner="minnie",
+                result="hello",
+                completed_at=t,
+                receipt=bad,
+            )
     assert jobs.get_job(running, "job-1")["status"] == "running"
 
 
@@ -371,8 +461,18 @@ def test_completion_time_must_lie_between_claim_and_block_time(
     running: WorkingState, genesis: Genesis, completed_at: Any
 ) -> None:
     with pytest.raises(ValidationError):
-        run(running, genesis, "job.complete", T0 + 4_000, job_id="job-1", miner_id="gpu-1", owner="minnie",
-            result="hello", completed_at=completed_at, receipt={})
+        run(
+            running,
+            genesis,
+            "job.complete",
+            T0 + 4_000,
+            job_id="job-1",
+            miner_id="gpu-1",
+            owner="minnie",
+            result="hello",
+            completed_at=completed_at,
+            receipt={},
+        )
 
 
 def test_receipt_id_cannot_be_reused(running: WorkingState, genesis: Genesis) -> None:
@@ -394,6 +494,7 @@ def test_completion_of_a_pending_job_is_conflict(market: WorkingState, genesis: 
 
 # -- submission guards ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("extra", "error", "code"),
     [
@@ -412,8 +513,9 @@ def test_completion_of_a_pending_job_is_conflict(market: WorkingState, genesis: 
         ({"job_id": "x" * 65}, ValidationError, "validation_error"),
     ],
 )
-def test_invalid_submission_is_refused(market: WorkingState, genesis: Genesis, extra: dict[str, Any],
-                                       error: type[LedgerError], code: str) -> None:
+def test_invalid_submission_is_refused(
+    market: WorkingState, genesis: Genesis, extra: dict[str, Any], error: type[LedgerError], code: str
+) -> None:
     payload: dict[str, Any] = {"job_id": "job-1", "client": "alice", "prompt": "hi", **extra}
     with pytest.raises(error) as info:
         run(market, genesis, "job.submit", T0 + 2_000, **payload)
@@ -421,8 +523,8 @@ def test_invalid_submission_is_refused(market: WorkingState, genesis: Genesis, e
 
 
 def test_prompt_over_the_network_limit_is_too_large(state: WorkingState) -> None:
-    from tests.chain.devchain import genesis_doc
     from chain.genesis import parse_genesis
+    from tests.chain.devchain import genesis_doc
 
     doc = genesis_doc()
     doc["params"]["max_prompt_bytes"] = 8
@@ -550,15 +652,20 @@ def test_state_root_commits_to_deletions_and_the_previous_root() -> None:
 
 
 @settings(max_examples=100)
-@given(st.binary(min_size=32, max_size=32),
-       st.dictionaries(st.binary(max_size=40), st.none() | st.binary(max_size=300), max_size=30))
-def test_state_root_is_blake3_of_the_previous_root_and_length_prefixed_changes(prev: bytes, writes: dict[bytes, bytes | None]) -> None:
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.dictionaries(st.binary(max_size=40), st.none() | st.binary(max_size=300), max_size=30),
+)
+def test_state_root_is_blake3_of_the_previous_root_and_length_prefixed_changes(
+    prev: bytes, writes: dict[bytes, bytes | None]
+) -> None:
     """The state root's input, spelled out independently: the previous root's 32 bytes, then per
     change in key order a 4-byte big-endian key length, the key, and either a 4-byte big-endian
     value length and the value, or ff ff ff ff for a deletion."""
     changes = sorted(writes.items())
     spelled = prev + b"".join(
-        len(k).to_bytes(4, "big") + k + (b"\xff" * 4 if v is None else len(v).to_bytes(4, "big") + v) for k, v in changes
+        len(k).to_bytes(4, "big") + k + (b"\xff" * 4 if v is None else len(v).to_bytes(4, "big") + v)
+        for k, v in changes
     )
     assert state_root(prev.hex(), changes) == blake3.blake3(spelled).hexdigest()
 

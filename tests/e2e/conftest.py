@@ -33,6 +33,7 @@ SPEC_URI = "urn:aitbc:openapi"
 
 # -- the served OpenAPI document as JSON Schema ------------------------------------------
 
+
 def _to_json_schema(node: Any) -> Any:
     """OpenAPI 3.0 schema objects -> JSON Schema 2020-12: absolute $refs, `nullable` as a null branch."""
     if isinstance(node, list):
@@ -116,11 +117,14 @@ class Spec:
     def check_error(self, body: Any) -> None:
         assert isinstance(body, dict), f"error body is not an object: {body!r}"
         assert isinstance(body.get("detail"), str) and body["detail"], f"error body lacks a string detail: {body!r}"
-        assert isinstance(body.get("error_code"), str) and body["error_code"], f"error body lacks a string error_code: {body!r}"
+        assert isinstance(body.get("error_code"), str) and body["error_code"], (
+            f"error body lacks a string error_code: {body!r}"
+        )
         self.validate_named(body, "Error")
 
 
 # -- callers -----------------------------------------------------------------------------
+
 
 class Caller:
     """One identity (an API key, or none) talking to the node; answers are checked."""
@@ -217,8 +221,13 @@ class Api:
         assert job["status"] == "pending"
         return job  # type: ignore[no-any-return]
 
-    def register(self, caller: Caller | None = None, capabilities: list[str] | None = None,
-                 miner_id: str | None = None, **fields: Any) -> str:
+    def register(
+        self,
+        caller: Caller | None = None,
+        capabilities: list[str] | None = None,
+        miner_id: str | None = None,
+        **fields: Any,
+    ) -> str:
         miner_id = miner_id or self.unique("gpu")
         body = {"miner_id": miner_id, "capabilities": capabilities or ["llama3.2"], **fields}
         miner = (caller or self.m1).post("/v1/miners/register", 201, json=body)
@@ -230,14 +239,16 @@ class Api:
         assert job["status"] == "running" and job["miner_id"] == miner_id
         return job  # type: ignore[no-any-return]
 
-    def complete(self, job_id: str, miner_id: str, result: str = "one two three",
-                 caller: Caller | None = None) -> dict[str, Any]:
+    def complete(
+        self, job_id: str, miner_id: str, result: str = "one two three", caller: Caller | None = None
+    ) -> dict[str, Any]:
         return (caller or self.m1).post(  # type: ignore[no-any-return]
             f"/v1/jobs/{job_id}/complete", 200, json={"miner_id": miner_id, "result": result}
         )
 
-    def run_job(self, client: Caller | None = None, miner_id: str | None = None, result: str = "one two three",
-                **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def run_job(
+        self, client: Caller | None = None, miner_id: str | None = None, result: str = "one two three", **fields: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Submit, claim and complete a job; return (completed job, receipt)."""
         job = self.submit(client, **fields)
         miner_id = miner_id or self.register(capabilities=[job["model"]])
@@ -277,4 +288,3 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     finally:
         if node.proc is not None and node.proc.poll() is None:
             node.stop()
-

@@ -96,45 +96,103 @@ CASES = [
     _case("GET", "/explorer/blocks", PUBLIC, _get(lambda w: "/explorer/blocks")),
     _case("GET", "/explorer/blocks/{ref}", PUBLIC, _get(lambda w: "/explorer/blocks/1")),
     _case("GET", "/explorer/transactions", PUBLIC, _get(lambda w: "/explorer/transactions")),
-    _case("GET", "/explorer/transactions/{tx_hash}", PUBLIC,
-          _get(lambda w: "/explorer/transactions/" + w.http.get("/explorer/transactions").json()[0]["hash"])),
+    _case(
+        "GET",
+        "/explorer/transactions/{tx_hash}",
+        PUBLIC,
+        _get(lambda w: "/explorer/transactions/" + w.http.get("/explorer/transactions").json()[0]["hash"]),
+    ),
     _case("GET", "/explorer/receipts", PUBLIC, _get(lambda w: "/explorer/receipts")),
     _case("GET", "/explorer/receipts/{receipt_id}", PUBLIC, _get(lambda w: f"/explorer/receipts/{w.receipt}")),
-    _case("GET", "/explorer/receipts/{receipt_id}/proof", PUBLIC, _get(lambda w: f"/explorer/receipts/{w.receipt}/proof")),
+    _case(
+        "GET", "/explorer/receipts/{receipt_id}/proof", PUBLIC, _get(lambda w: f"/explorer/receipts/{w.receipt}/proof")
+    ),
     _case("GET", "/explorer/jobs/{job_id}", PUBLIC, _get(lambda w: f"/explorer/jobs/{w.job_a}")),
     _case("GET", "/explorer/miners/{miner_id}", PUBLIC, _get(lambda w: "/explorer/miners/m1")),
     _case("GET", "/explorer/stats", PUBLIC, _get(lambda w: "/explorer/stats")),
     _case("GET", "/explorer/search", PUBLIC, _get(lambda w: "/explorer/search?q=m1")),
     # Jobs: clients and admins; another client's job is a 404, as if it did not exist.
-    _case("POST", "/v1/jobs", {"client_a": 201, "client_b": 201, "admin": 201, **FORBIDDEN_TO_NON_CLIENTS},
-          lambda w, c: w.call(c, "POST", "/v1/jobs", json={"prompt": "p"})),
-    _case("GET", "/v1/jobs", {"client_a": 200, "client_b": 200, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
-          _get(lambda w: "/v1/jobs")),
-    _case("GET", "/v1/jobs/{job_id}", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
-          _get(lambda w: f"/v1/jobs/{w.job_a}")),
-    _case("GET", "/v1/jobs/{job_id}/receipt", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
-          _get(lambda w: f"/v1/jobs/{w.done}/receipt")),
-    _case("GET", "/v1/jobs/{job_id}/receipts", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
-          _get(lambda w: f"/v1/jobs/{w.done}/receipts?limit=100")),
-    _case("POST", "/v1/jobs/{job_id}/cancel", {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
-          lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/cancel")),
+    _case(
+        "POST",
+        "/v1/jobs",
+        {"client_a": 201, "client_b": 201, "admin": 201, **FORBIDDEN_TO_NON_CLIENTS},
+        lambda w, c: w.call(c, "POST", "/v1/jobs", json={"prompt": "p"}),
+    ),
+    _case(
+        "GET",
+        "/v1/jobs",
+        {"client_a": 200, "client_b": 200, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+        _get(lambda w: "/v1/jobs"),
+    ),
+    _case(
+        "GET",
+        "/v1/jobs/{job_id}",
+        {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+        _get(lambda w: f"/v1/jobs/{w.job_a}"),
+    ),
+    _case(
+        "GET",
+        "/v1/jobs/{job_id}/receipt",
+        {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+        _get(lambda w: f"/v1/jobs/{w.done}/receipt"),
+    ),
+    _case(
+        "GET",
+        "/v1/jobs/{job_id}/receipts",
+        {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+        _get(lambda w: f"/v1/jobs/{w.done}/receipts?limit=100"),
+    ),
+    _case(
+        "POST",
+        "/v1/jobs/{job_id}/cancel",
+        {"client_a": 200, "client_b": 404, "admin": 200, **FORBIDDEN_TO_NON_CLIENTS},
+        lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/cancel"),
+    ),
     # Miners: only for the miner_ids their key registered.
-    _case("POST", "/v1/miners/register", {"miner_1": 201, "miner_2": 201, "admin": 201, **FORBIDDEN_TO_NON_MINERS},
-          lambda w, c: w.call(c, "POST", "/v1/miners/register", json={"miner_id": f"new-{w.name()}", "capabilities": ["llama3.2"]})),
-    _case("GET", "/v1/jobs/available", {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
-          _get(lambda w: "/v1/jobs/available?miner_id=m1")),
-    _case("POST", "/v1/jobs/{job_id}/claim", {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
-          lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/claim", json={"miner_id": "m1"})),
-    _case("POST", "/v1/jobs/{job_id}/complete", {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
-          lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.running('m1')}/complete", json={"miner_id": "m1", "result": "r"})),
-    _case("POST", "/v1/jobs/{job_id}/fail", {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
-          lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.running('m1')}/fail", json={"miner_id": "m1", "error": "oom"})),
+    _case(
+        "POST",
+        "/v1/miners/register",
+        {"miner_1": 201, "miner_2": 201, "admin": 201, **FORBIDDEN_TO_NON_MINERS},
+        lambda w, c: w.call(
+            c, "POST", "/v1/miners/register", json={"miner_id": f"new-{w.name()}", "capabilities": ["llama3.2"]}
+        ),
+    ),
+    _case(
+        "GET",
+        "/v1/jobs/available",
+        {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
+        _get(lambda w: "/v1/jobs/available?miner_id=m1"),
+    ),
+    _case(
+        "POST",
+        "/v1/jobs/{job_id}/claim",
+        {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
+        lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/claim", json={"miner_id": "m1"}),
+    ),
+    _case(
+        "POST",
+        "/v1/jobs/{job_id}/complete",
+        {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
+        lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.running('m1')}/complete", json={"miner_id": "m1", "result": "r"}),
+    ),
+    _case(
+        "POST",
+        "/v1/jobs/{job_id}/fail",
+        {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
+        lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.running('m1')}/fail", json={"miner_id": "m1", "error": "oom"}),
+    ),
     # Receipts are public facts: any key reads and verifies them.
     _case("GET", "/v1/receipts", ANY_KEY, _get(lambda w: "/v1/receipts")),
     _case("GET", "/v1/receipts/{receipt_id}", ANY_KEY, _get(lambda w: f"/v1/receipts/{w.receipt}")),
     _case("GET", "/v1/receipts/{receipt_id}/proof", ANY_KEY, _get(lambda w: f"/v1/receipts/{w.receipt}/proof")),
-    _case("POST", "/v1/receipts/verify", ANY_KEY,
-          lambda w, c: w.call(c, "POST", "/v1/receipts/verify", json=w.http.get(f"/explorer/receipts/{w.receipt}").json()["receipt"])),
+    _case(
+        "POST",
+        "/v1/receipts/verify",
+        ANY_KEY,
+        lambda w, c: w.call(
+            c, "POST", "/v1/receipts/verify", json=w.http.get(f"/explorer/receipts/{w.receipt}").json()["receipt"]
+        ),
+    ),
     # Chain: head, genesis, checkpoints for any key; full blocks (prompts and results) for peers and admins.
     _case("GET", "/v1/chain/head", ANY_KEY, _get(lambda w: "/v1/chain/head")),
     _case("GET", "/v1/chain/genesis", ANY_KEY, _get(lambda w: "/v1/chain/genesis")),
@@ -142,10 +200,18 @@ CASES = [
     _case("GET", "/v1/chain/consistency", ANY_KEY, _get(lambda w: "/v1/chain/consistency?from=1&to=2")),
     _case("GET", "/v1/chain/blocks", {**ADMIN_ONLY, "peer": 200}, _get(lambda w: "/v1/chain/blocks?from=0&limit=2")),
     # Administration.
-    _case("POST", "/v1/admin/accounts", {**ADMIN_ONLY, "admin": 201},
-          lambda w, c: w.call(c, "POST", "/v1/admin/accounts", json={"name": w.name(), "role": "client"})),
-    _case("DELETE", "/v1/admin/accounts/{name}", ADMIN_ONLY,
-          lambda w, c: w.call(c, "DELETE", f"/v1/admin/accounts/{_new_account(w)}")),
+    _case(
+        "POST",
+        "/v1/admin/accounts",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda w, c: w.call(c, "POST", "/v1/admin/accounts", json={"name": w.name(), "role": "client"}),
+    ),
+    _case(
+        "DELETE",
+        "/v1/admin/accounts/{name}",
+        ADMIN_ONLY,
+        lambda w, c: w.call(c, "DELETE", f"/v1/admin/accounts/{_new_account(w)}"),
+    ),
     _case("GET", "/v1/admin/backup", ADMIN_ONLY, _get(lambda w: "/v1/admin/backup")),
 ]
 
@@ -199,8 +265,16 @@ def test_client_b_cannot_see_cancel_or_learn_of_client_a_jobs(world: World) -> N
 
 def test_miner_2_cannot_complete_or_fail_miner_1_claim(world: World) -> None:
     job = world.running("m1")
-    assert world.call("miner_2", "POST", f"/v1/jobs/{job}/complete", json={"miner_id": "m1", "result": "x"}).status_code == 403
-    assert world.call("miner_2", "POST", f"/v1/jobs/{job}/complete", json={"miner_id": "m2", "result": "x"}).status_code == 409
-    assert world.call("miner_2", "POST", f"/v1/jobs/{job}/fail", json={"miner_id": "m2", "error": "x"}).status_code == 409
+    assert (
+        world.call("miner_2", "POST", f"/v1/jobs/{job}/complete", json={"miner_id": "m1", "result": "x"}).status_code
+        == 403
+    )
+    assert (
+        world.call("miner_2", "POST", f"/v1/jobs/{job}/complete", json={"miner_id": "m2", "result": "x"}).status_code
+        == 409
+    )
+    assert (
+        world.call("miner_2", "POST", f"/v1/jobs/{job}/fail", json={"miner_id": "m2", "error": "x"}).status_code == 409
+    )
     state = world.call("admin", "GET", f"/v1/jobs/{job}").json()
     assert state["status"] == "running" and state["miner_id"] == "m1"

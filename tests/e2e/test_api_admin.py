@@ -21,7 +21,9 @@ def test_create_account_returns_key_that_works_at_once(api: Api, role: str) -> N
         assert job["client"] == name
         assert [j["job_id"] for j in caller.get("/v1/jobs")] == [job["job_id"]]
     elif role == "miner":
-        miner = caller.post("/v1/miners/register", 201, json={"miner_id": api.unique("acct-rig"), "capabilities": ["llama3.2"]})
+        miner = caller.post(
+            "/v1/miners/register", 201, json={"miner_id": api.unique("acct-rig"), "capabilities": ["llama3.2"]}
+        )
         assert miner.get("owner") in (None, name)
     else:
         caller.post("/v1/admin/accounts", 201, json={"name": api.unique("made-by-new-admin"), "role": "client"})

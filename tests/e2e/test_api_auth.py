@@ -68,8 +68,7 @@ def test_revoked_key_is_401_everywhere(api: Api, role: str) -> None:
 
 
 def test_public_paths_need_no_key(api: Api) -> None:
-    for path in ("/health", "/explorer/blocks", "/explorer/transactions", "/explorer/receipts",
-                 "/explorer/stats"):
+    for path in ("/health", "/explorer/blocks", "/explorer/transactions", "/explorer/receipts", "/explorer/stats"):
         api.anon.get(path)
     for path in ("/openapi.json", "/docs", "/redoc"):
         assert api.anon.http.get(path).status_code == 200

@@ -31,6 +31,7 @@ def contract() -> dict[str, Any]:
 
 # -- explorer ------------------------------------------------------------------------------
 
+
 def test_blocks_default_10_newest_first(api: Api) -> None:
     for i in range(12):
         api.submit(prompt=f"filler {i}")
@@ -98,6 +99,7 @@ def test_explorer_json_needs_no_key_and_ignores_one(api: Api) -> None:
 
 # -- /openapi.json -------------------------------------------------------------------------
 
+
 def served(api: Api) -> dict[str, Any]:
     resp = api.anon.http.get("/openapi.json")
     assert resp.status_code == 200
@@ -132,7 +134,9 @@ def test_openapi_keeps_every_contract_parameter(api: Api) -> None:
         for method, op in item.items():
             if method not in METHODS:
                 continue
-            served_params = {(p.get("name"), p.get("in")) for p in doc["paths"].get(path, {}).get(method, {}).get("parameters", [])}
+            served_params = {
+                (p.get("name"), p.get("in")) for p in doc["paths"].get(path, {}).get(method, {}).get("parameters", [])
+            }
             for p in op.get("parameters", []):
                 if (p["name"], p["in"]) not in served_params:
                     missing.append(f"{method.upper()} {path}: {p['in']} parameter '{p['name']}'")
@@ -185,6 +189,7 @@ def test_openapi_refs_all_resolve(api: Api) -> None:
 
 
 # -- /docs and /redoc ----------------------------------------------------------------------
+
 
 class _Assets(HTMLParser):
     def __init__(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,8 +22,9 @@ def parse_utc(value: str) -> datetime:
 
 # -- POST /v1/jobs ----------------------------------------------------------------------
 
+
 def test_submit_returns_pending_job_with_defaults(api: Api) -> None:
-    before = datetime.now(timezone.utc) - timedelta(seconds=1)
+    before = datetime.now(UTC) - timedelta(seconds=1)
     job = api.a.post("/v1/jobs", 201, json={"prompt": "Explain proof of authority"})
     assert job["status"] == "pending"
     assert isinstance(job["job_id"], str) and job["job_id"]
@@ -31,7 +32,7 @@ def test_submit_returns_pending_job_with_defaults(api: Api) -> None:
     assert job["model"] == "llama3.2"
     assert job["params"] == {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9}
     created = parse_utc(job["created_at"])
-    assert before <= created <= datetime.now(timezone.utc) + timedelta(seconds=1)
+    assert before <= created <= datetime.now(UTC) + timedelta(seconds=1)
     for absent in ("result", "miner_id", "started_at", "completed_at"):
         assert job.get(absent) is None
     # Fresh id every time; readable straight away.
@@ -83,8 +84,11 @@ def test_bad_job_is_400_naming_the_field(api: Api, body: dict[str, Any], field: 
     assert field in err["detail"], f"detail {err['detail']!r} does not name {field!r}"
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"", b"{\"prompt\": ", b"[\"prompt\"]", b"\"just a string\"", b"null"],
-                         ids=["text", "empty", "truncated", "array", "string", "null"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"", b'{"prompt": ', b'["prompt"]', b'"just a string"', b"null"],
+    ids=["text", "empty", "truncated", "array", "string", "null"],
+)
 def test_body_that_is_not_a_json_object_is_400(api: Api, raw: bytes) -> None:
     api.a.post("/v1/jobs", 400, content=raw, headers={"content-type": "application/json"})
 
@@ -113,12 +117,13 @@ def test_chunked_body_over_request_cap_is_413(api: Api) -> None:
 
     def chunks() -> Any:
         for i in range(0, len(body), 256 * 1024):
-            yield body[i:i + 256 * 1024]
+            yield body[i : i + 256 * 1024]
 
     api.a.post("/v1/jobs", 413, content=chunks(), headers={"content-type": "application/json"})
 
 
 # -- GET /v1/jobs -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def listing(api: Api) -> dict[str, list[str]]:
@@ -177,10 +182,20 @@ def test_clients_see_only_their_own_jobs_admin_sees_all(api: Api, listing: dict[
     assert listing["b"][4] in {j["job_id"] for j in admin_running}
 
 
-@pytest.mark.parametrize("params", [
-    {"limit": 101}, {"limit": 0}, {"limit": -1}, {"offset": -1}, {"status": "bogus"},
-    {"limit": "ten"}, {"offset": "x"}, {"status": "PENDING"},
-], ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 101},
+        {"limit": 0},
+        {"limit": -1},
+        {"offset": -1},
+        {"status": "bogus"},
+        {"limit": "ten"},
+        {"offset": "x"},
+        {"status": "PENDING"},
+    ],
+    ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()),
+)
 def test_list_bad_query_is_400(api: Api, params: dict[str, Any]) -> None:
     err = api.b.get("/v1/jobs", 400, params=params)
     assert next(iter(params)) in err["detail"]
@@ -191,6 +206,7 @@ def test_list_limit_100_is_allowed(api: Api, listing: dict[str, list[str]]) -> N
 
 
 # -- GET /v1/jobs/{job_id} --------------------------------------------------------------
+
 
 def test_get_completed_job_carries_result_miner_and_times(api: Api) -> None:
     done, receipt = api.run_job(result="alpha beta")
@@ -213,6 +229,7 @@ def test_get_other_clients_job_is_404_and_unknown_is_404(api: Api) -> None:
 
 
 # -- POST /v1/jobs/{job_id}/cancel --------------------------------------------------------
+
 
 def test_cancel_pending_job(api: Api) -> None:
     job = api.submit()

@@ -13,8 +13,22 @@ import pytest
 from tests.e2e.conftest import Api
 from tests.support import MINER_1, MINER_2
 
-RECEIPT_FIELDS = {"receipt_id", "job_id", "provider", "client", "units", "unit_type", "price", "model",
-                  "started_at", "completed_at", "signature", "version", "duration_ms", "coordinator_id"}
+RECEIPT_FIELDS = {
+    "receipt_id",
+    "job_id",
+    "provider",
+    "client",
+    "units",
+    "unit_type",
+    "price",
+    "model",
+    "started_at",
+    "completed_at",
+    "signature",
+    "version",
+    "duration_ms",
+    "coordinator_id",
+}
 
 
 def utc_seconds(value: str) -> int:
@@ -27,15 +41,22 @@ def utc_ms(value: str) -> int:
 
 # -- POST /v1/miners/register ----------------------------------------------------------
 
+
 def test_register_returns_201_miner_record(api: Api) -> None:
     miner_id = api.unique("rig")
-    body = {"miner_id": miner_id, "capabilities": ["llama3.2", "mistral-7b"], "gpu_info": {"name": "RTX 4090", "memory": "24GB"}}
+    body = {
+        "miner_id": miner_id,
+        "capabilities": ["llama3.2", "mistral-7b"],
+        "gpu_info": {"name": "RTX 4090", "memory": "24GB"},
+    }
     miner = api.m1.post("/v1/miners/register", 201, json=body)
     assert miner["miner_id"] == miner_id
     assert miner["capabilities"] == ["llama3.2", "mistral-7b"]
     assert miner["gpu_info"] == {"name": "RTX 4090", "memory": "24GB"}
     assert miner.get("owner") in (None, MINER_1["name"])
-    without_gpu = api.m1.post("/v1/miners/register", 201, json={"miner_id": api.unique("rig"), "capabilities": ["llama3.2"]})
+    without_gpu = api.m1.post(
+        "/v1/miners/register", 201, json={"miner_id": api.unique("rig"), "capabilities": ["llama3.2"]}
+    )
     assert without_gpu.get("gpu_info") is None
 
 
@@ -44,8 +65,11 @@ def test_reregister_same_key_updates_capabilities_and_gpu_info(api: Api) -> None
     miner_id = api.register(capabilities=["llama3.2"], gpu_info={"name": "RTX 3060", "memory": "12GB"})
     job = api.submit(model="qwen2.5-7b")
     assert api.m1.get("/v1/jobs/available", params={"miner_id": miner_id}) is None
-    again = api.m1.post("/v1/miners/register", 201, json={
-        "miner_id": miner_id, "capabilities": ["qwen2.5-7b"], "gpu_info": {"name": "H100", "memory": "80GB"}})
+    again = api.m1.post(
+        "/v1/miners/register",
+        201,
+        json={"miner_id": miner_id, "capabilities": ["qwen2.5-7b"], "gpu_info": {"name": "H100", "memory": "80GB"}},
+    )
     assert again["capabilities"] == ["qwen2.5-7b"]
     assert again["gpu_info"] == {"name": "H100", "memory": "80GB"}
     assert api.m1.get("/v1/jobs/available", params={"miner_id": miner_id})["job_id"] == job["job_id"]
@@ -68,12 +92,18 @@ BAD_REGISTRATIONS: list[tuple[str, Any, str]] = [
     ("capabilities a string", {"miner_id": "rig-x", "capabilities": "llama3.2"}, "capabilities"),
     ("capabilities of numbers", {"miner_id": "rig-x", "capabilities": [1, 2]}, "capabilities"),
     ("gpu_info a string", {"miner_id": "rig-x", "capabilities": ["llama3.2"], "gpu_info": "RTX"}, "gpu_info"),
-    ("gpu_info with a number", {"miner_id": "rig-x", "capabilities": ["llama3.2"], "gpu_info": {"memory": 24}}, "gpu_info"),
+    (
+        "gpu_info with a number",
+        {"miner_id": "rig-x", "capabilities": ["llama3.2"], "gpu_info": {"memory": 24}},
+        "gpu_info",
+    ),
     ("unknown field", {"miner_id": "rig-x", "capabilities": ["llama3.2"], "colour": "red"}, "colour"),
 ]
 
 
-@pytest.mark.parametrize(("body", "field"), [(b, f) for _, b, f in BAD_REGISTRATIONS], ids=[i for i, _, _ in BAD_REGISTRATIONS])
+@pytest.mark.parametrize(
+    ("body", "field"), [(b, f) for _, b, f in BAD_REGISTRATIONS], ids=[i for i, _, _ in BAD_REGISTRATIONS]
+)
 def test_bad_registration_is_400(api: Api, body: dict[str, Any], field: str) -> None:
     err = api.m1.post("/v1/miners/register", 400, json=body)
     assert field in err["detail"], err
@@ -81,6 +111,7 @@ def test_bad_registration_is_400(api: Api, body: dict[str, Any], field: str) -> 
 
 
 # -- GET /v1/jobs/available --------------------------------------------------------------
+
 
 def test_available_is_oldest_pending_job_matching_capabilities(api: Api) -> None:
     api.drain_pending()
@@ -143,6 +174,7 @@ def test_available_errors(api: Api) -> None:
 
 # -- POST /v1/jobs/{job_id}/claim -------------------------------------------------------
 
+
 def test_claim_sets_running_miner_and_started_at(api: Api) -> None:
     job = api.submit()
     miner_id = api.register()
@@ -178,16 +210,20 @@ def test_claim_errors(api: Api) -> None:
 
 def test_fifty_concurrent_claims_exactly_one_wins(api: Api) -> None:
     job = api.submit()
-    miners = [(MINER_1["key"] if i % 2 == 0 else MINER_2["key"],
-               api.register(api.m1 if i % 2 == 0 else api.m2)) for i in range(50)]
+    miners = [
+        (MINER_1["key"] if i % 2 == 0 else MINER_2["key"], api.register(api.m1 if i % 2 == 0 else api.m2))
+        for i in range(50)
+    ]
 
     async def race() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=60)
         async with httpx.AsyncClient(base_url=api.node.url, timeout=60, limits=limits) as http:
-            return await asyncio.gather(*(
-                http.post(f"/v1/jobs/{job['job_id']}/claim", json={"miner_id": m}, headers={"X-Api-Key": k})
-                for k, m in miners
-            ))
+            return await asyncio.gather(
+                *(
+                    http.post(f"/v1/jobs/{job['job_id']}/claim", json={"miner_id": m}, headers={"X-Api-Key": k})
+                    for k, m in miners
+                )
+            )
 
     responses = asyncio.run(race())
     statuses = sorted(r.status_code for r in responses)
@@ -203,17 +239,21 @@ def test_fifty_concurrent_claims_exactly_one_wins(api: Api) -> None:
 
 # -- POST /v1/jobs/{job_id}/complete ------------------------------------------------------
 
+
 def expected_price(units: int, per_unit: str) -> float:
     return float((Decimal(units) * Decimal(per_unit)).quantize(Decimal("0.00000001"), rounding=ROUND_HALF_EVEN))
 
 
-@pytest.mark.parametrize(("model", "per_unit", "result", "units"), [
-    ("llama3.2", "0.000002", "The  quick\tbrown\nfox jumps ", 5),
-    ("llama3.2", "0.000002", "word", 1),
-    ("llama3.2", "0.000002", "   ", 0),
-    ("llama3.1-8b", "0.000004", " ".join(["tok"] * 1234), 1234),
-    ("mistral-7b", "0.000003", "a b c d e f g", 7),
-])
+@pytest.mark.parametrize(
+    ("model", "per_unit", "result", "units"),
+    [
+        ("llama3.2", "0.000002", "The  quick\tbrown\nfox jumps ", 5),
+        ("llama3.2", "0.000002", "word", 1),
+        ("llama3.2", "0.000002", "   ", 0),
+        ("llama3.1-8b", "0.000004", " ".join(["tok"] * 1234), 1234),
+        ("mistral-7b", "0.000003", "a b c d e f g", 7),
+    ],
+)
 def test_complete_returns_full_receipt(api: Api, model: str, per_unit: str, result: str, units: int) -> None:
     job = api.submit(model=model)
     miner_id = api.register(capabilities=[model])
@@ -247,13 +287,18 @@ def test_complete_with_iso_completed_at(api: Api) -> None:
     job = api.submit()
     miner_id = api.register()
     claimed = api.claim(job["job_id"], miner_id)
-    receipt = api.m1.post(f"/v1/jobs/{job['job_id']}/complete",
-                          json={"miner_id": miner_id, "result": "done", "completed_at": claimed["started_at"]})
+    receipt = api.m1.post(
+        f"/v1/jobs/{job['job_id']}/complete",
+        json={"miner_id": miner_id, "result": "done", "completed_at": claimed["started_at"]},
+    )
     assert receipt["completed_at"] == utc_seconds(claimed["started_at"])
     bad = api.submit()
     api.claim(bad["job_id"], miner_id)
-    api.m1.post(f"/v1/jobs/{bad['job_id']}/complete", 400,
-                json={"miner_id": miner_id, "result": "done", "completed_at": "yesterday-ish"})
+    api.m1.post(
+        f"/v1/jobs/{bad['job_id']}/complete",
+        400,
+        json={"miner_id": miner_id, "result": "done", "completed_at": "yesterday-ish"},
+    )
     assert api.a.get(f"/v1/jobs/{bad['job_id']}")["status"] == "running"
 
 
@@ -312,6 +357,7 @@ def test_result_over_1_mib_is_413(api: Api) -> None:
 
 
 # -- POST /v1/jobs/{job_id}/fail --------------------------------------------------------
+
 
 def test_fail_requeues_until_max_attempts_then_failed(api: Api) -> None:
     job = api.submit()

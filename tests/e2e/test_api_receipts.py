@@ -21,8 +21,13 @@ def receipts(api: Api) -> dict[str, Any]:
     p1 = api.register(api.m1, capabilities=["llama3.2", "mistral-7b"])
     p2 = api.register(api.m2, capabilities=["llama3.2"])
     made = []
-    for client, miner_id, miner in [(api.a, p1, api.m1), (api.b, p1, api.m1), (api.a, p2, api.m2),
-                                    (api.a, p1, api.m1), (api.b, p2, api.m2)]:
+    for client, miner_id, miner in [
+        (api.a, p1, api.m1),
+        (api.b, p1, api.m1),
+        (api.a, p2, api.m2),
+        (api.a, p1, api.m1),
+        (api.b, p2, api.m2),
+    ]:
         job = api.submit(client)
         api.claim(job["job_id"], miner_id, miner)
         made.append(api.complete(job["job_id"], miner_id, f"result for {job['job_id']}", miner))
@@ -45,8 +50,12 @@ def test_list_newest_first_with_limit(api: Api, receipts: dict[str, Any]) -> Non
 def test_list_filters_by_client_and_provider(api: Api, receipts: dict[str, Any]) -> None:
     made = receipts["all"][::-1]
     p1, p2 = receipts["p1"], receipts["p2"]
-    assert ids(api.a.get("/v1/receipts", params={"client": "client-a"})) == ids([r for r in made if r["client"] == "client-a"])
-    assert ids(api.a.get("/v1/receipts", params={"client": "client-b"})) == ids([r for r in made if r["client"] == "client-b"])
+    assert ids(api.a.get("/v1/receipts", params={"client": "client-a"})) == ids(
+        [r for r in made if r["client"] == "client-a"]
+    )
+    assert ids(api.a.get("/v1/receipts", params={"client": "client-b"})) == ids(
+        [r for r in made if r["client"] == "client-b"]
+    )
     assert ids(api.a.get("/v1/receipts", params={"provider": p1})) == ids([r for r in made if r["provider"] == p1])
     assert ids(api.a.get("/v1/receipts", params={"provider": p2})) == ids([r for r in made if r["provider"] == p2])
     both = api.a.get("/v1/receipts", params={"client": "client-a", "provider": p1})
@@ -98,8 +107,18 @@ def _altered(receipt: dict[str, Any], field: str) -> dict[str, Any]:
     return out
 
 
-RECEIPT_BODY_FIELDS = ["receipt_id", "job_id", "provider", "client", "units", "unit_type", "price", "model",
-                       "started_at", "completed_at"]
+RECEIPT_BODY_FIELDS = [
+    "receipt_id",
+    "job_id",
+    "provider",
+    "client",
+    "units",
+    "unit_type",
+    "price",
+    "model",
+    "started_at",
+    "completed_at",
+]
 
 
 @pytest.mark.parametrize("field", RECEIPT_BODY_FIELDS)
@@ -144,6 +163,7 @@ def test_verify_rejects_a_body_that_is_not_a_receipt_object(api: Api) -> None:
 
 # -- independent verification: only the effective genesis and the documented protocol --------
 
+
 def _b64url_decode(text: str) -> bytes:
     assert "=" not in text, "base64url must come without padding"
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -185,6 +205,7 @@ def test_receipt_verifies_independently_from_effective_genesis(api: Api, receipt
 
 
 # -- the AITBC SDK's receipt paths and its verifier's procedure ------------------------------------
+
 
 def sdk_receipt_history(caller: Any, job_id: str) -> list[dict[str, Any]]:
     """The SDK's iter_receipts: pages of GET /v1/jobs/{id}/receipts?limit=100[&cursor=…]; a list is one page."""

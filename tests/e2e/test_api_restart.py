@@ -33,9 +33,13 @@ def test_restart_keeps_every_job_and_receipt(api: Api) -> None:
             "verify": api.a.post("/v1/receipts/verify", json=receipt),
             "blocks": api.anon.get("/explorer/blocks", params={"limit": 100}),
             "explorer_receipts": api.anon.get("/explorer/receipts"),
-            "stats": {k: v for k, v in stats_at_any_minute(api.anon.get("/explorer/stats")).items() if k != "active_miners"},
-            "jobs": {j["job_id"]: api.admin.get(f"/v1/jobs/{j['job_id']}")
-                     for j in (pending, running, cancelled, failed_once, done, done_b)},
+            "stats": {
+                k: v for k, v in stats_at_any_minute(api.anon.get("/explorer/stats")).items() if k != "active_miners"
+            },
+            "jobs": {
+                j["job_id"]: api.admin.get(f"/v1/jobs/{j['job_id']}")
+                for j in (pending, running, cancelled, failed_once, done, done_b)
+            },
         }
 
     before = snapshot()

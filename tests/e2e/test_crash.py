@@ -54,7 +54,9 @@ async def _load(node: NodeProcess, acked: Acknowledged, kill_after: int, rng: ra
                     if r.status_code != 200:
                         continue
                     acked.claimed.add(job)
-                    r = await http.post(f"/v1/jobs/{job}/complete", json={"miner_id": MINER_ID, "result": "done"}, headers=miner)
+                    r = await http.post(
+                        f"/v1/jobs/{job}/complete", json={"miner_id": MINER_ID, "result": "done"}, headers=miner
+                    )
                     if r.status_code == 200:
                         acked.receipts[job] = r.json()
                 except httpx.TransportError:
@@ -81,7 +83,10 @@ def _lost(node: NodeProcess, acked: Acknowledged) -> list[str]:
                 lost.append(f"claim {job}")
             if job in acked.receipts:
                 receipt = acked.receipts[job]
-                if state["status"] != "completed" or http.get(f"/v1/receipts/{receipt['receipt_id']}").json() != receipt:
+                if (
+                    state["status"] != "completed"
+                    or http.get(f"/v1/receipts/{receipt['receipt_id']}").json() != receipt
+                ):
                     lost.append(f"complete {job}")
     return lost
 
@@ -91,7 +96,10 @@ def test_kill_9_under_load_loses_no_acknowledged_write(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "data", api_keys=[CLIENT_A, MINER_1, ADMIN], extra_args=("--rate-limit", "0"))
     node.start()
     with node.client(MINER_1["key"]) as http:
-        assert http.post("/v1/miners/register", json={"miner_id": MINER_ID, "capabilities": ["llama3.2"]}).status_code == 201
+        assert (
+            http.post("/v1/miners/register", json={"miner_id": MINER_ID, "capabilities": ["llama3.2"]}).status_code
+            == 201
+        )
     acked = Acknowledged()
     kills = 0
     try:

@@ -12,8 +12,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from tests.support import ALL_KEYS, CLIENT_A, NodeProcess
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 TIMEOUT_MS = 20_000
 
@@ -42,8 +48,10 @@ def page(browser: Browser, node: NodeProcess) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     offsite: list[str] = []
     # Anything not served by the node is refused and recorded: the site must not need it.
-    context.route(lambda url: not url.startswith(node.url) and not url.startswith(f"ws://127.0.0.1:{node.port}"),
-                  lambda route: (offsite.append(route.request.url), route.abort()))
+    context.route(
+        lambda url: not url.startswith(node.url) and not url.startswith(f"ws://127.0.0.1:{node.port}"),
+        lambda route: (offsite.append(route.request.url), route.abort()),
+    )
     p = context.new_page()
     p.set_default_timeout(TIMEOUT_MS)
     try:

@@ -53,6 +53,7 @@ def links(html: str) -> _Links:
 
 # -- spec shapes ------------------------------------------------------------------------------
 
+
 def test_every_detail_path_answers_spec_valid_json(api: Api) -> None:
     miner_id = api.register(gpu_info={"name": "RTX 4090", "memory": "24GB"})
     done, receipt = api.run_job(miner_id=miner_id, result="four words of output")
@@ -60,7 +61,9 @@ def test_every_detail_path_answers_spec_valid_json(api: Api) -> None:
     tip = stats["block_height"]
     block = api.anon.get(f"/explorer/blocks/{tip}")
     assert block["height"] == tip and block["next_height"] is None and block["previous_height"] == tip - 1
-    assert api.anon.get(f"/explorer/blocks/{block['hash']}") == api.anon.get(f"/explorer/blocks/{block['hash'].upper()}")
+    assert api.anon.get(f"/explorer/blocks/{block['hash']}") == api.anon.get(
+        f"/explorer/blocks/{block['hash'].upper()}"
+    )
     assert api.anon.get(f"/explorer/blocks/{block['hash']}")["height"] == tip
     assert block["seal_valid"] is True and len(block["transaction_list"]) == block["transactions"]
     tx = api.anon.get(f"/explorer/transactions/{block['transaction_list'][0]['hash']}")
@@ -104,6 +107,7 @@ def test_stats_count_jobs_by_status_units_price_and_the_last_hour(api: Api) -> N
 
 
 # -- paging ------------------------------------------------------------------------------------
+
 
 def test_blocks_page_backwards_with_before(api: Api) -> None:
     for i in range(6):
@@ -149,7 +153,7 @@ def test_receipts_page_backwards_through_every_receipt_once_in_json_and_on_the_w
         assert resp.status_code == 200, resp.text
         seen.extend(r["receipt_id"] for r in resp.json())
         link = resp.headers.get("link")
-        url = None if link is None else link[link.index("<") + 1:link.index(">")]
+        url = None if link is None else link[link.index("<") + 1 : link.index(">")]
         assert len(seen) <= total, "the pages repeat themselves"
     assert len(seen) == len(set(seen)) == total
     assert seen[:5] == made[::-1]  # newest first
@@ -161,8 +165,11 @@ def test_receipts_page_backwards_through_every_receipt_once_in_json_and_on_the_w
     path: str | None = "/receipts?limit=2"
     while path is not None:
         html = page(api, path).text
-        shown.extend(href.removeprefix("/receipts/") for href in links(html).links
-                     if href.startswith("/receipts/") and "?" not in href)
+        shown.extend(
+            href.removeprefix("/receipts/")
+            for href in links(html).links
+            if href.startswith("/receipts/") and "?" not in href
+        )
         older = [href for href in links(html).links if href.startswith("/receipts?before=")]
         path = older[0] if older else None
         assert len(shown) <= 2 * total
@@ -170,6 +177,7 @@ def test_receipts_page_backwards_through_every_receipt_once_in_json_and_on_the_w
 
 
 # -- bad arguments -----------------------------------------------------------------------------
+
 
 def test_bad_path_arguments_get_400_or_404_with_the_error_body(api: Api) -> None:
     unknown = "ab" * 32
@@ -195,9 +203,15 @@ def test_bad_path_arguments_get_400_or_404_with_the_error_body(api: Api) -> None
 
 
 def test_bad_page_arguments_get_an_html_error_page_with_the_status(api: Api) -> None:
-    for path, status in [("/blocks/not-a-block", 400), ("/blocks/99999999", 404), ("/jobs/job_nope", 404),
-                         ("/receipts/rcpt_nope", 404), ("/miners/nobody", 404), ("/transactions/" + "cd" * 32, 404),
-                         ("/search?q=nothing-like-this", 404)]:
+    for path, status in [
+        ("/blocks/not-a-block", 400),
+        ("/blocks/99999999", 404),
+        ("/jobs/job_nope", 404),
+        ("/receipts/rcpt_nope", 404),
+        ("/miners/nobody", 404),
+        ("/transactions/" + "cd" * 32, 404),
+        ("/search?q=nothing-like-this", 404),
+    ]:
         resp = page(api, path, status)
         assert ("Not found" if status == 404 else "does not look right") in resp.text
 
@@ -214,8 +228,13 @@ def test_a_browser_asking_for_a_path_nothing_serves_gets_the_not_found_page(api:
 
 
 def test_unknown_paths_of_the_api_and_for_non_browsers_keep_the_error_body(api: Api) -> None:
-    for path, headers in [("/no-such-page", {}), ("/no-such-page", {"Accept": "application/json"}),
-                          ("/v1/no-such-thing", BROWSER), ("/explorer/no-such-thing", BROWSER), ("/static/nothing.css", BROWSER)]:
+    for path, headers in [
+        ("/no-such-page", {}),
+        ("/no-such-page", {"Accept": "application/json"}),
+        ("/v1/no-such-thing", BROWSER),
+        ("/explorer/no-such-thing", BROWSER),
+        ("/static/nothing.css", BROWSER),
+    ]:
         resp = api.anon.http.get(path, headers=headers)
         assert resp.status_code == 404, (path, headers)
         assert resp.headers["content-type"] == "application/json", (path, headers)
@@ -223,6 +242,7 @@ def test_unknown_paths_of_the_api_and_for_non_browsers_keep_the_error_body(api: 
 
 
 # -- search ------------------------------------------------------------------------------------
+
 
 def test_search_goes_straight_to_the_one_thing_it_finds(api: Api) -> None:
     miner_id = api.register()
@@ -262,6 +282,7 @@ def test_search_for_nothing_is_a_404_page(api: Api) -> None:
 
 
 # -- pages -------------------------------------------------------------------------------------
+
 
 def test_every_page_links_its_json_twin_and_they_agree(api: Api) -> None:
     miner_id = api.register()
@@ -315,6 +336,7 @@ def test_a_miner_id_with_markup_is_shown_as_text(api: Api) -> None:
 
 # -- nothing private ---------------------------------------------------------------------------
 
+
 def test_a_secret_prompt_result_error_or_key_appears_in_no_explorer_json_or_page(api: Api) -> None:
     secret = "SECRET-" + secrets.token_hex(8)
     miner_id = api.register()
@@ -325,11 +347,26 @@ def test_a_secret_prompt_result_error_or_key_appears_in_no_explorer_json_or_page
     forbidden = [secret] + [k["key"] for k in ALL_KEYS] + [api_key_hash(k["key"]) for k in ALL_KEYS]
 
     tip = api.anon.get("/explorer/stats")["block_height"]
-    json_paths = ["/explorer", "/explorer/stats", "/explorer/receipts?limit=100", "/explorer/blocks?limit=100",
-                  f"/explorer/jobs/{failed['job_id']}", f"/explorer/jobs/{done['job_id']}",
-                  f"/explorer/receipts/{receipt['receipt_id']}", f"/explorer/miners/{miner_id}"]
-    html_paths = ["/", "/blocks", "/receipts", f"/jobs/{failed['job_id']}", f"/jobs/{done['job_id']}",
-                  f"/receipts/{receipt['receipt_id']}", f"/miners/{miner_id}", "/live/home"]
+    json_paths = [
+        "/explorer",
+        "/explorer/stats",
+        "/explorer/receipts?limit=100",
+        "/explorer/blocks?limit=100",
+        f"/explorer/jobs/{failed['job_id']}",
+        f"/explorer/jobs/{done['job_id']}",
+        f"/explorer/receipts/{receipt['receipt_id']}",
+        f"/explorer/miners/{miner_id}",
+    ]
+    html_paths = [
+        "/",
+        "/blocks",
+        "/receipts",
+        f"/jobs/{failed['job_id']}",
+        f"/jobs/{done['job_id']}",
+        f"/receipts/{receipt['receipt_id']}",
+        f"/miners/{miner_id}",
+        "/live/home",
+    ]
     cursor = None
     while True:  # every transaction of the chain, from its list and its own page
         params = {"limit": 100, **({"cursor": cursor} if cursor else {})}
@@ -356,8 +393,12 @@ def test_a_secret_prompt_result_error_or_key_appears_in_no_explorer_json_or_page
         leaks = [f for f in forbidden if f in text]
         assert not leaks, f"{path} shows {leaks}"
     # What is withheld is said to be withheld.
-    submit_tx = next(t for t in api.anon.get("/explorer/transactions", params={"limit": 100}) if t["type"] == "job.submit")
-    assert {"field": "prompt", "what": "the job's prompt"} in api.anon.get(f"/explorer/transactions/{submit_tx['hash']}")["withheld"]
+    submit_tx = next(
+        t for t in api.anon.get("/explorer/transactions", params={"limit": 100}) if t["type"] == "job.submit"
+    )
+    assert {"field": "prompt", "what": "the job's prompt"} in api.anon.get(
+        f"/explorer/transactions/{submit_tx['hash']}"
+    )["withheld"]
 
 
 def test_explorer_json_ignores_an_api_key(api: Api) -> None:

@@ -22,8 +22,12 @@ QUEUE_BOUND = 2
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     base = tmp_path_factory.mktemp("ws")
     # No request rate limit: a test floods blocks (one submission each) until a slow reader is dropped.
-    proc = NodeProcess(base / "data", api_keys=ALL_KEYS, env={"AITBC_EXPLORER_WS_QUEUE": str(QUEUE_BOUND)},
-                       extra_args=("--rate-limit", "0")).start()
+    proc = NodeProcess(
+        base / "data",
+        api_keys=ALL_KEYS,
+        env={"AITBC_EXPLORER_WS_QUEUE": str(QUEUE_BOUND)},
+        extra_args=("--rate-limit", "0"),
+    ).start()
     try:
         yield proc
     finally:

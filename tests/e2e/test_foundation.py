@@ -46,6 +46,7 @@ def assert_one_line_failure(proc: subprocess.CompletedProcess[str]) -> str:
 
 # -- start, health, restart ------------------------------------------------------------
 
+
 def test_health_reports_status_version_chain_height_and_role(tmp_path: Path) -> None:
     with NodeProcess(tmp_path / "data", api_keys=ALL_KEYS) as node:
         body = health(node)
@@ -158,6 +159,7 @@ def test_health_needs_no_api_key_and_client_key_is_accepted(tmp_path: Path) -> N
 
 
 # -- verify ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def chain_of_five_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -17,9 +17,22 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node = NodeProcess(
         tmp_path_factory.mktemp("limits") / "data",
         api_keys=[CLIENT_A, CLIENT_B, ADMIN],
-        extra_args=("--rate-limit", "2", "--rate-burst", "5", "--request-timeout", "1",
-                    "--cors-origin", "https://app.example", "--max-body-bytes", "4096", "--max-page-size", "5",
-                    "--keep-alive-timeout", "1"),
+        extra_args=(
+            "--rate-limit",
+            "2",
+            "--rate-burst",
+            "5",
+            "--request-timeout",
+            "1",
+            "--cors-origin",
+            "https://app.example",
+            "--max-body-bytes",
+            "4096",
+            "--max-page-size",
+            "5",
+            "--keep-alive-timeout",
+            "1",
+        ),
     )
     with node:
         yield node
@@ -107,7 +120,9 @@ def test_cors_headers_reach_answers_of_every_route(limited: NodeProcess) -> None
             r = http.get(path, headers={"Origin": "https://app.example"})
             assert r.headers.get("Access-Control-Allow-Origin") == "https://app.example", path
             assert "x-request-id" in r.headers
-            assert "Access-Control-Allow-Origin" not in http.get(path, headers={"Origin": "https://evil.example"}).headers
+            assert (
+                "Access-Control-Allow-Origin" not in http.get(path, headers={"Origin": "https://evil.example"}).headers
+            )
 
 
 def test_cors_is_closed_by_default(tmp_path: Path) -> None:

@@ -65,8 +65,12 @@ def test_metrics_scrape_shows_counters_moving_after_jobs_run(tmp_path: Path) -> 
     assert moved("aitbc_block_fill_ratio_count") >= 3
     assert moved("aitbc_http_requests_total", method="POST", route="/v1/jobs/{job_id}/claim", status="200") == 1
     assert moved("aitbc_http_requests_total", method="POST", route="/v1/jobs", status="201") == 1
-    assert moved("aitbc_http_request_duration_seconds_count", method="POST", route="/v1/jobs/{job_id}/complete",
-                 status="200") == 1
+    assert (
+        moved(
+            "aitbc_http_request_duration_seconds_count", method="POST", route="/v1/jobs/{job_id}/complete", status="200"
+        )
+        == 1
+    )
     assert sample(after, "aitbc_chain_height") == height
     assert sample(after, "aitbc_jobs", status="completed") == 1
     assert sample(after, "aitbc_active_miners") == 1
@@ -106,8 +110,15 @@ def test_metrics_can_be_served_on_their_own_address(tmp_path: Path) -> None:
 
 def test_json_logs_parse_line_by_line_and_carry_request_ids(tmp_path: Path) -> None:
     log_file = tmp_path / "node.log"
-    with NodeProcess(tmp_path / "data", api_keys=ALL_KEYS, stderr_file=log_file,
-                     extra_args=("--log-level", "info", "--log-format", "json")) as node, node.client() as c:
+    with (
+        NodeProcess(
+            tmp_path / "data",
+            api_keys=ALL_KEYS,
+            stderr_file=log_file,
+            extra_args=("--log-level", "info", "--log-format", "json"),
+        ) as node,
+        node.client() as c,
+    ):
         mine = c.get("/health", headers={"X-Request-Id": "trace-abc.123"})
         assert mine.headers["x-request-id"] == "trace-abc.123"
         fresh = c.get("/v1/jobs", headers={"X-Api-Key": CLIENT_A["key"]})
@@ -129,8 +140,10 @@ def test_json_logs_parse_line_by_line_and_carry_request_ids(tmp_path: Path) -> N
 
 def test_text_logs_carry_request_ids(tmp_path: Path) -> None:
     log_file = tmp_path / "node.log"
-    with NodeProcess(tmp_path / "data", stderr_file=log_file, extra_args=("--log-level", "info")) as node, \
-            node.client() as c:
+    with (
+        NodeProcess(tmp_path / "data", stderr_file=log_file, extra_args=("--log-level", "info")) as node,
+        node.client() as c,
+    ):
         rid = c.get("/health").headers["x-request-id"]
     line = next(x for x in log_file.read_text(encoding="utf-8").splitlines() if "GET /health" in x)
     assert f"request_id={rid}" in line
@@ -148,16 +161,25 @@ def test_logs_never_contain_prompts_results_or_keys(tmp_path: Path) -> None:
     new_keys: list[str] = []
     for fmt in ("text", "json"):
         log_file = tmp_path / f"{fmt}.log"
-        with NodeProcess(data, api_keys=ALL_KEYS, stderr_file=log_file,
-                         extra_args=("--log-level", "debug", "--log-format", fmt)) as node:
+        with NodeProcess(
+            data, api_keys=ALL_KEYS, stderr_file=log_file, extra_args=("--log-level", "debug", "--log-format", fmt)
+        ) as node:
             run_job(node.url, f"{secret_prompt} {fmt}", f"{secret_result} {fmt}", miner_id=f"gpu-{fmt}")
             with node.client() as c:
                 assert c.get("/v1/jobs", headers={"X-Api-Key": secret_key}).status_code == 401
-                assert c.get(f"/v1/jobs?status=x&k={secret_key}", headers={"X-Api-Key": CLIENT_A["key"]}).status_code == 400
-                bad = c.post("/v1/jobs", headers={"X-Api-Key": CLIENT_A["key"]}, content=f'{{"prompt": "{secret_prompt}", ')
+                assert (
+                    c.get(f"/v1/jobs?status=x&k={secret_key}", headers={"X-Api-Key": CLIENT_A["key"]}).status_code
+                    == 400
+                )
+                bad = c.post(
+                    "/v1/jobs", headers={"X-Api-Key": CLIENT_A["key"]}, content=f'{{"prompt": "{secret_prompt}", '
+                )
                 assert bad.status_code == 400
-                created = c.post("/v1/admin/accounts", headers={"X-Api-Key": ADMIN["key"]},
-                                 json={"name": f"new-{fmt}", "role": "client"})
+                created = c.post(
+                    "/v1/admin/accounts",
+                    headers={"X-Api-Key": ADMIN["key"]},
+                    json={"name": f"new-{fmt}", "role": "client"},
+                )
                 assert created.status_code == 201
                 new_keys.append(created.json()["key"])
         logs[fmt] = node.output + [log_file.read_text(encoding="utf-8")]
@@ -275,6 +297,8 @@ def test_backup_of_a_stopped_node_and_refusals(tmp_path: Path) -> None:
     # The admin endpoint needs an admin key.
     with NodeProcess(data, api_keys=ALL_KEYS) as node, node.client(CLIENT_A["key"]) as c:
         assert c.get("/v1/admin/backup").status_code == 403
-        denied = run_cli("backup", "--data-dir", str(data), "--to", str(tmp_path / "x.gz"), "--admin-key", CLIENT_A["key"])
+        denied = run_cli(
+            "backup", "--data-dir", str(data), "--to", str(tmp_path / "x.gz"), "--admin-key", CLIENT_A["key"]
+        )
     assert denied.returncode == 1 and "403" in denied.stderr
     assert not (tmp_path / "x.gz").exists()

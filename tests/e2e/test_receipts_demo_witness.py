@@ -20,7 +20,10 @@ from tests.support import NodeProcess, genesis_doc, run_cli
 
 
 def test_the_demo_shows_blocks_and_receipts_moving_within_seconds(tmp_path: Path) -> None:
-    with NodeProcess(tmp_path / "data", extra_args=("--demo",)) as node, httpx.Client(base_url=node.url, timeout=10) as http:
+    with (
+        NodeProcess(tmp_path / "data", extra_args=("--demo",)) as node,
+        httpx.Client(base_url=node.url, timeout=10) as http,
+    ):
         start = http.get("/health").json()["height"]
         deadline = time.monotonic() + 20
         receipts: list[Any] = []
@@ -46,8 +49,13 @@ class FakeLog:
     def checkpoint(self) -> dict[str, Any]:
         entries = self.forged or self.entries
         root = merkle_root(entries)
-        return {"chain_id": "fake", "size": len(entries), "root_hash": root.hex(), "signer": self.key.public_hex,
-                "note": sign_checkpoint("fake", len(entries), root, self.key)}
+        return {
+            "chain_id": "fake",
+            "size": len(entries),
+            "root_hash": root.hex(),
+            "signer": self.key.public_hex,
+            "note": sign_checkpoint("fake", len(entries), root, self.key),
+        }
 
     def consistency(self, old: int, new: int) -> dict[str, Any]:
         entries = self.forged or self.entries
@@ -91,7 +99,9 @@ def witness(url: str, state: Path, genesis: Path | None = None) -> Any:
     return run_cli("witness", url, "--api-key", "k" * 20, "--state", str(state), "--once", *extra)
 
 
-def test_a_witness_accepts_a_growing_log_and_alarms_on_a_rewritten_history(fake: tuple[FakeLog, str], tmp_path: Path) -> None:
+def test_a_witness_accepts_a_growing_log_and_alarms_on_a_rewritten_history(
+    fake: tuple[FakeLog, str], tmp_path: Path
+) -> None:
     log, url = fake
     state = tmp_path / "w.json"
     genesis = tmp_path / "genesis.json"
@@ -110,7 +120,9 @@ def test_a_witness_accepts_a_growing_log_and_alarms_on_a_rewritten_history(fake:
     assert json.loads(state.read_text())["size"] == 5  # the last good checkpoint is kept
 
 
-def test_a_witness_alarms_on_a_shrinking_chain_or_two_roots_for_one_size(fake: tuple[FakeLog, str], tmp_path: Path) -> None:
+def test_a_witness_alarms_on_a_shrinking_chain_or_two_roots_for_one_size(
+    fake: tuple[FakeLog, str], tmp_path: Path
+) -> None:
     log, url = fake
     state = tmp_path / "w.json"
     assert witness(url, state).returncode == 0

@@ -22,8 +22,8 @@ from nacl.signing import SigningKey, VerifyKey
 from tests.e2e.conftest import Api
 from tests.support import run_cli
 
-
 # -- an independent verifier, from the README's description --------------------------------
+
 
 def _b64url(text: str) -> bytes:
     raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -42,12 +42,21 @@ def _hex32(value: Any) -> bytes:
 
 def independent_verify(data: bytes, genesis: dict[str, Any]) -> None:
     """Raise on anything that does not hold."""
+
     def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         assert len({k for k, _ in pairs}) == len(pairs)
         return dict(pairs)
 
     bundle = json.loads(data.decode("utf-8"), object_pairs_hook=no_dupes)
-    assert set(bundle) == {"format", "chain_id", "transaction", "tx_index", "inclusion_path", "header", "header_signature"}
+    assert set(bundle) == {
+        "format",
+        "chain_id",
+        "transaction",
+        "tx_index",
+        "inclusion_path",
+        "header",
+        "header_signature",
+    }
     assert bundle["format"] == "aitbc-receipt-proof/1"
     assert bundle["chain_id"] == genesis["chain_id"]
     authorities = genesis["authorities"]
@@ -70,8 +79,12 @@ def independent_verify(data: bytes, genesis: dict[str, Any]) -> None:
         assert tx["payload"]["result"] == {"blake3": receipt["result_hash"]}
         ms = receipt["miner_signature"]
         assert ms["alg"] == "Ed25519"
-        message = json.dumps({"job_id": receipt["job_id"], "result_hash": receipt["result_hash"]},
-                             sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        message = json.dumps(
+            {"job_id": receipt["job_id"], "result_hash": receipt["result_hash"]},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode("utf-8")
         _ed25519(_b64url(ms["key_id"]), message, _b64url(ms["sig"]))
     # the inclusion path (RFC 9162 with BLAKE3)
     header = bundle["header"]
@@ -106,6 +119,7 @@ def independent_verify(data: bytes, genesis: dict[str, Any]) -> None:
 
 # -- fixtures ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def genesis(api: Api) -> dict[str, Any]:
     return json.loads((api.data_dir / "genesis.json").read_text())  # type: ignore[no-any-return]
@@ -131,7 +145,9 @@ def cosign(key: SigningKey, job_id: str, result: str) -> str:
     return b64url(key.sign(message).signature)
 
 
-def cosigned_receipt(api: Api, miner_id: str, key: SigningKey, result: str = "café au lait, s'il vous plaît") -> dict[str, Any]:
+def cosigned_receipt(
+    api: Api, miner_id: str, key: SigningKey, result: str = "café au lait, s'il vous plaît"
+) -> dict[str, Any]:
     job = api.submit()
     api.claim(job["job_id"], miner_id)
     body = {"miner_id": miner_id, "result": result, "miner_signature": cosign(key, job["job_id"], result)}
@@ -148,7 +164,9 @@ def proof_bytes(api: Api, receipt_id: str, key: str | None = None) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def bundle_file(api: Api, cosigning_miner: str, miner_key: SigningKey, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def bundle_file(
+    api: Api, cosigning_miner: str, miner_key: SigningKey, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     receipt = cosigned_receipt(api, cosigning_miner, miner_key)
     path = tmp_path_factory.mktemp("bundle") / "receipt.proof.json"
     path.write_bytes(proof_bytes(api, receipt["receipt_id"]))
@@ -157,19 +175,31 @@ def bundle_file(api: Api, cosigning_miner: str, miner_key: SigningKey, tmp_path_
 
 # -- tests --------------------------------------------------------------------------------------
 
+
 def test_an_independent_verifier_accepts_a_real_cosigned_bundle(bundle_file: Path, genesis: dict[str, Any]) -> None:
     independent_verify(bundle_file.read_bytes(), genesis)
 
 
-def test_an_independent_verifier_rejects_the_bundle_with_any_single_byte_altered(bundle_file: Path, genesis: dict[str, Any]) -> None:
+def test_an_independent_verifier_rejects_the_bundle_with_any_single_byte_altered(
+    bundle_file: Path, genesis: dict[str, Any]
+) -> None:
     data = bundle_file.read_bytes()
     accepted = []
     for i in range(len(data)):
         for new in {data[i] ^ 0x01, data[i] ^ 0x20}:
-            altered = data[:i] + bytes([new]) + data[i + 1:]
+            altered = data[:i] + bytes([new]) + data[i + 1 :]
             try:
                 independent_verify(altered, genesis)
-            except (AssertionError, ValueError, KeyError, TypeError, AttributeError, BadSignatureError, UnicodeError, IndexError):
+            except (
+                AssertionError,
+                ValueError,
+                KeyError,
+                TypeError,
+                AttributeError,
+                BadSignatureError,
+                UnicodeError,
+                IndexError,
+            ):
                 continue
             accepted.append((i, chr(data[i]), chr(new)))
     assert accepted == []
@@ -216,29 +246,48 @@ def test_the_bundle_is_public_and_reveals_no_result(api: Api, cosigning_miner: s
     assert api.a.get("/v1/receipts/rcpt_nope/proof", 404)["error_code"] == "receipt_not_found"
 
 
-def test_a_cosigned_receipt_carries_the_miners_signature_and_verifies_through_the_api(api: Api, cosigning_miner: str, miner_key: SigningKey) -> None:
+def test_a_cosigned_receipt_carries_the_miners_signature_and_verifies_through_the_api(
+    api: Api, cosigning_miner: str, miner_key: SigningKey
+) -> None:
     receipt = cosigned_receipt(api, cosigning_miner, miner_key, result="hello world")
     assert receipt["result_hash"] == blake3.blake3(b"hello world").hexdigest()
     assert receipt["miner_signature"]["key_id"] == b64url(bytes(miner_key.verify_key))
     verdict = api.a.post("/v1/receipts/verify", 200, json=receipt)
     assert verdict["valid"] and verdict["miner_signature_valid"] and verdict["on_chain"]
-    forged = {**receipt, "miner_signature": {**receipt["miner_signature"], "sig": cosign(miner_key, "job_other", "hello world")}}
+    forged = {
+        **receipt,
+        "miner_signature": {**receipt["miner_signature"], "sig": cosign(miner_key, "job_other", "hello world")},
+    }
     verdict = api.a.post("/v1/receipts/verify", 200, json=forged)
     assert not verdict["valid"] and verdict["miner_signature_valid"] is False
 
 
-def test_complete_without_or_with_a_wrong_miner_signature_is_400(api: Api, cosigning_miner: str, miner_key: SigningKey) -> None:
+def test_complete_without_or_with_a_wrong_miner_signature_is_400(
+    api: Api, cosigning_miner: str, miner_key: SigningKey
+) -> None:
     job = api.submit()
     api.claim(job["job_id"], cosigning_miner)
     path = f"/v1/jobs/{job['job_id']}/complete"
     missing = api.m1.post(path, 400, json={"miner_id": cosigning_miner, "result": "x y"})
     assert missing["error_code"] == "miner_signature_required"
-    wrong = api.m1.post(path, 400, json={"miner_id": cosigning_miner, "result": "x y", "miner_signature": cosign(miner_key, job["job_id"], "other")})
+    wrong = api.m1.post(
+        path,
+        400,
+        json={
+            "miner_id": cosigning_miner,
+            "result": "x y",
+            "miner_signature": cosign(miner_key, job["job_id"], "other"),
+        },
+    )
     assert wrong["error_code"] == "miner_signature_invalid"
     garbage = api.m1.post(path, 400, json={"miner_id": cosigning_miner, "result": "x y", "miner_signature": "%%%"})
     assert garbage["error_code"] == "miner_signature_invalid"
     assert api.a.get(f"/v1/jobs/{job['job_id']}")["status"] == "running"
-    api.m1.post(path, 200, json={"miner_id": cosigning_miner, "result": "x y", "miner_signature": cosign(miner_key, job["job_id"], "x y")})
+    api.m1.post(
+        path,
+        200,
+        json={"miner_id": cosigning_miner, "result": "x y", "miner_signature": cosign(miner_key, job["job_id"], "x y")},
+    )
 
 
 def test_a_miner_without_a_key_may_not_send_a_signature_and_a_bad_key_is_400(api: Api, miner_key: SigningKey) -> None:
@@ -247,7 +296,9 @@ def test_a_miner_without_a_key_may_not_send_a_signature_and_a_bad_key_is_400(api
     api.claim(job["job_id"], plain)
     body = {"miner_id": plain, "result": "x", "miner_signature": cosign(miner_key, job["job_id"], "x")}
     assert api.m1.post(f"/v1/jobs/{job['job_id']}/complete", 400, json=body)["error_code"] == "validation_error"
-    bad = api.m1.post("/v1/miners/register", 400, json={"miner_id": "k", "capabilities": ["llama3.2"], "miner_pubkey": "AB" * 32})
+    bad = api.m1.post(
+        "/v1/miners/register", 400, json={"miner_id": "k", "capabilities": ["llama3.2"], "miner_pubkey": "AB" * 32}
+    )
     assert "miner_pubkey" in bad["detail"]
 
 
@@ -276,14 +327,29 @@ def test_consistency_proofs_link_checkpoints_and_bad_ranges_are_400(api: Api) ->
     proof = api.a.get("/v1/chain/consistency", params={"from": before["size"], "to": after["size"]})
     assert proof["from_root"] == before["root_hash"] and proof["to_root"] == after["root_hash"]
     assert proof["proof"]
-    for params in ({"from": 0, "to": 1}, {"from": 3, "to": 2}, {"from": 1, "to": after["size"] + 1000}, {"to": 2}, {"from": "x", "to": 2}):
+    for params in (
+        {"from": 0, "to": 1},
+        {"from": 3, "to": 2},
+        {"from": 1, "to": after["size"] + 1000},
+        {"to": 2},
+        {"from": "x", "to": 2},
+    ):
         assert api.a.get("/v1/chain/consistency", 400, params=params)["error_code"] == "validation_error"
 
 
 def test_a_witness_stays_silent_while_the_node_runs_normally(api: Api, tmp_path: Path) -> None:
     state = tmp_path / "witness.json"
-    args = ("witness", api.node.url, "--api-key", api.a.key or "", "--state", str(state), "--once",
-            "--genesis", str(api.data_dir / "genesis.json"))
+    args = (
+        "witness",
+        api.node.url,
+        "--api-key",
+        api.a.key or "",
+        "--state",
+        str(state),
+        "--once",
+        "--genesis",
+        str(api.data_dir / "genesis.json"),
+    )
     for _ in range(3):
         done = run_cli(*args)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

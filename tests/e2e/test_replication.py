@@ -158,8 +158,9 @@ def test_chain_websocket_refuses_a_client_key_and_streams_blocks_to_a_peer(
     assert asyncio.run(scenario()) == [0, 1, 2]
 
 
-def test_effective_genesis_is_served_and_starts_a_follower(cluster: tuple[NodeProcess, NodeProcess, NodeProcess],
-                                                             tmp_path: Path) -> None:
+def test_effective_genesis_is_served_and_starts_a_follower(
+    cluster: tuple[NodeProcess, NodeProcess, NodeProcess], tmp_path: Path
+) -> None:
     import json
 
     auth, _, _ = cluster

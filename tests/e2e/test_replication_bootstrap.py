@@ -15,8 +15,17 @@ def test_a_follower_restored_from_a_live_backup_resumes_from_it_and_converges(tm
             for i in range(30):
                 assert client.post("/v1/jobs", json={"prompt": f"before {i}"}).status_code == 201
         backup = tmp_path / "chain.backup"
-        taken = run_cli("backup", "--data-dir", str(auth.data_dir), "--to", str(backup),
-                        "--node", auth.url, "--admin-key", ADMIN["key"])
+        taken = run_cli(
+            "backup",
+            "--data-dir",
+            str(auth.data_dir),
+            "--to",
+            str(backup),
+            "--node",
+            auth.url,
+            "--admin-key",
+            ADMIN["key"],
+        )
         assert taken.returncode == 0, taken.stderr
         with auth.client(CLIENT_A["key"]) as client:
             for i in range(20):

@@ -26,8 +26,17 @@ def grow_chain(data_dir: Path) -> int:
         for _ in range(BLOCKS):
             t = store.tip().timestamp + 1
             txs = [
-                Transaction("job.submit", {"job_id": "job_" + secrets.token_hex(8), "client": CLIENT_A["name"],
-                                           "prompt": "p", "model": "llama3.2", "params": {}}, t)
+                Transaction(
+                    "job.submit",
+                    {
+                        "job_id": "job_" + secrets.token_hex(8),
+                        "client": CLIENT_A["name"],
+                        "prompt": "p",
+                        "model": "llama3.2",
+                        "params": {},
+                    },
+                    t,
+                )
                 for _ in range(TXS_PER_BLOCK)
             ]
             outcomes, block = seal_now(store, key, txs, clock=lambda: t)
@@ -59,8 +68,10 @@ def test_follower_killed_during_catch_up_resumes_converges_and_verifies(tmp_path
             wait_until(lambda: converged([auth, node]), "the restarted follower to converge")
             assert health(node)["status"] == "ok"
             # Without a terminal, catch-up reports its progress as log lines, the last one at the tip.
-            wait_until(lambda: any("catch-up" in line and f"{tip}/{tip} blocks" in line for line in node.output),
-                       "a catch-up progress line")
+            wait_until(
+                lambda: any("catch-up" in line and f"{tip}/{tip} blocks" in line for line in node.output),
+                "a catch-up progress line",
+            )
     result = run_cli("verify", "--data-dir", str(node.data_dir))
     assert result.returncode == 0, result.stderr
     assert f"ok: {tip + 1} blocks" in result.stdout

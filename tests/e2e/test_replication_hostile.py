@@ -107,7 +107,9 @@ def forged_receipt() -> list[tuple[int, bytes]]:
 
     claim, complete = BLOCK2.transactions
     receipt = {k: v for k, v in complete.payload["receipt"].items() if k != "signature"}
-    forged = Transaction(complete.type, {**complete.payload, "receipt": sign_receipt(receipt, OUTSIDER)}, complete.timestamp)
+    forged = Transaction(
+        complete.type, {**complete.payload, "receipt": sign_receipt(receipt, OUTSIDER)}, complete.timestamp
+    )
     txs = (claim, forged)
     block = resealed(Block(BLOCK2.header, "", txs), tx_root=tx_root(txs))
     return [(1, BLOCK1.encode()), (2, Block(block.header, block.signature, txs).encode())]
@@ -139,7 +141,9 @@ def test_follower_rejects_a_bad_block_stores_nothing_and_reports_the_check(
     with FakeUpstream(CHAIN.genesis.hash, serve()) as fake:
         node = follower(tmp_path, "follower", fake.url, genesis_file, peer_key="any-peer-key-0000000000")
         with node:
-            h = wait_until(lambda: (lambda x: x if x["status"] == "degraded" else None)(health(node)), "degraded health")
+            h = wait_until(
+                lambda: (lambda x: x if x["status"] == "degraded" else None)(health(node)), "degraded health"
+            )
             assert h["check"] == check, h
             assert h["reason"].startswith(f"rejected block {rejected} from the upstream"), h
             assert h["height"] == stays_at and h["role"] == "follower"
@@ -150,7 +154,9 @@ def test_follower_rejects_a_bad_block_stores_nothing_and_reports_the_check(
             with node.client() as http:
                 metrics = http.get("/metrics").text
                 sync = http.get("/status").json()["sync"]
-            rejected_line = next(l for l in metrics.splitlines() if l.startswith(f'aitbc_sync_rejected_blocks_total{{reason="{check}"}}'))
+            rejected_line = next(
+                l for l in metrics.splitlines() if l.startswith(f'aitbc_sync_rejected_blocks_total{{reason="{check}"}}')
+            )
             assert float(rejected_line.split()[-1]) >= 2  # the first rejection and the retry
             assert sync["upstream"] and sync["lag_blocks"] >= 1
         log = "".join(node.output)

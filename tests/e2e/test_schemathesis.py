@@ -41,16 +41,31 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProce
 
 
 @pytest.mark.parametrize("role", list(ROLES))
-def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_schema_violation(seeded: tuple[NodeProcess, Path], role: str) -> None:
+def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_schema_violation(
+    seeded: tuple[NodeProcess, Path], role: str
+) -> None:
     node, config = seeded
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert cli is not None, "schemathesis is installed with the test extras"
     args = [
-        cli, "--config-file", str(config), "run", f"{node.url}/openapi.json", "--url", node.url,
-        "--checks", "not_a_server_error,response_schema_conformance",
-        "--max-examples", str(EXAMPLES), "--generation-deterministic",
-        "--generation-with-security-parameters", "false", "--request-timeout", "30",
-        "--phases", "coverage,fuzzing",
+        cli,
+        "--config-file",
+        str(config),
+        "run",
+        f"{node.url}/openapi.json",
+        "--url",
+        node.url,
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "--max-examples",
+        str(EXAMPLES),
+        "--generation-deterministic",
+        "--generation-with-security-parameters",
+        "false",
+        "--request-timeout",
+        "30",
+        "--phases",
+        "coverage,fuzzing",
     ]
     if ROLES[role] is not None:
         args += ["--header", f"X-Api-Key: {ROLES[role]}"]

@@ -12,9 +12,16 @@ def test_the_chain_data_holds_no_raw_api_key(tmp_path: Path) -> None:
     marker = f"prompt-{uuid.uuid4().hex}"
     node = NodeProcess(tmp_path / "data", api_keys=ALL_KEYS)
     with node:
-        with node.client(CLIENT_A["key"]) as client, node.client(MINER_1["key"]) as miner, node.client(ADMIN["key"]) as admin:
+        with (
+            node.client(CLIENT_A["key"]) as client,
+            node.client(MINER_1["key"]) as miner,
+            node.client(ADMIN["key"]) as admin,
+        ):
             job = client.post("/v1/jobs", json={"prompt": marker}).json()["job_id"]
-            assert miner.post("/v1/miners/register", json={"miner_id": "g", "capabilities": ["llama3.2"]}).status_code == 201
+            assert (
+                miner.post("/v1/miners/register", json={"miner_id": "g", "capabilities": ["llama3.2"]}).status_code
+                == 201
+            )
             assert miner.post(f"/v1/jobs/{job}/claim", json={"miner_id": "g"}).status_code == 200
             assert miner.post(f"/v1/jobs/{job}/complete", json={"miner_id": "g", "result": "ok"}).status_code == 200
             created = admin.post("/v1/admin/accounts", json={"name": "later", "role": "client"}).json()["key"]

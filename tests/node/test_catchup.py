@@ -36,7 +36,9 @@ def block_with(block: Block, txs: tuple[Transaction, ...]) -> Block:
     return Block(header, seal_header(header, AUTHORITY), txs)
 
 
-FORGED_BLOCK = block_with(CHAIN.blocks[2], tuple(forge_receipt(t) if t is COMPLETE else t for t in CHAIN.blocks[2].transactions))
+FORGED_BLOCK = block_with(
+    CHAIN.blocks[2], tuple(forge_receipt(t) if t is COMPLETE else t for t in CHAIN.blocks[2].transactions)
+)
 
 
 @pytest.fixture
@@ -111,7 +113,11 @@ def test_a_prepared_block_that_is_never_committed_writes_nothing(tmp_path: Path)
 
         state = apply_block(store, store.tip(), block, CHAIN.genesis)
         store.prepare_block(block, state.changes())
-        assert store.tip().height == 0 and store.block_bytes(1) is None and store.tx_count() == len(CHAIN.blocks[0].transactions)
+        assert (
+            store.tip().height == 0
+            and store.block_bytes(1) is None
+            and store.tx_count() == len(CHAIN.blocks[0].transactions)
+        )
         store.commit(store.prepare_block(block, state.changes()))
         assert store.tip() == block.header and store.block_bytes(1) == block.encode()
     finally:
@@ -146,12 +152,17 @@ def test_a_started_helper_says_it_is_ready(checker: SignatureChecker) -> None:
     assert checker._greeted and checker._proc is not None and checker._proc.poll() is None
 
 
-@pytest.mark.parametrize("program", [
-    "import sys; sys.stdout.write('X'); sys.stdout.flush(); sys.stdin.read()",  # not the helper's greeting
-    "import sys; sys.stdout.write('R'); sys.stdout.flush(); sys.stdout.write('?' * 65); sys.stdout.flush(); sys.stdin.read()",  # nonsense answers
-    "raise SystemExit(3)",  # exits at once
-])
-def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(tmp_path: Path, program: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import sys; sys.stdout.write('X'); sys.stdout.flush(); sys.stdin.read()",  # not the helper's greeting
+        "import sys; sys.stdout.write('R'); sys.stdout.flush(); sys.stdout.write('?' * 65); sys.stdout.flush(); sys.stdin.read()",  # nonsense answers
+        "raise SystemExit(3)",  # exits at once
+    ],
+)
+def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(
+    tmp_path: Path, program: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import sys
 
     store = Store(tmp_path / "chain", CHAIN.genesis)
@@ -171,7 +182,9 @@ def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(tmp_path: Pa
 
 
 def test_answers_for_blocks_a_run_did_not_reach_are_dropped(pipeline: BlockPipeline) -> None:
-    bad_first = Block(replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions)
+    bad_first = Block(
+        replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions
+    )
     take_checked_completion(COMPLETE.hash.hex())
     stored, rejected = pipeline.run([bad_first, CHAIN.blocks[2]])  # block 2 was sent to the helper ahead
     assert stored == [] and rejected is not None and rejected.height == 1

@@ -67,6 +67,7 @@ def tip_height(data_dir: Path) -> int:
 
 # -- help and version --------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("args", "mentions"),
     [
@@ -94,6 +95,7 @@ def test_version_flag_prints_the_package_version() -> None:
 
 
 # -- environment variables -----------------------------------------------------------
+
 
 @pytest.fixture
 def captured_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -156,6 +158,7 @@ def test_init_honours_aitbc_data_dir(tmp_path: Path) -> None:
 
 
 # -- init --------------------------------------------------------------------------
+
 
 def test_init_creates_private_data_dir_with_keys_and_effective_genesis(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
@@ -258,6 +261,7 @@ def test_malformed_genesis_via_the_real_entry_point_prints_no_traceback(tmp_path
 
 # -- keys create (offline) -------------------------------------------------------------
 
+
 def test_keys_create_on_stopped_data_dir_prints_a_key_and_creates_the_account(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
     init_dir(data_dir)
@@ -295,7 +299,9 @@ def test_keys_create_with_duplicate_name_fails_cleanly(tmp_path: Path) -> None:
 
 def test_keys_create_on_uninitialised_dir_fails_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "nothing-here"
-    line = assert_clean_failure(invoke("keys", "create", "--role", "client", "--name", "bob", "--data-dir", str(data_dir)))
+    line = assert_clean_failure(
+        invoke("keys", "create", "--role", "client", "--name", "bob", "--data-dir", str(data_dir))
+    )
     assert "not an initialised data dir" in line
     assert "aitbc-node init" in line
 
@@ -321,6 +327,7 @@ def test_keys_create_with_bad_role_is_a_usage_error(tmp_path: Path) -> None:
 
 
 # -- verify --------------------------------------------------------------------------
+
 
 def test_verify_on_fresh_dir_passes(tmp_path: Path) -> None:
     data_dir = tmp_path / "node"
@@ -351,7 +358,8 @@ def test_verify_receipt_accepts_the_published_sample_with_its_key(tmp_path: Path
         result = invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", key)
         assert result.exit_code == 0, result.output
         assert result.output.strip().splitlines() == [
-            f"ok: receipt rcpt-20250926-000123 for job job-abc123: Ed25519 signature by {SAMPLE['verify_key_hex']} verifies"]
+            f"ok: receipt rcpt-20250926-000123 for job job-abc123: Ed25519 signature by {SAMPLE['verify_key_hex']} verifies"
+        ]
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps({**SAMPLE["payload"], "signature": SAMPLE["signature"]}))
     assert invoke("verify-receipt", str(bare), "--public-key", SAMPLE["verify_key_hex"]).exit_code == 0
@@ -361,10 +369,19 @@ def test_verify_receipt_accepts_the_published_sample_with_its_key(tmp_path: Path
 def test_verify_receipt_refuses_the_sample_with_one_field_changed(tmp_path: Path, field: str) -> None:
     value = SAMPLE["payload"][field]
     changed = tmp_path / "changed.json"
-    changed.write_text(json.dumps({**SAMPLE, "payload": {**SAMPLE["payload"], field: value + 1 if isinstance(value, (int, float)) else value + "x"}}))
+    changed.write_text(
+        json.dumps(
+            {
+                **SAMPLE,
+                "payload": {**SAMPLE["payload"], field: value + 1 if isinstance(value, (int, float)) else value + "x"},
+            }
+        )
+    )
     line = assert_clean_failure(invoke("verify-receipt", str(changed), "--public-key", SAMPLE["verify_key_hex"]))
     assert invoke("verify-receipt", str(changed), "--public-key", SAMPLE["verify_key_hex"]).exit_code == 1
-    assert line == "aitbc-node: verification failed: bad signature: it does not verify over the receipt's canonical bytes"
+    assert (
+        line == "aitbc-node: verification failed: bad signature: it does not verify over the receipt's canonical bytes"
+    )
 
 
 @pytest.mark.parametrize(
@@ -382,8 +399,11 @@ def test_verify_receipt_names_a_bad_alg_or_a_key_mismatch(tmp_path: Path, change
 
 
 def test_verify_receipt_public_key_and_genesis_are_mutually_exclusive(tmp_path: Path) -> None:
-    line = assert_clean_failure(invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", SAMPLE["verify_key_hex"],
-                                       "--genesis", str(REPO_GENESIS)))
+    line = assert_clean_failure(
+        invoke(
+            "verify-receipt", str(SAMPLE_FILE), "--public-key", SAMPLE["verify_key_hex"], "--genesis", str(REPO_GENESIS)
+        )
+    )
     assert "mutually exclusive" in line
     assert "--genesis" in assert_clean_failure(invoke("verify-receipt", str(SAMPLE_FILE), env={"AITBC_GENESIS": None}))
 
@@ -396,4 +416,6 @@ def test_verify_receipt_refuses_a_malformed_public_key(key: str) -> None:
 def test_verify_receipt_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
-    assert "cannot read" in assert_clean_failure(invoke("verify-receipt", str(junk), "--public-key", SAMPLE["verify_key_hex"]))
+    assert "cannot read" in assert_clean_failure(
+        invoke("verify-receipt", str(junk), "--public-key", SAMPLE["verify_key_hex"])
+    )

@@ -103,6 +103,7 @@ def test_the_store_counts_the_index_entries_its_blocks_delete(tmp_path: Any) -> 
     key = NodeKey(b"\x07" * 32)
     store = Store(tmp_path / "chain", make_genesis(key.public_hex))
     try:
+
         def seal(tx_type: str, payload: dict[str, Any]) -> None:
             outcomes, _ = seal_now(store, key, [Transaction(tx_type, payload, now_ms())])
             assert isinstance(outcomes[0], dict), outcomes

@@ -12,8 +12,13 @@ import node.cli
 from node.cli import cli
 
 NO_ENV: dict[str, str | None] = {
-    "AITBC_PORT": None, "AITBC_HOST": None, "AITBC_CONFIG": None, "AITBC_DATA_DIR": None,
-    "AITBC_LOG_FORMAT": None, "AITBC_METRICS": None, "AITBC_NODE": None,
+    "AITBC_PORT": None,
+    "AITBC_HOST": None,
+    "AITBC_CONFIG": None,
+    "AITBC_DATA_DIR": None,
+    "AITBC_LOG_FORMAT": None,
+    "AITBC_METRICS": None,
+    "AITBC_NODE": None,
 }
 
 
@@ -60,7 +65,9 @@ def test_a_flag_wins_over_the_environment_and_the_file(tmp_path: Path, captured_
     assert captured_start[-1]["port"] == 9003
 
 
-def test_the_file_can_be_named_by_env_or_before_the_command(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
+def test_the_file_can_be_named_by_env_or_before_the_command(
+    tmp_path: Path, captured_start: list[dict[str, Any]]
+) -> None:
     cfg = write(tmp_path, 'host = "0.0.0.0"\n')
     assert invoke("start", AITBC_CONFIG=str(cfg)).exit_code == 0
     assert captured_start[-1]["host"] == "0.0.0.0"
@@ -68,13 +75,17 @@ def test_the_file_can_be_named_by_env_or_before_the_command(tmp_path: Path, capt
     assert captured_start[-1]["host"] == "0.0.0.0"
 
 
-def test_a_command_table_overrides_top_level_values_for_that_command(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
-    cfg = write(tmp_path, 'port = 9001\n[start]\nport = 9005\n')
+def test_a_command_table_overrides_top_level_values_for_that_command(
+    tmp_path: Path, captured_start: list[dict[str, Any]]
+) -> None:
+    cfg = write(tmp_path, "port = 9001\n[start]\nport = 9005\n")
     assert invoke("start", "--config", str(cfg)).exit_code == 0
     assert captured_start[-1]["port"] == 9005
 
 
-def test_relative_paths_in_the_file_are_taken_from_its_directory(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
+def test_relative_paths_in_the_file_are_taken_from_its_directory(
+    tmp_path: Path, captured_start: list[dict[str, Any]]
+) -> None:
     (tmp_path / "etc").mkdir()
     cfg = tmp_path / "etc" / "aitbc.toml"
     cfg.write_text('data_dir = "../var/aitbc"\n', encoding="utf-8")

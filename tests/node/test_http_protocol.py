@@ -60,8 +60,13 @@ async def callbacks_already_scheduled_have_run() -> None:
 
 
 async def hello(scope: Any, receive: Any, send: Any) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
@@ -69,8 +74,9 @@ def test_each_response_head_and_body_leave_in_one_write() -> None:
     async def scenario() -> list[bytes]:
         config = uvicorn.Config(hello, http=protocol_with_deadline(5), lifespan="off", log_config=None)
         config.load()
-        protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={},
-                                              _loop=asyncio.get_running_loop())
+        protocol = config.http_protocol_class(
+            config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
+        )
         transport = FakeTransport()
         protocol.connection_made(transport)
         for _ in range(2):  # two requests on one kept-alive connection

@@ -10,8 +10,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from node.metrics import HTTP_BUCKETS, NodeMetrics
 
-LABELS = st.tuples(st.sampled_from(["GET", "POST"]), st.sampled_from(["/v1/jobs", "/v1/jobs/{job_id}", "<unmatched>"]),
-                   st.sampled_from([200, 201, 404, 409]))
+LABELS = st.tuples(
+    st.sampled_from(["GET", "POST"]),
+    st.sampled_from(["/v1/jobs", "/v1/jobs/{job_id}", "<unmatched>"]),
+    st.sampled_from([200, 201, 404, 409]),
+)
 # Durations on and around the bucket bounds, where an off-by-one would show.
 SECONDS = st.one_of(st.sampled_from(HTTP_BUCKETS), st.floats(min_value=0, max_value=20, allow_nan=False))
 

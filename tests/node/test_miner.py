@@ -38,7 +38,9 @@ class FakeOllama(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"model crashed")
             return
-        answer = json.dumps({"model": body["model"], "response": f"ollama says: {body['prompt']}", "done": True}).encode()
+        answer = json.dumps(
+            {"model": body["model"], "response": f"ollama says: {body['prompt']}", "done": True}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
@@ -66,7 +68,10 @@ class MinerProcess:
     def __init__(self, node: NodeProcess, *args: str) -> None:
         self.proc = subprocess.Popen(
             aitbc_node("mine", "--node", node.url, "--api-key", MINER_1["key"], *args),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
     def interrupt(self) -> tuple[int, str]:
@@ -93,7 +98,9 @@ def drain(node: NodeProcess) -> None:
 def test_mine_with_the_echo_backend_completes_jobs_and_stops_on_sigint(node: NodeProcess, tmp_path: Path) -> None:
     drain(node)
     key_file = tmp_path / "miner.key"
-    miner = MinerProcess(node, "--miner-id", "echo-1", "--backend", "echo", "--concurrency", "2", "--signing-key", str(key_file))
+    miner = MinerProcess(
+        node, "--miner-id", "echo-1", "--backend", "echo", "--concurrency", "2", "--signing-key", str(key_file)
+    )
     try:
         done = asyncio.run(submit_and_wait(node, ["one two", "three four five", "six"]))
     finally:
@@ -113,10 +120,22 @@ def test_mine_with_the_echo_backend_completes_jobs_and_stops_on_sigint(node: Nod
 def test_mine_with_the_ollama_backend_asks_ollama_and_reports_its_failures(node: NodeProcess, ollama: str) -> None:
     drain(node)
     FakeOllama.seen.clear()
-    miner = MinerProcess(node, "--miner-id", "ollama-1", "--backend", "ollama", "--ollama-url", ollama,
-                         "--model", "llama3.2", "--poll-max", "0.5")
+    miner = MinerProcess(
+        node,
+        "--miner-id",
+        "ollama-1",
+        "--backend",
+        "ollama",
+        "--ollama-url",
+        ollama,
+        "--model",
+        "llama3.2",
+        "--poll-max",
+        "0.5",
+    )
     try:
         (ok,) = asyncio.run(submit_and_wait(node, ["Say hello"]))
+
         async def failing() -> dict[str, Any]:
             async with Client(node.url, CLIENT_A["key"]) as client:
                 job = await client.submit("boom please")
@@ -127,6 +146,7 @@ def test_mine_with_the_ollama_backend_asks_ollama_and_reports_its_failures(node:
                         return current
                     await asyncio.sleep(0.1)
                 raise AssertionError("the failure was never reported")
+
         failed = asyncio.run(failing())
     finally:
         code, out = miner.interrupt()
@@ -139,7 +159,11 @@ def test_mine_with_the_ollama_backend_asks_ollama_and_reports_its_failures(node:
 
 
 def test_mine_refused_by_the_node_exits_1_with_its_reason(node: NodeProcess) -> None:
-    done = subprocess.run(aitbc_node("mine", "--node", node.url, "--api-key", CLIENT_A["key"], "--miner-id", "x"),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        aitbc_node("mine", "--node", node.url, "--api-key", CLIENT_A["key"], "--miner-id", "x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "the node refused: 403 forbidden" in done.stderr

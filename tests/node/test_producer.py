@@ -66,7 +66,9 @@ def submit_together(store: Store, node_key: NodeKey, *accounts: dict[str, str]) 
         producer = Producer(store, node_key)
         producer.start()
         try:
-            return await asyncio.gather(*(producer.submit("account.create", a) for a in accounts), return_exceptions=True)
+            return await asyncio.gather(
+                *(producer.submit("account.create", a) for a in accounts), return_exceptions=True
+            )
         finally:
             await producer.stop()
 
@@ -138,7 +140,9 @@ def test_conflicting_submissions_one_wins_one_gets_conflict(store: Store, node_k
     assert store.get_record(account_key("alice"))["key_hash"] == first["key_hash"]
 
 
-def test_a_lone_submission_is_sealed_once_nothing_more_arrives_not_after_the_longest_wait(tmp_path: Path, node_key: NodeKey) -> None:
+def test_a_lone_submission_is_sealed_once_nothing_more_arrives_not_after_the_longest_wait(
+    tmp_path: Path, node_key: NodeKey
+) -> None:
     """With block_max_wait_ms at its largest (10 s), a submission that nothing follows is
     sealed after a quiet pause: it must be answered long before those 10 s."""
     store = Store(tmp_path / "patient", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=10_000))
@@ -158,7 +162,9 @@ def test_a_lone_submission_is_sealed_once_nothing_more_arrives_not_after_the_lon
         store.close()
 
 
-def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pauses(tmp_path: Path, node_key: NodeKey) -> None:
+def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pauses(
+    tmp_path: Path, node_key: NodeKey
+) -> None:
     """Block 1 is held in its write. B arrives and the producer waits for block 1's write
     (taking no quiet_s steps meanwhile: sealing B alone would only have made C wait for a
     third block), then C arrives: B and C share block 2. (block_max_wait_ms is long, so only
@@ -266,7 +272,10 @@ def test_a_write_slower_than_block_max_wait_ms_does_not_hold_the_next_block_past
     try:
         asyncio.run(scenario())
         assert applied[:2] == [["first"], ["second"]]
-        assert [[tx.payload["name"] for tx in blk.transactions] for blk in stored_blocks(store, start)] == [["first"], ["second"]]
+        assert [[tx.payload["name"] for tx in blk.transactions] for blk in stored_blocks(store, start)] == [
+            ["first"],
+            ["second"],
+        ]
     finally:
         store.close()
 
@@ -367,4 +376,3 @@ def test_expired_lease_is_requeued_without_any_submission(lease_store: Store, no
         ("job.requeue", {"job_id": "job-1", "lease_deadline": claimed["lease_deadline"]})
     ]
     assert block.header.timestamp >= claimed["lease_deadline"]
-

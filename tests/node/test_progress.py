@@ -20,7 +20,9 @@ class FakeClock:
         return self.now
 
 
-def test_without_a_terminal_progress_is_logged_every_interval_with_rate_and_eta(caplog: pytest.LogCaptureFixture) -> None:
+def test_without_a_terminal_progress_is_logged_every_interval_with_rate_and_eta(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     clock = FakeClock()
     caplog.set_level(logging.INFO, logger="aitbc.progress")
     with Progress("verify", stream=io.StringIO(), tty=False, interval_s=5, clock=clock) as p:
@@ -74,7 +76,13 @@ def test_a_growing_total_is_followed() -> None:
 
 
 def test_durations_read_naturally() -> None:
-    assert [format_duration(s) for s in (0, 59, 61, 3599, 3600 * 2 + 60 * 5)] == ["0s", "59s", "1m01s", "59m59s", "2h05m"]
+    assert [format_duration(s) for s in (0, 59, 61, 3599, 3600 * 2 + 60 * 5)] == [
+        "0s",
+        "59s",
+        "1m01s",
+        "59m59s",
+        "2h05m",
+    ]
 
 
 def test_disabled_progress_writes_nothing(caplog: pytest.LogCaptureFixture) -> None:

@@ -19,11 +19,23 @@ from node.verify import verify_store
 
 def _fill(store: Store, key: NodeKey, blocks: int) -> None:
     t = now_ms()
-    create = Transaction("account.create", {"name": "alice", "role": "client", "key_hash": api_key_hash("alice-key-000000000")}, t)
+    create = Transaction(
+        "account.create", {"name": "alice", "role": "client", "key_hash": api_key_hash("alice-key-000000000")}, t
+    )
     seal_now(store, key, [create])
     for b in range(blocks):
         txs = [
-            Transaction("job.submit", {"job_id": f"job-{b}-{i}", "client": "alice", "prompt": f"p {b} {i}", "model": "llama3.2", "params": {}}, t)
+            Transaction(
+                "job.submit",
+                {
+                    "job_id": f"job-{b}-{i}",
+                    "client": "alice",
+                    "prompt": f"p {b} {i}",
+                    "model": "llama3.2",
+                    "params": {},
+                },
+                t,
+            )
             for i in range(3)
         ]
         outcomes, block = seal_now(store, key, txs)

@@ -249,6 +249,7 @@ def test_seal_now_reports_ledger_error_types(store: Store, node_key: NodeKey) ->
 
 # -- the state read cache (node.store.StateCache) ----------------------------------------
 
+
 def _revoke(name: str) -> Transaction:
     return Transaction("account.revoke", {"name": name}, now_ms())
 
@@ -345,7 +346,9 @@ print(json.dumps({"tid": tid, "again": again, "name": Path(f"/proc/self/task/{ti
 
 
 @pytest.mark.parametrize(("own", "lowered"), [(0, 10), (5, 15), (15, 19)])
-def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(tmp_path: Path, own: int, lowered: int) -> None:
+def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(
+    tmp_path: Path, own: int, lowered: int
+) -> None:
     """In a fresh process at nice `own`: the thread LevelDB starts is found, named and set 10
     lower (at most 19); a second store in the same process shares that thread (LevelDB has one
     per process) and gets its id back without another search; the calling thread keeps its own."""
@@ -354,7 +357,14 @@ def test_lower_compaction_priority_names_leveldbs_one_thread_and_lowers_only_it(
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run([sys.executable, "-c", _TWO_STORES, str(tmp_path), str(own)], capture_output=True, text=True, cwd=root, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _TWO_STORES, str(tmp_path), str(own)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     assert isinstance(got["tid"], int) and got["again"] == got["tid"]

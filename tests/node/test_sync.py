@@ -54,7 +54,9 @@ def test_follower_skips_a_block_it_already_holds(follower: Follower) -> None:
 
 
 def test_follower_rejects_a_wrong_state_root_and_stores_nothing(follower: Follower) -> None:
-    bad = Block(replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions)
+    bad = Block(
+        replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions
+    )
     stored, rejected = follower._verify_and_write([bad])
     assert stored == [] and rejected is not None
     # The header changed, so its signature no longer verifies: that check comes first.
@@ -124,11 +126,15 @@ def test_node_opens_as_a_follower_with_no_key_and_no_producer(tmp_path: Path, ge
     [
         ({"follow": "http://127.0.0.1:9"}, "needs --peer-key"),
         ({"follow": "not a url", "peer_key": "k" * 20}, "--follow must be"),
-        ({"follow": "http://127.0.0.1:9", "peer_key": "k" * 20, "api_keys": Path("keys.json")}, "--api-keys is for the authority"),
+        (
+            {"follow": "http://127.0.0.1:9", "peer_key": "k" * 20, "api_keys": Path("keys.json")},
+            "--api-keys is for the authority",
+        ),
     ],
 )
-def test_follower_misconfiguration_is_one_clear_error(tmp_path: Path, genesis_file: Path, config: dict[str, Any],
-                                                      message: str) -> None:
+def test_follower_misconfiguration_is_one_clear_error(
+    tmp_path: Path, genesis_file: Path, config: dict[str, Any], message: str
+) -> None:
     with pytest.raises(DataDirError, match=message):
         _open(tmp_path, genesis=genesis_file, **config)
 
