@@ -21,9 +21,9 @@ from api.auth import authenticate
 from api.errors import ApiError, error_response
 from api.parsing import query_int
 from api.responses import JSONResponse
-from api.wslimit import limited
 from chain.encoding import canonical
 from node.store import Store
+from node.websocket_limits import POLICY_VIOLATION, TRY_AGAIN_LATER, limited
 
 log = logging.getLogger("aitbc.api")
 
@@ -33,9 +33,8 @@ RESPONSE_BUDGET_BYTES = 8 * 1024 * 1024
 """A blocks answer stops adding blocks past this size (it always holds at least one)."""
 MAX_WAIT_S = 30
 WS_QUEUE = 256
-"""Blocks a websocket peer may fall behind the feed before it is dropped."""
-WS_TOO_SLOW = 1013
-"""Close code for a peer that cannot keep up ("try again later"); it reconnects and catches up."""
+"""Blocks a websocket peer may fall behind the feed before it is dropped (closed with
+TRY_AGAIN_LATER; it reconnects and catches up)."""
 
 
 def head_record(store: Store) -> dict[str, Any]:
@@ -113,7 +112,7 @@ async def websocket_feed(websocket: WebSocket) -> None:
         if "websocket.http.response" in websocket.scope.get("extensions", {}):
             await websocket.send_denial_response(error_response(exc.status, exc.detail, exc.error_code))
         else:
-            await websocket.close(code=1008, reason=exc.detail[:120])
+            await websocket.close(code=POLICY_VIOLATION, reason=exc.detail[:120])
         return
 
     queue: asyncio.Queue[int] = asyncio.Queue(maxsize=WS_QUEUE)
@@ -145,7 +144,7 @@ async def websocket_feed(websocket: WebSocket) -> None:
                     break
             if too_slow:
                 log.info("dropping a chain websocket peer that fell %d blocks behind", WS_QUEUE)
-                await websocket.close(code=WS_TOO_SLOW, reason="too slow; reconnect and catch up")
+                await websocket.close(code=TRY_AGAIN_LATER, reason="too slow; reconnect and catch up")
                 return
             getter = asyncio.create_task(queue.get())
             await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api.responses import JSONResponse
-from chain.errors import LedgerError
+from chain.errors import Conflict, Forbidden, LedgerError, NotFound, TooLarge
 from node.producer import NodeUnavailable
 
 log = logging.getLogger("aitbc.api")
@@ -48,9 +48,24 @@ async def on_api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.detail, exc.error_code, exc.headers)
 
 
+STATUS_OF_DOMAIN_ERROR: tuple[tuple[type[LedgerError], int], ...] = (
+    (NotFound, 404),
+    (Forbidden, 403),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (LedgerError, 400),
+)
+"""The HTTP status of each domain error: the first class in this table that the error is an
+instance of (every other LedgerError, a refused transaction or a malformed field, is 400)."""
+
+
+def status_of(exc: LedgerError) -> int:
+    return next(status for kind, status in STATUS_OF_DOMAIN_ERROR if isinstance(exc, kind))
+
+
 async def on_ledger_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LedgerError)
-    return error_response(exc.status, exc.detail, exc.error_code)
+    return error_response(status_of(exc), exc.detail, exc.error_code)
 
 
 async def on_unavailable(request: Request, exc: Exception) -> Response:

@@ -10,15 +10,14 @@ height the answer reflects, which is how the follower knows which block to wait 
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.errors import ApiError
-from api.parsing import read_body
-from node.sync import ForwardBadAnswer, ForwardTimeout, ForwardUnavailable
+from api.parsing import node_of, read_body
+from node.roles import FollowerRole
+from node.sync import Follower, ForwardBadAnswer, ForwardTimeout, ForwardUnavailable
 
 HEIGHT_HEADER = "X-Aitbc-Height"
 WRITE_METHODS = {"POST", "DELETE"}
@@ -37,23 +36,29 @@ def forwarded(route: BaseRoute) -> bool:
     return bool((route.methods or set()) & WRITE_METHODS) and route.path not in ANSWERED_LOCALLY
 
 
-def routes_for(node: Any, routes: list[BaseRoute]) -> list[BaseRoute]:
-    """The app's routes for this node's role: on a follower, writes go to the authority."""
-    if node.role != "follower":
-        return routes
-    return [
-        Route(r.path, forward, methods=sorted(r.methods or ()), name=r.name) if forwarded(r) else r
-        for r in routes
-        if isinstance(r, BaseRoute)
-    ]
+def role_aware(route: BaseRoute) -> BaseRoute:
+    """A route whose handler is picked per request by the node's role at that moment: on a
+    follower its writes go to the authority (forward), on an authority to its own endpoint."""
+    if not isinstance(route, Route) or not forwarded(route):
+        return route
+    local = route.endpoint
+
+    async def endpoint(request: Request) -> Response:
+        role = node_of(request).role
+        if isinstance(role, FollowerRole):
+            return await forward(request, role.replica)
+        return await local(request)  # type: ignore[no-any-return]  # a Route's endpoint is a request handler
+
+    endpoint.__name__ = getattr(local, "__name__", "endpoint")
+    return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
 
 
-async def forward(request: Request) -> Response:
-    node = request.app.state.node
+async def forward(request: Request, replica: Follower) -> Response:
+    node = node_of(request)
     body = await read_body(request, node.config.max_body_bytes)
     headers = {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}
     try:
-        answer = await node.sync.forward(request.method, request.url.path, request.url.query, headers, body)
+        answer = await replica.forward(request.method, request.url.path, request.url.query, headers, body)
     except ForwardUnavailable as exc:
         raise ApiError(503, str(exc), "unavailable", {"Retry-After": "1"}) from None
     except ForwardTimeout:
@@ -65,7 +70,7 @@ async def forward(request: Request) -> Response:
     except ForwardBadAnswer as exc:
         raise ApiError(502, f"the authority's answer could not be relayed: {exc}", "bad_upstream_answer") from None
     if 200 <= answer.status < 300 and answer.height is not None and request.method in WRITE_METHODS:
-        await node.sync.wait_for_height(answer.height)
+        await replica.wait_for_height(answer.height)
     headers_out = {HEIGHT_HEADER: str(answer.height)} if answer.height is not None else {}
     if answer.retry_after is not None:
         headers_out["Retry-After"] = answer.retry_after

@@ -12,8 +12,8 @@ from api.auth import authenticate
 from api.errors import ApiError
 from api.responses import JSONResponse
 from node.backup import backup_chunks, backup_header
+from node.ledger.status import node_status
 from node.metrics import CONTENT_TYPE
-from node.status import node_status
 
 
 async def status(request: Request) -> JSONResponse:

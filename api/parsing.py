@@ -10,6 +10,9 @@ from starlette.requests import ClientDisconnect, Request
 
 from api.errors import ApiError
 from chain.encoding import parse_strict
+from node.ledger import params
+from node.ledger.commands import Commands
+from node.runtime import Node
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -55,9 +58,16 @@ def parse_json(raw: bytes) -> Any:
         raise ApiError(400, f"request body is not valid JSON: {exc}", "invalid_json") from None
 
 
-def node_of(request: Request) -> Any:
+def node_of(request: Request) -> Node:
     """The node serving the request (read through the ASGI scope: Request.app is a property)."""
-    return request.scope["app"].state.node
+    node: Node = request.scope["app"].state.node
+    return node
+
+
+def commands_of(request: Request) -> Commands:
+    """The write commands of the node serving the request."""
+    commands: Commands = request.scope["app"].state.commands
+    return commands
 
 
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
@@ -83,31 +93,15 @@ def require_field(body: dict[str, Any], name: str) -> Any:
 
 def page_limit(request: Request, default: int) -> int:
     """The `limit` query parameter of a listing: 1 to the node's --max-page-size (default 100)."""
-    return query_int(request, "limit", default, 1, node_of(request).config.max_page_size)
+    return params.page_limit(request.query_params, default, node_of(request).config.max_page_size)
 
 
 def query_int(request: Request, name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise ApiError(400, f"{name} must be an integer", "validation_error") from None
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ApiError(400, f"{name} must be {bound}", "validation_error")
-    return value
+    return params.query_int(request.query_params, name, default, low, high)
 
 
 def query_choice(request: Request, name: str, choices: Iterable[str]) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    options = list(choices)
-    if raw not in options:
-        raise ApiError(400, f"{name} must be one of {', '.join(options)}", "validation_error")
-    return raw
+    return params.query_choice(request.query_params, name, choices)
 
 
 def parse_datetime_ms(field: str, value: Any) -> int:

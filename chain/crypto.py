@@ -69,42 +69,13 @@ class NodeKey:
 
     def sign(self, message: bytes) -> bytes:
         signature: bytes = crypto_sign(message, self._secret)[:crypto_sign_BYTES]
-        _remember(_check_digest(self.public_key, message, signature))  # this node checks its own receipts next
         return signature
-
-
-# -- signatures known to be valid ----------------------------------------------------
-# A bounded memo of the signatures this process made, each kept as the BLAKE3 digest of key,
-# signature and message (fixed-length key and signature first, so the digest names one
-# triple). A signature made with the key verifies, so a hit answers what a fresh check would;
-# it spares the authority re-checking a receipt it has just signed. Membership tests, adds and
-# clear are each atomic under the GIL.
-KNOWN_VALID_LIMIT = 65_536
-"""At most this many digests (about 6 MB); the memo starts afresh when full."""
-_known_valid: set[bytes] = set()
-
-
-def _check_digest(public_key: bytes, message: bytes, signature: bytes) -> bytes:
-    return blake3.blake3(public_key + signature + message).digest()
-
-
-def _remember(digest: bytes) -> None:
-    if len(_known_valid) >= KNOWN_VALID_LIMIT:
-        _known_valid.clear()
-    _known_valid.add(digest)
-
-
-def forget_known_valid() -> None:
-    """Empty the memo (a benchmark or a test that must see every signature checked afresh)."""
-    _known_valid.clear()
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when signature is a valid Ed25519 signature of message by public_key."""
     if len(public_key) != 32 or len(signature) != 64 or not isinstance(message, bytes):
         return False
-    if _known_valid and _check_digest(public_key, message, signature) in _known_valid:
-        return True
     try:
         VerifyKey(public_key).verify(message, signature)
     except (BadSignatureError, ValueError, TypeError):

@@ -7,7 +7,6 @@ class LedgerError(Exception):
     """Base of every error the chain core raises."""
 
     error_code = "ledger_error"
-    status = 400
 
     def __init__(self, detail: str, *, error_code: str | None = None) -> None:
         super().__init__(detail)
@@ -26,21 +25,18 @@ class NotFound(InvalidTransaction):
     """A transaction refers to a record that does not exist."""
 
     error_code = "not_found"
-    status = 404
 
 
 class Conflict(InvalidTransaction):
     """A transaction is well-formed but conflicts with the current state."""
 
     error_code = "conflict"
-    status = 409
 
 
 class Forbidden(InvalidTransaction):
     """The sender may not perform this transaction."""
 
     error_code = "forbidden"
-    status = 403
 
 
 class InvalidBlock(LedgerError):
@@ -65,7 +61,6 @@ class TooLarge(InvalidTransaction):
     """A field exceeds a size cap set by the network parameters."""
 
     error_code = "payload_too_large"
-    status = 413
 
 
 class ValidationError(InvalidTransaction):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 
 from chain.crypto import hash_hex
@@ -87,15 +89,17 @@ class Genesis:
         return parse_genesis(raw)
 
 
-_INT_PARAMS: dict[str, tuple[int, int]] = {
-    "max_block_txs": (1, 100_000),
-    "block_max_wait_ms": (0, 10_000),
-    "lease_seconds": (1, 7 * 86400),
-    "max_attempts": (1, 1000),
-    "active_miner_window_s": (1, 86400 * 365),
-    "max_prompt_bytes": (1, 16 * 1024 * 1024),
-    "max_result_bytes": (1, 64 * 1024 * 1024),
-}
+_INT_PARAMS: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {
+        "max_block_txs": (1, 100_000),
+        "block_max_wait_ms": (0, 10_000),
+        "lease_seconds": (1, 7 * 86400),
+        "max_attempts": (1, 1000),
+        "active_miner_window_s": (1, 86400 * 365),
+        "max_prompt_bytes": (1, 16 * 1024 * 1024),
+        "max_result_bytes": (1, 64 * 1024 * 1024),
+    }
+)
 
 
 def _fail(path: str, message: str) -> InvalidGenesis:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from chain import miners
@@ -24,14 +26,13 @@ from chain.receipts import (
     receipt_body,
     receipt_signer,
     result_hash,
-    take_checked_completion,
 )
 from chain.state import WorkingState, key
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 OPEN_STATUSES = ("pending", "running")
 DEFAULT_MODEL = "llama3.2"
-DEFAULT_PARAMS = {"max_tokens": 256, "temperature": 0.7, "top_p": 0.9}
+DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType({"max_tokens": 256, "temperature": 0.7, "top_p": 0.9})
 MAX_ERROR_CHARS = 4096
 
 
@@ -154,14 +155,19 @@ def _save(state: WorkingState, old: dict[str, Any] | None, new: dict[str, Any]) 
     return new
 
 
+def check_running_claim(job: dict[str, Any], miner_id: str) -> None:
+    """The job is running, and under miner_id's claim: Conflict naming which does not hold."""
+    if job["status"] != "running":
+        raise Conflict(f"job '{job['job_id']}' is {job['status']}, not running", error_code="job_not_running")
+    if job["miner_id"] != miner_id:
+        raise Conflict(f"job '{job['job_id']}' is claimed by another miner", error_code="claim_held_by_other")
+
+
 def _running_for(state: WorkingState, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The job and the miner, checking the miner holds the job's current claim."""
     miner = miners.owned_miner(state, payload.get("miner_id"), payload.get("owner"))
     job = get_job(state, payload.get("job_id"))
-    if job["status"] != "running":
-        raise Conflict(f"job '{job['job_id']}' is {job['status']}, not running", error_code="job_not_running")
-    if job["miner_id"] != miner["miner_id"]:
-        raise Conflict(f"job '{job['job_id']}' is claimed by another miner", error_code="claim_held_by_other")
+    check_running_claim(job, miner["miner_id"])
     return job, miner
 
 
@@ -248,7 +254,7 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     if not job["started_at"] <= completed_at <= ctx.time_ms:
         raise ValidationError("completed_at must lie between the claim and now")
     receipt = payload.get("receipt")
-    checked = take_checked_completion(ctx.tx_hash)  # signatures checked ahead, if a follower had them
+    checked = ctx.checked.get(ctx.tx_hash)  # signatures checked ahead, if they were
     cosigned = miner.get("miner_pubkey") is not None
     if not has_receipt_fields(receipt, cosigned):
         if cosigned and isinstance(receipt, dict) and not set(MINER_FIELDS) <= set(receipt):

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TypeGuard
 
+from chain.context import Signers
 from chain.crypto import NodeKey, b64url, b64url_decode, hash_hex, verify_signature
 from chain.encoding import canonical, sorted_compact_json
 from chain.errors import EncodingError
@@ -263,31 +264,10 @@ def miner_signer(receipt: Any) -> bytes | None:
     return _verdict(miner_check, receipt, "miner_signature")[0]
 
 
-# -- completions checked ahead -------------------------------------------------------------
-# A follower has the signatures of the next block's completions checked on another core
-# (node.sigcheck) and notes the outcome here under the transaction's hash, which commits to
-# the whole receipt (a transaction's public form keeps it). Applying that transaction then
-# takes the noted signers instead of checking again. Each note is taken once; the table is
-# bounded and starts afresh when full.
-Signers = tuple[bytes | None, bytes | None]
-"""(receipt_signer(receipt), miner_signer(receipt))"""
-CHECKED_LIMIT = 16_384
-_checked: dict[str, Signers] = {}
-
-
+# -- both signers at once -------------------------------------------------------------------
 def completion_signers(receipt: Any) -> Signers:
+    """(receipt_signer, miner_signer): what job.complete checks, computed ahead by whoever can."""
     return receipt_signer(receipt), miner_signer(receipt)
-
-
-def note_checked_completion(tx_hash: str, signers: Signers) -> None:
-    """Record what completion_signers found for the job.complete transaction tx_hash (hex)."""
-    if len(_checked) >= CHECKED_LIMIT:
-        _checked.clear()
-    _checked[tx_hash] = signers
-
-
-def take_checked_completion(tx_hash: str) -> Signers | None:
-    return _checked.pop(tx_hash, None)
 
 
 # -- bare receipts: any signer, no chain ------------------------------------------------------

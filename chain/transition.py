@@ -7,12 +7,13 @@ root and signature. It is the same code both times.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from chain import accounts, jobs, miners
 from chain.blocks import Block, BlockHeader, check_seal, seal_header, tx_root
-from chain.context import ApplyContext
+from chain.context import NOTHING_CHECKED, ApplyContext, Signers
 from chain.crypto import NodeKey
 from chain.errors import EncodingError, InvalidBlock, LedgerError
 from chain.genesis import Genesis
@@ -21,18 +22,20 @@ from chain.transactions import Transaction
 
 Handler = Callable[[WorkingState, dict[str, Any], ApplyContext], dict[str, Any]]
 
-HANDLERS: dict[str, Handler] = {
-    "account.create": accounts.create_account,
-    "account.revoke": accounts.revoke_account,
-    "miner.register": miners.register_miner,
-    "miner.heartbeat": miners.heartbeat,
-    "job.submit": jobs.submit,
-    "job.claim": jobs.claim,
-    "job.complete": jobs.complete,
-    "job.fail": jobs.fail,
-    "job.cancel": jobs.cancel,
-    "job.requeue": jobs.requeue,
-}
+HANDLERS: Mapping[str, Handler] = MappingProxyType(
+    {
+        "account.create": accounts.create_account,
+        "account.revoke": accounts.revoke_account,
+        "miner.register": miners.register_miner,
+        "miner.heartbeat": miners.heartbeat,
+        "job.submit": jobs.submit,
+        "job.claim": jobs.claim,
+        "job.complete": jobs.complete,
+        "job.fail": jobs.fail,
+        "job.cancel": jobs.cancel,
+        "job.requeue": jobs.requeue,
+    }
+)
 
 GENESIS_STATE_ROOT = "00" * 32
 
@@ -43,7 +46,9 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
         raise LedgerError("transaction timestamp is after its block's", error_code="tx_from_future")
     scratch = state.child()
     result = HANDLERS[tx.type](
-        scratch, tx.payload, ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex())
+        scratch,
+        tx.payload,
+        ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex(), checked=ctx.checked),
     )
     scratch.merge_into_parent()
     return result
@@ -99,8 +104,16 @@ def seal_block(
     return Block(header, seal_header(header, key), tuple(transactions))
 
 
-def apply_block(base: ReadableState, prev: BlockHeader, block: Block, genesis: Genesis) -> WorkingState:
-    """Verify a block against its predecessor and apply it; raise InvalidBlock naming the check."""
+def apply_block(
+    base: ReadableState,
+    prev: BlockHeader,
+    block: Block,
+    genesis: Genesis,
+    checked: Mapping[str, Signers] = NOTHING_CHECKED,
+) -> WorkingState:
+    """Verify a block against its predecessor and apply it; raise InvalidBlock naming the check.
+
+    checked: receipt signatures of its completions already checked elsewhere (ApplyContext.checked)."""
     header = block.header
     h = header.height
     if h != prev.height + 1:
@@ -115,7 +128,7 @@ def apply_block(base: ReadableState, prev: BlockHeader, block: Block, genesis: G
         raise InvalidBlock(f"block {h}: tx_root does not match its transactions", error_code="bad_tx_root")
     check_seal(block, genesis.authorities)
     state = WorkingState(base)
-    ctx = ApplyContext(time_ms=header.timestamp, genesis=genesis)
+    ctx = ApplyContext(time_ms=header.timestamp, genesis=genesis, checked=checked)
     for i, tx in enumerate(block.transactions):
         try:
             apply_tx(state, tx, ctx)

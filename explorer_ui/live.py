@@ -17,17 +17,14 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api import explorer
-from api.activity import Activity, activity_for
-from api.wslimit import limited
 from chain.blocks import Block
+from node.ledger import explorer
+from node.ledger.activity import Activity, activity_for
+from node.websocket_limits import TRY_AGAIN_LATER, limited
 
 log = logging.getLogger("aitbc.explorer")
 
-MAX_CLIENTS = 1000
 SNAPSHOT_BLOCKS = 10
-CLOSE_TOO_SLOW = 1013
-"""'Try again later': the client fell behind and was dropped, or the node has too many."""
 CLOSE_GRACE_S = 2.0
 MAX_CLIENT_MESSAGE_CHARS = 1024
 
@@ -67,9 +64,9 @@ class LiveFeed:
         sub.seq = max(sub.seq, blocks[0]["height"] if blocks else -1)
         return json.dumps({"type": "snapshot", "seq": sub.seq, "blocks": blocks, "stats": self._stats()})
 
-    def join(self) -> Subscriber | None:
-        if len(self.subscribers) >= MAX_CLIENTS:
-            return None
+    def join(self) -> Subscriber:
+        """A new subscriber, its queue holding the snapshot. (How many may join is capped by the
+        app's WebSocketLimiter, --ws-max in total and --ws-per-ip per address.)"""
         sub = Subscriber(self.queue_size)
         sub.offer(self.snapshot(sub))
         self.subscribers.add(sub)
@@ -134,9 +131,6 @@ async def feed_endpoint(websocket: WebSocket) -> None:
     feed = live_feed(websocket.app)
     await websocket.accept()
     sub = feed.join()
-    if sub is None:
-        await websocket.close(CLOSE_TOO_SLOW, "too many live clients; try again later")
-        return
     tasks = [
         asyncio.create_task(_send(websocket, sub)),
         asyncio.create_task(_listen(websocket, feed, sub)),
@@ -153,5 +147,5 @@ async def feed_endpoint(websocket: WebSocket) -> None:
         # The close frame waits behind what the client has not read; do not wait for it long.
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
             await asyncio.wait_for(
-                websocket.close(CLOSE_TOO_SLOW, "too slow: fell behind the block feed"), CLOSE_GRACE_S
+                websocket.close(TRY_AGAIN_LATER, "too slow: fell behind the block feed"), CLOSE_GRACE_S
             )

@@ -1,5 +1,6 @@
-"""The explorer website: one page per view, each built by the api.explorer function that
-serves its JSON twin (the page at /X has its JSON at /explorer/X), plus the live feed."""
+"""The explorer website: one page per view, each built by the node.ledger.explorer function
+that also serves its JSON twin (the page at /X has its JSON at /explorer/X), plus the live
+feed. Domain errors become this site's error page (PAGE_STATUS), not the API's JSON."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from api import errors, explorer
-from api.activity import activity_for
-from api.errors import ApiError
+from chain.errors import LedgerError, NotFound
 from explorer_ui import charts
 from explorer_ui.live import feed_endpoint
+from node.ledger import explorer, params
+from node.ledger.activity import activity_for
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -115,12 +116,18 @@ NOT_PAGES = ("/v1", "/explorer", "/health", "/metrics", "/openapi", "/docs", "/r
 """Paths whose 404 stays the API's Error body, whoever asks: the API, its docs and assets."""
 
 
-async def on_http_exception(request: Request, exc: Exception) -> Response:
-    """api.errors.on_http_exception, except that a browser (Accept: text/html) asking for a website
-    address nothing serves gets the website's "Not found" page instead of the JSON Error body."""
+def page_status(exc: LedgerError) -> int:
+    """The status of the error page for a domain error: the website only reads, so what it meets
+    is a missing record (404) or a malformed address or query (400)."""
+    return 404 if isinstance(exc, NotFound) else 400
+
+
+def is_page_request(request: Request, exc: Exception) -> bool:
+    """A browser (Accept: text/html) asking for a website address nothing serves: it gets the
+    website's "Not found" page (not_found_page) instead of the API's JSON Error body."""
     path = request.url.path
     store = getattr(request.app.state.node, "store", None)
-    if (
+    return (
         isinstance(exc, HTTPException)
         and exc.status_code == 404
         and exc.detail == "Not Found"  # no route matched
@@ -128,20 +135,23 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         and "text/html" in request.headers.get("accept", "")
         and store is not None
         and not store.closed  # starting or stopping: no chain to show the page around
-    ):
-        return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {path}.")
-    return await errors.on_http_exception(request, exc)
+    )
+
+
+def not_found_page(request: Request) -> Response:
+    return render(request, "error.html", None, 404, status=404, detail=f"There is no page at {request.url.path}.")
 
 
 def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
-    """An HTML endpoint; an ApiError becomes the error page with the same status."""
+    """An HTML endpoint; a domain error becomes the error page with its status."""
 
     async def endpoint(request: Request) -> Response:
         try:
             return build(request)
-        except ApiError as exc:
+        except LedgerError as exc:
+            status = page_status(exc)
             return render(
-                request, "error.html", None, exc.status, status=exc.status, detail=exc.detail, error_code=exc.error_code
+                request, "error.html", None, status, status=status, detail=exc.detail, error_code=exc.error_code
             )
 
     endpoint.__name__ = build.__name__
@@ -150,6 +160,10 @@ def page(build: Callable[[Request], Response]) -> Callable[[Request], Any]:
 
 def _store(request: Request) -> Any:
     return request.app.state.node.store
+
+
+def page_size(request: Request, default: int) -> int:
+    return params.page_limit(request.query_params, default, request.app.state.node.config.max_page_size)
 
 
 def _json_path(request: Request, path: str) -> str:
@@ -183,8 +197,8 @@ def home_live(request: Request) -> Response:
 
 @page
 def blocks(request: Request) -> Response:
-    limit = explorer.page_size(request, 25)
-    items = explorer.blocks_data(_store(request), limit, explorer.before_param(request))
+    limit = page_size(request, 25)
+    items = explorer.blocks_data(_store(request), limit, params.before(request.query_params))
     older = items[-1]["height"] if len(items) == limit and items[-1]["height"] > 0 else None
     return render(
         request, "blocks.html", _json_path(request, "/explorer/blocks"), blocks=items, older=older, limit=limit
@@ -199,8 +213,8 @@ def block(request: Request) -> Response:
 
 @page
 def transactions(request: Request) -> Response:
-    limit = explorer.page_size(request, 25)
-    items = explorer.transactions_data(_store(request), limit, explorer.tx_cursor(request))
+    limit = page_size(request, 25)
+    items = explorer.transactions_data(_store(request), limit, params.cursor(request.query_params))
     older = items[-1]["hash"] if len(items) == limit else None
     return render(
         request,
@@ -220,8 +234,8 @@ def transaction(request: Request) -> Response:
 
 @page
 def receipts(request: Request) -> Response:
-    limit = explorer.page_size(request, 25)
-    items, older = explorer.receipts_data(_store(request), limit, explorer.before_param(request))
+    limit = page_size(request, 25)
+    items, older = explorer.receipts_data(_store(request), limit, params.before(request.query_params))
     return render(
         request, "receipts.html", _json_path(request, "/explorer/receipts"), receipts=items, older=older, limit=limit
     )

@@ -82,7 +82,8 @@ class BlockPipeline:
             self._send(ahead)
         try:
             for i, block in enumerate(blocks):
-                self._balance(self._checker.collect())  # block i's completions
+                waited, checked = self._checker.collect()  # block i's completions
+                self._balance(waited)
                 if i + CHECK_AHEAD_BLOCKS < len(blocks):
                     self._send(blocks[i + CHECK_AHEAD_BLOCKS])
                 if stopping():
@@ -97,7 +98,7 @@ class BlockPipeline:
                         block.height, "bad_link", f"block {block.height} differs from the one this follower stored"
                     )
                 try:
-                    state = apply_block(base, prev, block, self.genesis)
+                    state = apply_block(base, prev, block, self.genesis, checked)
                 except LedgerError as exc:
                     cause = exc.__cause__
                     check = cause.error_code if isinstance(cause, LedgerError) else exc.error_code

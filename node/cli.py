@@ -412,8 +412,8 @@ def keys_create(role: str, name: str, data_dir: Path, node_url: str | None, admi
 
 def create_key_offline(data_dir: Path, role: str, name: str) -> dict[str, Any]:
     from chain.transactions import Transaction
+    from node.clock import now_ms
     from node.datadir import DataDir, DataDirError, api_key_hash, new_api_key
-    from node.producer import now_ms
     from node.runtime import commit_offline
     from node.store import Store, StoreLocked
 
@@ -697,7 +697,7 @@ def mine(
     """
     import asyncio
 
-    from api.client import ApiCallFailed
+    from node.client import ApiCallFailed
     from node.miner import MinerSettings, load_or_create_signing_key
 
     key = None
@@ -719,7 +719,7 @@ async def run_miner(node_url: str, api_key: str, settings: Any, backend_name: st
     import asyncio
     import signal
 
-    from api.client import Client
+    from node.client import Client
     from node.miner import Backend, EchoBackend, Miner, OllamaBackend
 
     backend: Backend = OllamaBackend(ollama_url) if backend_name == "ollama" else EchoBackend()

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from api.client import ApiCallFailed, Client
 from chain.crypto import NodeKey
 from chain.jobs import DEFAULT_MODEL
+from node.client import ApiCallFailed, Client
 from node.miner import EchoBackend, Miner, MinerSettings
 
 log = logging.getLogger("aitbc.demo")
@@ -71,7 +71,7 @@ def demo_admin_key(node: Any) -> str:
     from chain.accounts import account_for_key_hash
     from node.datadir import DataDirError, api_key_hash
 
-    if node.role != "authority":
+    if node.role.name != "authority":
         raise DataDirError("--demo runs a miner on the authority; it cannot be used with --follow")
     path = node.datadir.admin_key_path
     try:

@@ -2,7 +2,8 @@
 
 Counters and histograms are fed on the hot path (one block commit, one HTTP request: a few
 dict lookups each). Everything that is state (height, tip age, mempool, jobs by status,
-active miners, store size, websocket subscribers) is read at scrape time instead.
+active miners, store size, websocket subscribers) is read at scrape time instead, by
+node.ledger.gauges, which the composition root registers in the same registry.
 """
 
 from __future__ import annotations
@@ -12,20 +13,15 @@ import itertools
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from chain.blocks import Block
-from chain.jobs import STATUSES, counter_key
-
-if TYPE_CHECKING:
-    from node.runtime import Node
 
 log = logging.getLogger("aitbc.metrics")
 
@@ -39,7 +35,7 @@ STORE_SIZE_CACHE_S = 10.0
 class NodeMetrics:
     """The node's metric objects. Producers, sync and the HTTP middleware feed them."""
 
-    def __init__(self, node: Node | None = None) -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.blocks_sealed = Counter("aitbc_blocks_sealed", "Blocks sealed by this node (authority).", registry=r)
@@ -86,8 +82,6 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
-        if node is not None:
-            r.register(NodeStateCollector(node))
 
     def block_committed(self, block: Block, seconds: float, max_block_txs: int) -> None:
         self.blocks_sealed.inc()
@@ -168,92 +162,8 @@ class HttpCollector(Collector):
             labels = [method, route, str(status)]
             cumulative = list(itertools.accumulate(series[1:]))
             requests.add_metric(labels, cumulative[-1])
-            latency.add_metric(labels, list(zip(bounds, cumulative)), series[0])
+            latency.add_metric(labels, list(zip(bounds, cumulative, strict=True)), series[0])
         return requests, latency
-
-
-class NodeStateCollector(Collector):
-    """State read at scrape time: all reads are indexed or O(1), none scans the chain."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self._size_lock = threading.Lock()
-        self._size: tuple[float, int] | None = None
-
-    def describe(self) -> list[Metric]:
-        return []  # unchecked collector: its families depend on the node's state
-
-    def _store_size(self, path: str) -> int:
-        with self._size_lock:
-            now = time.monotonic()
-            if self._size is None or now - self._size[0] > STORE_SIZE_CACHE_S:
-                self._size = (now, directory_size(path))
-            return self._size[1]
-
-    def collect(self) -> Iterator[Metric]:
-        node = self.node
-        store = node.store
-        families: list[Metric] = []
-        info = GaugeMetricFamily(
-            "aitbc_node_info", "This node: version, chain and role (value 1).", labels=["version", "chain_id", "role"]
-        )
-        feed = GaugeMetricFamily(
-            "aitbc_websocket_subscribers", "Listeners on the live block feed (websockets).", value=node.feed.subscribers
-        )
-        producer = node.producer
-        mempool = GaugeMetricFamily(
-            "aitbc_mempool_size",
-            "Transactions waiting to be sealed.",
-            value=0 if producer is None else producer.mempool_size,
-        )
-        families += [feed, mempool]
-        if store is None or store.closed:
-            yield from families
-            return
-        try:
-            tip = store.tip()
-            now_ms = node.clock()
-            info.add_metric([node.version, store.genesis.chain_id, node.role], 1)
-            families.append(info)
-            families.append(GaugeMetricFamily("aitbc_chain_height", "Height of this node's tip.", value=tip.height))
-            families.append(
-                GaugeMetricFamily(
-                    "aitbc_chain_tip_age_seconds",
-                    "Seconds since the tip block's timestamp.",
-                    value=max(0.0, (now_ms - tip.timestamp) / 1000),
-                )
-            )
-            families.append(
-                GaugeMetricFamily("aitbc_chain_transactions", "Transactions in the chain.", value=store.tx_count())
-            )
-            jobs = GaugeMetricFamily("aitbc_jobs", "Jobs by status (from the chain's counters).", labels=["status"])
-            for status in STATUSES:
-                jobs.add_metric([status], store.get_int(counter_key("status", status)))
-            families.append(jobs)
-            families.append(
-                GaugeMetricFamily(
-                    "aitbc_receipts", "Receipts issued (completed jobs).", value=store.get_int(counter_key("receipts"))
-                )
-            )
-            from api.queries import active_miners
-
-            families.append(
-                GaugeMetricFamily(
-                    "aitbc_active_miners",
-                    "Miners seen within params.active_miner_window_s.",
-                    value=active_miners(store, store.genesis.params.active_miner_window_s, now_ms),
-                )
-            )
-            families.append(
-                GaugeMetricFamily(
-                    "aitbc_store_size_bytes",
-                    "Size of the LevelDB store on disk.",
-                    value=self._store_size(str(store.path)),
-                )
-            )
-        except Exception:  # the store closed under us (shutdown): serve what we have
-            log.debug("state metrics unavailable", exc_info=True)
-        yield from families
 
 
 def parse_listen(value: str) -> tuple[str, int] | str:

@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from api.client import ApiCallFailed, Client
 from chain.crypto import NodeKey
 from chain.receipts import sign_completion
+from node.client import ApiCallFailed, Client
 
 Say = Callable[[str], None]
 

@@ -14,21 +14,21 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from chain.blocks import Block, BlockHeader
-from chain.context import ApplyContext
+from chain.context import NOTHING_CHECKED, ApplyContext, Signers
 from chain.crypto import NodeKey
 from chain.encoding import decode
 from chain.errors import LedgerError
 from chain.genesis import Genesis
 from chain.jobs import job_key
-from chain.receipts import Signers, note_checked_completion
 from chain.state import ReadableState, WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
+from node.clock import Clock, now_ms
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.store import Store
@@ -38,17 +38,9 @@ log = logging.getLogger("aitbc.producer")
 LEASE_PREFIX = key("ix", "lease", "")
 QUIET_S = 0.0005
 """A block being filled is sealed once no transaction has arrived for this long and the block
-before it is durable (block_max_wait_ms still bounds the wait). Measured with 64 clients each
-looping through the job lifecycle (bench/load.py), it answered ~11% more requests per second
-than always waiting block_max_wait_ms, whose last milliseconds often had nothing left to come.
-
-Under uvloop, which the node's server runs on, this is less than a timer tick: libuv counts
-timers in whole milliseconds and uvloop rounds 0.5 ms to none, so the step is a pass of the
-event loop (whatever requests the sockets hold by then are read and handled first). The
-asyncio loop the unit tests run on waits the 0.5 ms. A real 1 ms step measured worse in the
-lifecycle: 40% fewer blocks, yet 30% fewer lifecycles a second and 25% more CPU per request in
-two of three interleaved pairs, since an idle moment costs the loop a wake-up per request where
-a busy one reads many at once."""
+before it is durable; block_max_wait_ms still bounds the wait. Under uvloop this is less than a
+timer tick, so it amounts to one pass of the event loop. ~11% more lifecycles/s than always
+waiting block_max_wait_ms: `python -m bench load --workload lifecycle`."""
 
 
 class NodeUnavailable(Exception):
@@ -67,14 +59,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass
 class _Pending:
     tx: Transaction
     future: asyncio.Future[dict[str, Any]] | None
+    signers: Signers | None = None
+    """For a job.complete this node signed: its receipt's signers, checked at signing."""
 
 
 class Producer:
@@ -85,7 +75,7 @@ class Producer:
         *,
         feed: BlockFeed | None = None,
         mempool_limit: int = 20_000,
-        clock: Callable[[], int] = now_ms,
+        clock: Clock = now_ms,
         metrics: NodeMetrics | None = None,
         quiet_s: float = QUIET_S,
     ) -> None:
@@ -146,9 +136,7 @@ class Producer:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         tx = Transaction(tx_type, payload, self.clock())
-        if signers is not None:
-            note_checked_completion(tx.hash.hex(), signers)
-        mempool.append(_Pending(tx, future))
+        mempool.append(_Pending(tx, future, signers))
         if self._idle or len(mempool) >= self.params.max_block_txs:
             self.wake()  # a first transaction, or a full block: no reason to wait longer
         return await future
@@ -174,8 +162,9 @@ class Producer:
             if not batch:
                 continue
             started = time.perf_counter()
+            txs, checked = [p.tx for p in batch], checked_at_signing(batch)
             outcomes, block, state = apply_and_seal(
-                inflight_state or self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock
+                inflight_state or self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
             )
             self._note_claims(batch, outcomes)
             if inflight is not None:
@@ -184,7 +173,7 @@ class Producer:
                 if not written:  # block N failed to store: N+1 was built on it, so rebuild it on the store
                     tip = self.store.tip()
                     outcomes, block, state = apply_and_seal(
-                        self.store, tip, self.store.genesis, self.key, [p.tx for p in batch], self.clock
+                        self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
                     )
                     self._note_claims(batch, outcomes)
                 state.rebase(self.store)  # N's changes are in the store now
@@ -327,17 +316,24 @@ class Producer:
             self.metrics.block_committed(block, seconds, self.params.max_block_txs)
 
 
+def checked_at_signing(batch: list[_Pending]) -> Mapping[str, Signers]:
+    """The receipt signers of the batch's completions this node signed, by transaction hash."""
+    checked = {p.tx.hash.hex(): p.signers for p in batch if p.signers is not None}
+    return checked or NOTHING_CHECKED
+
+
 def apply_and_seal(
     base: ReadableState,
     prev: BlockHeader,
     genesis: Genesis,
     key: NodeKey,
     txs: list[Transaction],
-    clock: Callable[[], int] = now_ms,
+    clock: Clock = now_ms,
+    checked: Mapping[str, Signers] = NOTHING_CHECKED,
 ) -> tuple[list[dict[str, Any] | LedgerError], Block | None, WorkingState]:
     """Apply txs over `base` (whose tip is `prev`) and seal the valid ones into a block (not yet stored)."""
     timestamp = max(clock(), prev.timestamp, max(tx.timestamp for tx in txs))
-    ctx = ApplyContext(time_ms=timestamp, genesis=genesis)
+    ctx = ApplyContext(time_ms=timestamp, genesis=genesis, checked=checked)
     state = WorkingState(base)
     accepted: list[Transaction] = []
     outcomes: list[dict[str, Any] | LedgerError] = []
@@ -353,7 +349,7 @@ def apply_and_seal(
 
 
 def seal_now(
-    store: Store, key: NodeKey, txs: list[Transaction], clock: Callable[[], int] = now_ms
+    store: Store, key: NodeKey, txs: list[Transaction], clock: Clock = now_ms
 ) -> tuple[list[dict[str, Any] | LedgerError], Block | None]:
     """Apply txs on the tip, seal the valid ones into one durable block, report each outcome."""
     outcomes, block, state = apply_and_seal(store, store.tip(), store.genesis, key, txs, clock)

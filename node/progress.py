@@ -1,6 +1,6 @@
 """Progress on long work (verify, reindex, restore, a follower's catch-up).
 
-On a terminal: a bar redrawn in place, with blocks done out of the total, the rate and the
+On a terminal: tqdm's bar redrawn in place, with blocks done out of the total, the rate and the
 time left. Otherwise (a pipe, journald, or JSON logs): a log line every few seconds, plus
 one at the end, through the `aitbc.progress` logger so that the
 configured log format applies.
@@ -10,6 +10,7 @@ configured log format applies.
             progress.update(height)          # or progress.update(done, new_total)
 
 `Progress.callback` has the (done, total) signature of verify_store's progress argument.
+Bench: `python -m bench logs_and_progress`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from tqdm import tqdm  # type: ignore[import-untyped]
+
 log = logging.getLogger("aitbc.progress")
 
 BAR_WIDTH = 30
 REDRAW_S = 0.1
 LINE_INTERVAL_S = 5.0
+# tqdm's fields, filled in at each redraw: "verify [#####-----] 50/100 blocks  50.0%  12.00 blocks/s  ETA 00:04"
+BAR_FORMAT = (
+    "{desc} [{bar:" + str(BAR_WIDTH) + "}] {n}/{total}{unit} {percentage:5.1f}%  {rate_noinv_fmt}  ETA {remaining}"
+)
 
 
 def format_duration(seconds: float) -> str:
@@ -34,6 +41,29 @@ def format_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class TerminalBar(tqdm):  # type: ignore[misc]
+    """tqdm's bar, redrawn only from update() and close(), reading time from the given clock."""
+
+    monitor_interval = 0  # no monitor thread: nothing draws the bar between updates
+
+    def __init__(self, label: str, done: int, total: int, unit: str, stream: IO[str], clock: Callable[[], float]):
+        super().__init__(
+            desc=label,
+            total=total,
+            initial=done,
+            unit=" " + unit,
+            file=stream,
+            bar_format=BAR_FORMAT,
+            ascii="-#",
+            mininterval=REDRAW_S,
+            smoothing=0,  # the rate is the average since the first update, as in the log lines
+        )
+        # tqdm reads its clock through _time (the hook its own tests use); set before any
+        # figure is taken, so that a test's clock drives the rate and the time left.
+        self._time = clock
+        self.start_t = self.last_print_t = clock()
 
 
 class Progress:
@@ -62,10 +92,10 @@ class Progress:
         self.clock = clock
         self.enabled = enabled
         self._start = clock()
-        self._start_done = 0
-        # On a terminal the bar appears at once; lines come only once an interval has passed,
-        # so short work writes just its final line (and a failure writes none).
-        self._last_draw = float("-inf") if tty else self._start
+        # Lines come only once an interval has passed, so short work writes just its final
+        # line (and a failure writes none). On a terminal the bar appears at the first update.
+        self._last_line = self._start
+        self._bar: TerminalBar | None = None
         self._started = False
         self._closed = False
 
@@ -73,7 +103,7 @@ class Progress:
     def rate(self) -> float:
         """Units per second since the start."""
         elapsed = self.clock() - self._start
-        return (self.done - self._start_done) / elapsed if elapsed > 0 else 0.0
+        return self.done / elapsed if elapsed > 0 else 0.0
 
     def eta(self) -> float | None:
         rate = self.rate()
@@ -95,10 +125,18 @@ class Progress:
             self.total = total
         if not self.enabled or self._closed:
             return
-        now = self.clock()
         self._started = True
-        if now - self._last_draw >= (REDRAW_S if self.tty else self.interval_s):
-            self._emit(now)
+        bar = self._bar
+        if bar is not None:
+            if bar.total != self.total:
+                bar.total = max(self.total, done)
+            bar.update(done - bar.n)  # tqdm counts increments and decides when to redraw
+        elif self.tty:
+            self._bar = TerminalBar(self.label, done, max(self.total, done), self.unit, self.stream, self.clock)
+        else:
+            now = self.clock()
+            if now - self._last_line >= self.interval_s:
+                self._log_line(now)
 
     def callback(self, done: int, total: int) -> None:
         self.update(done, total)
@@ -108,13 +146,10 @@ class Progress:
         if self._closed:
             return
         self._closed = True
-        if not self.enabled or not self._started:
-            return
-        if not failed:
-            self._emit(self.clock(), final=True)
-        elif self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()  # draws the last figures and ends the line
+        elif self.enabled and self._started and not failed:
+            self._log_line(self.clock())
 
     def __enter__(self) -> Progress:
         return self
@@ -122,33 +157,18 @@ class Progress:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.close(failed=exc_type is not None)
 
-    def _emit(self, now: float, final: bool = False) -> None:
-        self._last_draw = now
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + self._bar() + ("\n" if final else ""))
-            self.stream.flush()
-        else:
-            log.info(
-                "%s",
-                self.describe(),
-                extra={
-                    "progress": {
-                        "task": self.label,
-                        "done": self.done,
-                        "total": max(self.total, self.done),
-                        "rate": round(self.rate(), 3),
-                        "eta_s": self.eta(),
-                    },
+    def _log_line(self, now: float) -> None:
+        self._last_line = now
+        log.info(
+            "%s",
+            self.describe(),
+            extra={
+                "progress": {
+                    "task": self.label,
+                    "done": self.done,
+                    "total": max(self.total, self.done),
+                    "rate": round(self.rate(), 3),
+                    "eta_s": self.eta(),
                 },
-            )
-
-    def _bar(self) -> str:
-        total = max(self.total, self.done)
-        frac = self.done / total if total else 1.0
-        filled = int(frac * BAR_WIDTH)
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        eta = self.eta()
-        return (
-            f"{self.label} [{bar}] {self.done}/{total} {self.unit} {100 * frac:5.1f}%  "
-            f"{self.rate():.1f}/s  ETA {'?' if eta is None else format_duration(eta)}"
+            },
         )

@@ -1,11 +1,11 @@
-"""The running node: data dir, store, key and producer, opened and closed together."""
+"""The running node: data dir, store, feed, metrics and role, opened and closed together."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chain.accounts import account_for_key_hash, get_account
 from chain.crypto import NodeKey
@@ -13,45 +13,53 @@ from chain.errors import LedgerError
 from chain.state import WorkingState
 from chain.transactions import Transaction
 from node import __version__
+from node.clock import Clock, now_ms
 from node.compaction import IndexCompactor
 from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
-from node.producer import Producer, now_ms, seal_now
+from node.producer import Producer, seal_now
+from node.roles import AuthorityRole, FollowerRole, Role
 from node.store import Store
-
-if TYPE_CHECKING:
-    from node.sync import Follower
+from node.sync import Follower, validate_upstream
 
 log = logging.getLogger("aitbc.node")
 
 
 class Node:
-    """Everything the API needs: the store to read from and the producer to write through."""
+    """A running node: its data dir and store, its block feed and metrics, and its role
+    (node.roles: an authority sealing blocks, or a follower replicating an upstream), which
+    promote() and demote() change while the process runs.
+
+    Node(config) stores the settings; open() does the side effects (data dir, store, role),
+    synchronously, so that errors surface before any server starts; start() and stop() run
+    inside the server's event loop."""
 
     version = __version__
+    store: Store
+    """The chain and its state; set by open()."""
+    init: InitResult
+    """What opening the data dir found or made (the effective genesis); set by open()."""
+    role: Role
+    """What this node does with its chain; set by open(), changed by promote() and demote()."""
 
-    def __init__(self, config: Config, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, config: Config, clock: Clock = now_ms) -> None:
         self.config = config
         self.clock = clock
         """Unix milliseconds, for block times and lease decisions; tests pass a fake."""
         self.datadir = DataDir(config.data_dir)
-        self.init: InitResult | None = None
-        self.store: Store | None = None
-        self.key: NodeKey | None = None
-        self.producer: Producer | None = None
-        self.sync: Follower | None = None
-        """On a follower (--follow): the task that replicates and verifies the upstream's chain."""
         self.compactor: IndexCompactor | None = None
+        """Compacts the index ranges a busy chain churns; runs from start() to stop()."""
         self.feed = BlockFeed()
-        self.metrics = NodeMetrics(self)
-        """Prometheus metrics in a registry of this node's own (api/operations.py serves them)."""
         """Every block made durable on this node is published here (explorer and sync feeds)."""
+        self.metrics = NodeMetrics()
+        """Prometheus metrics in a registry of this node's own (api/operations.py serves them)."""
         self.background: set[asyncio.Task[None]] = set()
+        """Fire-and-forget tasks (miner heartbeats, the explorer's warm-up), kept referenced until done."""
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
         """Awaited first when the node stops, while it can still take writes (the --demo miner)."""
-        """Fire-and-forget tasks (miner heartbeats), kept referenced until done."""
+        self._started = False
 
     # -- synchronous opening: errors surface before any server starts ---------------
     def open(self) -> InitResult:
@@ -66,23 +74,19 @@ class Node:
             )
         provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
         self._open_store(init)
-        assert self.store is not None
         if self.store.lower_compaction_priority() is None:
             log.debug("LevelDB's compaction thread keeps the node's CPU priority")
-        self.key = key
         self.init = init
         try:
-            self._provision(provisioned)
+            self._provision(key, provisioned)
         except BaseException:
             self.close()
             raise
-        self.producer = Producer(self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics)
+        self.role = AuthorityRole(key, self._sequencer(key))
         return init
 
     def _open_follower(self, upstream: str) -> InitResult:
-        """A follower: no key, no producer; a sync task replicates the upstream's chain."""
-        from node.sync import Follower, validate_upstream
-
+        """A follower: no key, no sequencer; a sync task replicates the upstream's chain."""
         try:
             upstream = validate_upstream(upstream)
         except ValueError as exc:
@@ -100,12 +104,15 @@ class Node:
         if key is not None and key.public_hex in init.genesis.authorities:
             raise DataDirError(f"{self.datadir.path} holds the authority key of its chain; start it without --follow")
         self._open_store(init)
-        assert self.store is not None
         self.init = init
-        self.sync = Follower(
-            self.store, self.feed, upstream, self.config.peer_key, clock=self.clock, metrics=self.metrics
-        )
+        self.role = FollowerRole(self._replica(upstream, self.config.peer_key))
         return init
+
+    def _sequencer(self, key: NodeKey) -> Producer:
+        return Producer(self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics)
+
+    def _replica(self, upstream: str, peer_key: str) -> Follower:
+        return Follower(self.store, self.feed, upstream, peer_key, clock=self.clock, metrics=self.metrics)
 
     def _open_store(self, init: InitResult) -> None:
         self.store = Store(self.datadir.chain_path, init.genesis)
@@ -116,9 +123,8 @@ class Node:
                 f"run 'aitbc-node reindex --data-dir {self.datadir.path}' again"
             )
 
-    def _provision(self, keys: list[ProvisionedKey]) -> None:
+    def _provision(self, key: NodeKey, keys: list[ProvisionedKey]) -> None:
         """Turn --api-keys entries that are not on chain yet into accounts, in one block."""
-        assert self.store is not None and self.key is not None
         view = WorkingState(self.store)
         txs = []
         for k in keys:
@@ -135,41 +141,74 @@ class Node:
             payload = {"name": k.name, "role": k.role, "key_hash": k.key_hash}
             txs.append(Transaction("account.create", payload, max(self.clock(), self.store.tip().timestamp)))
         if txs:
-            commit_offline(self.store, self.key, txs)
+            commit_offline(self.store, key, txs)
             log.info("provisioned %d account(s) from %s", len(txs), self.config.api_keys)
 
     # -- the async part, inside the server's event loop ------------------------------
     async def start(self) -> None:
-        assert self.store is not None
         self.compactor = IndexCompactor(self.store)
         self.feed.subscribe(self.compactor.on_block)
         self.compactor.maybe_start()
-        if self.sync is not None:
-            self.sync.start()
-            return
-        assert self.producer is not None
-        self.producer.start()
+        self._start_role(self.role)
+        self._started = True
 
     async def stop(self) -> None:
         for hook in self.stop_hooks:
             await hook()
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
-        if self.producer is not None:
-            await self.producer.stop()
-        if self.sync is not None:
-            await self.sync.stop()
+        if self._started:
+            await self._stop_role(self.role)
+            self._started = False
         if self.compactor is not None:
             await self.compactor.stop()
         self.close()
 
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
+    @staticmethod
+    def _start_role(role: Role) -> None:
+        if isinstance(role, AuthorityRole):
+            role.sequencer.start()
+        else:
+            role.replica.start()
 
-    @property
-    def role(self) -> str:
-        return "follower" if self.config.follow is not None else "authority"
+    @staticmethod
+    async def _stop_role(role: Role) -> None:
+        if isinstance(role, AuthorityRole):
+            await role.sequencer.stop()
+        else:
+            await role.replica.stop()
+
+    # -- changing role while running --------------------------------------------------
+    async def promote(self, key: NodeKey) -> None:
+        """Become an authority sealing with key: stop replicating, then start the sequencer on
+        this node's tip. Writes sent meanwhile get 503 (the sequencer is not yet running)."""
+        if key.public_hex not in self.store.genesis.authorities:
+            raise DataDirError(f"key {key.public_hex} is not an authority of chain '{self.store.genesis.chain_id}'")
+        if isinstance(self.role, AuthorityRole):
+            return
+        await self._change_role(AuthorityRole(key, self._sequencer(key)))
+        log.info("promoted to authority at height %d", self.store.tip().height)
+
+    async def demote(self, upstream: str, peer_key: str) -> None:
+        """Become a follower of upstream: finish the block being written, refuse what is still
+        queued, then replicate from this node's tip."""
+        try:
+            upstream = validate_upstream(upstream)
+        except ValueError as exc:
+            raise DataDirError(str(exc)) from None
+        await self._change_role(FollowerRole(self._replica(upstream, peer_key)))
+        log.info("demoted to follower of %s at height %d", upstream, self.store.tip().height)
+
+    async def _change_role(self, new: Role) -> None:
+        old, self.role = self.role, new
+        if self._started:
+            await self._stop_role(old)
+            self._start_role(new)
+
+    def close(self) -> None:
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
 
     def maintenance(self) -> list[str]:
         """Background work in progress (index compaction, loading the explorer's last hour)."""
@@ -179,22 +218,26 @@ class Node:
         return work
 
     def sync_status(self) -> dict[str, Any] | None:
-        """Replication as `aitbc-node status` shows it; None on the authority."""
-        return None if self.sync is None else self.sync.status()
+        """Replication as `aitbc-node status` shows it; None on an authority."""
+        return self.role.replica.status() if isinstance(self.role, FollowerRole) else None
+
+    def mempool_size(self) -> int:
+        """Writes waiting for a block (always 0 on a follower, which seals none)."""
+        return self.role.sequencer.mempool_size if isinstance(self.role, AuthorityRole) else 0
 
     def health(self) -> dict[str, Any]:
-        assert self.store is not None
         tip = self.store.tip()
         health = {
             "status": "ok",
             "version": self.version,
             "chain_id": self.store.genesis.chain_id,
             "height": tip.height,
-            "role": self.role,
+            "role": self.role.name,
         }
-        if self.sync is not None:
-            health.update(self.sync.health())
-            if self.sync.degraded:
+        if isinstance(self.role, FollowerRole):
+            replica = self.role.replica
+            health.update(replica.health())
+            if replica.degraded:
                 health["status"] = "degraded"
         return health
 

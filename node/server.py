@@ -115,8 +115,8 @@ class Server:
         self.config = config
 
     def run(self) -> None:
-        from api.app import create_app
         from node.backup import local_url, remove_node_url, write_node_url
+        from node.composition import create_app
         from node.demo import demo_admin_key, start_demo
         from node.logging_setup import configure_logging
 
@@ -140,7 +140,7 @@ class Server:
         def announce() -> None:
             tip = node.store.tip() if node.store else None
             lines = [
-                f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {tip.height if tip else 0}, role {node.role}",
+                f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {tip.height if tip else 0}, role {node.role.name}",
                 f"  data dir:  {node.datadir.path}",
                 f"  API:       {base}/v1",
                 f"  docs:      {base}/docs",

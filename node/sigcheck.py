@@ -8,9 +8,9 @@ The helper is `python -m node.sigcheck`, fed over its stdin and answering on its
             2: its miner co-signature verifies), then the 32-byte key of each (zeros if not)
 
 It runs chain.receipts.completion_signers, the same code the transition runs, on each
-transaction. The parent notes the answers with chain.receipts.note_checked_completion under
-the transaction hashes it computed itself, so that applying those transactions takes them
-instead of checking again. Anything that goes wrong with the helper (it cannot start, dies,
+transaction. The parent keys the answers by the transaction hashes it computed itself and
+passes them to chain.transition.apply_block (ApplyContext.checked), so that applying those
+transactions takes them instead of checking again. Anything that goes wrong with the helper (it cannot start, dies,
 answers late or nonsense) turns it off for good, with one warning: the parent then checks
 everything itself, as it would on one core.
 """
@@ -31,9 +31,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+from chain.context import Signers
 from chain.encoding import decode
 from chain.errors import EncodingError
-from chain.receipts import Signers, completion_signers, note_checked_completion
+from chain.receipts import completion_signers
 from chain.transactions import Transaction
 
 log = logging.getLogger("aitbc.sigcheck")
@@ -149,14 +150,14 @@ class SignatureChecker:
             return
         self._pending.append((txs, self._sender.submit(_write_all, proc, request)))
 
-    def collect(self, *, note: bool = True) -> float:
-        """Wait for the answer to the oldest request and note it for the transition (unless
-        note=False: an answer no one will use). Return the seconds spent waiting for it."""
+    def collect(self) -> tuple[float, dict[str, Signers]]:
+        """Wait for the answer to the oldest request. Return the seconds spent waiting for it
+        and the signers found, by transaction hash (hex); empty if the helper could not say."""
         if not self._pending:
-            return 0.0
+            return 0.0, {}
         txs, sent = self._pending.popleft()
         if sent is None or self._off:
-            return 0.0
+            return 0.0, {}
         assert self._proc is not None and self._proc.stdout is not None
         started = time.perf_counter()
         try:
@@ -166,17 +167,14 @@ class SignatureChecker:
             answers = [read_answer(data[i : i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
         except (OSError, ValueError) as exc:
             self._turn_off(str(exc))
-            return 0.0
+            return 0.0, {}
         waited = time.perf_counter() - started
-        if note:
-            for tx, signers in zip(txs, answers, strict=True):
-                note_checked_completion(tx.hash.hex(), signers)
-        return waited
+        return waited, {tx.hash.hex(): signers for tx, signers in zip(txs, answers, strict=True)}
 
     def discard_all(self) -> None:
         """Read and drop every outstanding answer, so that the next request starts clean."""
         while self._pending:
-            self.collect(note=False)
+            self.collect()
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)

@@ -1,52 +1,14 @@
-"""What `GET /status` and `aitbc-node status` show: a node's role, chain, tip, load and sync.
-
-Every figure is an O(1) read (tip, counters) or an indexed one (active miners); none
-scans the chain. The public figures are aggregates only, like /explorer/stats.
-"""
+"""`aitbc-node status`: the status document a node serves at GET /status (node.ledger.status),
+rendered as text, one fact per line."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from chain.jobs import STATUSES, counter_key
+from chain.jobs import STATUSES
 
 if TYPE_CHECKING:
-    from node.runtime import Node
-
-
-def node_status(node: Node) -> dict[str, Any]:
-    from api.queries import active_miners
-    from api.views import iso
-
-    store = node.store
-    assert store is not None
-    tip = store.tip()
-    now = node.clock()
-    params = store.genesis.params
-    jobs = {s: store.get_int(counter_key("status", s)) for s in STATUSES}
-    producer = node.producer
-    sync = getattr(node, "sync_status", None)
-    return {
-        "status": "ok",
-        "version": node.version,
-        "role": node.role,
-        "chain_id": store.genesis.chain_id,
-        "genesis_hash": store.genesis.hash,
-        "height": tip.height,
-        "tip_hash": tip.hash,
-        "tip_time": iso(tip.timestamp),
-        "tip_age_s": round(max(0, now - tip.timestamp) / 1000, 3),
-        "transactions": store.tx_count(),
-        "mempool_size": 0 if producer is None else producer.mempool_size,
-        "jobs": {**jobs, "total": store.get_int(counter_key("jobs"))},
-        "receipts": store.get_int(counter_key("receipts")),
-        "active_miners": active_miners(store, params.active_miner_window_s, now),
-        "websocket_subscribers": node.feed.subscribers,
-        "maintenance": node.maintenance(),
-        # Filled in by replication: {"upstream": url | None, "lag_blocks": int,
-        # "lag_seconds": float, "peers": [{"name", "height", "lag_blocks"}]}.
-        "sync": sync() if callable(sync) else None,
-    }
+    pass
 
 
 def _age(seconds: float) -> str:

@@ -21,7 +21,6 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +33,7 @@ from chain.blocks import Block
 from chain.errors import LedgerError
 from chain.genesis import Genesis
 from node.catchup import BlockPipeline, BlockRejected
+from node.clock import Clock, now_ms
 from node.events import BlockFeed
 from node.progress import Progress
 from node.store import Store
@@ -85,10 +85,6 @@ def validate_upstream(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def decode_blocks(items: Any) -> list[Block]:
     """Blocks from a decoded JSON list; a malformed one is rejected naming its position."""
     if not isinstance(items, list):
@@ -131,7 +127,7 @@ class Follower:
         upstream: str,
         peer_key: str,
         *,
-        clock: Callable[[], int] = _now_ms,
+        clock: Clock = now_ms,
         metrics: Any = None,
     ) -> None:
         self.store = store

@@ -1,11 +1,11 @@
-"""api.app.AppState: the app's shared objects read as plain attributes, and as State's items."""
+"""api.routes.AppState: the app's shared objects read as plain attributes, and as State's items."""
 
 from __future__ import annotations
 
 import pytest
 from starlette.datastructures import State
 
-from api.app import AppState, NodeApp
+from api.routes import AppState, NodeApp
 
 
 def test_attributes_and_items_agree_through_sets_and_deletes() -> None:

@@ -14,9 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 import chain.receipts
-from api.app import create_app
 from chain.crypto import NodeKey
 from chain.receipts import sign_completion
+from node.composition import create_app
 from node.config import Config
 from node.runtime import Node
 from tests.support import CLIENT_A, MINER_1

@@ -13,8 +13,8 @@ import pytest
 from starlette.routing import BaseRoute, Match
 from starlette.testclient import TestClient
 
-from api.app import create_app
 from api.dispatch import FastDispatch, RouteTable
+from node.composition import create_app
 from node.config import Config
 from node.runtime import Node
 from tests.support import ADMIN, CLIENT_A, MINER_1

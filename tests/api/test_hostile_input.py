@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from api.app import create_app
+from node.composition import create_app
 from node.config import Config
 from node.runtime import Node
 from tests.support import ADMIN, CLIENT_A, MINER_1

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api import queries
 from chain.jobs import PENDING_QUEUES, job_key
 from chain.state import key
 from chain.transactions import Transaction
+from node.ledger import reads as queries
 from node.producer import seal_now
 from node.store import QueueHeads, Store
 from tests.chain.devchain import AUTHORITY, T0, key_hash, make_genesis

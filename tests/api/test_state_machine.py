@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 from starlette.testclient import TestClient
 
-from api.app import create_app
+from node.composition import create_app
 from node.config import Config
+from node.roles import sequencer_of
 from node.runtime import Node
 from tests.support import ADMIN, CLIENT_A, CLIENT_B, MINER_1, MINER_2
 
@@ -170,8 +171,7 @@ class JobLifecycle(RuleBasedStateMachine):
     def leases_expire(self) -> None:
         running = [j for j, m in self.model.items() if m["status"] == "running"]
         self.clock.offset_ms += (LEASE_SECONDS + 1) * 1000
-        assert self.node.producer is not None
-        self.node.producer.wake()
+        sequencer_of(self.node.role).wake()
         for job in running:
             self._release(self.model[job])
         deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.views import iso
+from node.ledger.views import iso
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

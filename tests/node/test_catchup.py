@@ -12,7 +12,6 @@ import pytest
 
 from chain.blocks import Block, seal_header, tx_root
 from chain.crypto import b64url
-from chain.receipts import take_checked_completion
 from chain.transactions import Transaction
 from node.catchup import BlockPipeline
 from node.sigcheck import SignatureChecker
@@ -64,10 +63,10 @@ def pipeline(tmp_path: Path) -> Iterator[BlockPipeline]:
 def test_the_helper_process_answers_each_completions_signers(checker: SignatureChecker) -> None:
     forged = forge_receipt(COMPLETE)
     checker.send([COMPLETE, forged])
-    checker.collect()
-    assert take_checked_completion(COMPLETE.hash.hex()) == (AUTHORITY.public_key, None)
-    assert take_checked_completion(forged.hash.hex()) == (None, None)
-    assert take_checked_completion(COMPLETE.hash.hex()) is None  # each note is taken once
+    waited, checked = checker.collect()
+    assert waited >= 0
+    assert checked == {COMPLETE.hash.hex(): (AUTHORITY.public_key, None), forged.hash.hex(): (None, None)}
+    assert checker.collect() == (0.0, {})  # nothing more was asked
 
 
 def test_the_pipeline_stores_valid_blocks_in_order_and_the_helper_stays_on(pipeline: BlockPipeline) -> None:
@@ -185,8 +184,6 @@ def test_answers_for_blocks_a_run_did_not_reach_are_dropped(pipeline: BlockPipel
     bad_first = Block(
         replace(CHAIN.blocks[1].header, state_root="00" * 32), CHAIN.blocks[1].signature, CHAIN.blocks[1].transactions
     )
-    take_checked_completion(COMPLETE.hash.hex())
     stored, rejected = pipeline.run([bad_first, CHAIN.blocks[2]])  # block 2 was sent to the helper ahead
     assert stored == [] and rejected is not None and rejected.height == 1
     assert pipeline._checker.outstanding == 0
-    assert take_checked_completion(COMPLETE.hash.hex()) is None

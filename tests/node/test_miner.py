@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from api.client import Client
+from node.client import Client
 from tests.support import ALL_KEYS, CLIENT_A, MINER_1, NodeProcess, aitbc_node
 
 

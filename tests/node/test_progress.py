@@ -48,8 +48,8 @@ def test_on_a_terminal_progress_is_a_bar_redrawn_in_place() -> None:
             p.update(done)
     text = out.getvalue()
     assert text.count("\r") >= 10
-    assert "[###" in text and "3/10 blocks" in text and "ETA 7s" in text
-    assert text.endswith("10/10 blocks 100.0%  1.0/s  ETA 0s\n")
+    assert "[#########-----" in text and "3/10 blocks  30.0%   1.00 blocks/s  ETA 00:07" in text
+    assert text.endswith("10/10 blocks 100.0%   1.00 blocks/s  ETA 00:00\n")
 
 
 def test_short_work_writes_one_final_line_and_a_failure_none(caplog: pytest.LogCaptureFixture) -> None:
@@ -109,3 +109,43 @@ def test_verify_without_a_terminal_prints_progress_lines(tmp_path: Path) -> None
     assert records[-1]["progress"]["done"] == 3 and records[-1]["logger"] == "aitbc.progress"
     quiet = run_cli("verify", "--data-dir", str(data), "--quiet")
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_on_a_terminal_the_bar_is_redrawn_at_most_ten_times_a_second() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    with Progress("verify", total=1000, stream=out, tty=True, clock=clock) as p:
+        for done in range(1, 1001):
+            clock.now += 0.001
+            p.update(done)
+    # The first draw, one per 0.1 s of the second, and the final one.
+    assert 10 <= out.getvalue().count("\r") <= 13
+    assert out.getvalue().endswith("1000/1000 blocks 100.0%  1000.00 blocks/s  ETA 00:00\n")
+
+
+def test_on_a_terminal_the_rate_counts_from_the_first_update_and_follows_the_total() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    p = Progress("catch-up", total=60_000, stream=out, tty=True, clock=clock)
+    clock.now += 10  # the first batch is on its way
+    p.update(50_000, 60_000)  # a follower resuming at height 50,000
+    clock.now += 1
+    p.update(50_500, 61_000)
+    p.close()
+    last = out.getvalue().rstrip("\n").rsplit("\r", 1)[-1]
+    assert "50500/61000 blocks" in last and "500.00 blocks/s" in last and "ETA 00:21" in last
+
+
+def test_on_a_terminal_a_failure_ends_the_bar_where_it_stopped_and_an_early_one_draws_nothing() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    with pytest.raises(RuntimeError), Progress("verify", total=5, stream=out, tty=True, clock=clock) as p:
+        p.update(1)
+        clock.now += 1
+        p.update(2)
+        raise RuntimeError("block 3: bad")
+    assert out.getvalue().endswith("2/5 blocks  40.0%   1.00 blocks/s  ETA 00:03\n")
+    early = io.StringIO()
+    with pytest.raises(RuntimeError), Progress("verify", total=5, stream=early, tty=True, clock=clock):
+        raise RuntimeError("cannot open the store")
+    assert early.getvalue() == ""

@@ -67,7 +67,7 @@ def test_tx_that_raises_unexpectedly_leaves_no_trace(
         state.put(key("half", "written"), b"1")
         raise RuntimeError("handler bug")
 
-    monkeypatch.setitem(transition.HANDLERS, "miner.heartbeat", half_done_then_crash)
+    monkeypatch.setattr(transition, "HANDLERS", {**transition.HANDLERS, "miner.heartbeat": half_done_then_crash})
     valid = account_tx("bob")
     with pytest.raises(RuntimeError, match="handler bug"):
         seal_now(store, node_key, [valid, Transaction("miner.heartbeat", {}, now_ms())])

@@ -15,6 +15,8 @@ from chain.blocks import Block
 from node.config import Config
 from node.datadir import DataDir, DataDirError
 from node.events import BlockFeed
+from node.producer import NodeUnavailable
+from node.roles import FollowerRole, sequencer_of, signing_key_of
 from node.runtime import Node
 from node.store import Store
 from node.sync import Follower, display_url, validate_upstream
@@ -112,10 +114,14 @@ def _open(tmp_path: Path, **config: Any) -> Node:
     return n
 
 
-def test_node_opens_as_a_follower_with_no_key_and_no_producer(tmp_path: Path, genesis_file: Path) -> None:
+def test_node_opens_as_a_follower_with_no_key_and_no_sequencer(tmp_path: Path, genesis_file: Path) -> None:
     n = _open(tmp_path, genesis=genesis_file, follow="http://127.0.0.1:9", peer_key="peer-key-0000000000000000")
     try:
-        assert n.role == "follower" and n.producer is None and n.key is None and n.sync is not None
+        assert isinstance(n.role, FollowerRole) and n.role.name == "follower"
+        with pytest.raises(NodeUnavailable):
+            sequencer_of(n.role)  # a follower seals nothing and signs nothing
+        with pytest.raises(NodeUnavailable):
+            signing_key_of(n.role)
         assert n.health()["role"] == "follower" and n.health()["height"] == 0
     finally:
         n.close()

@@ -1,4 +1,6 @@
-"""Reads served from the store's state and indexes; none scans the chain."""
+"""The read model: every query the API and the website ask, served from the store's state and
+indexes; none scans the chain. Access rules that belong to a query (another client's job does
+not exist for a client) are applied here, raising domain errors."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+from chain.errors import NotFound
 from chain.jobs import counter_key, job_key, receipt_key, receipt_tx_key
 from chain.miners import SEEN_PREFIX, get_miner
 from chain.state import key
+from node.ledger.accounts import Principal
 from node.store import Store
 
 
@@ -26,6 +30,37 @@ def _ids(store: Store, prefix: bytes, offset: int, limit: int) -> Iterator[str]:
 
 def get_job(store: Store, job_id: str) -> dict[str, Any] | None:
     return store.get_record(job_key(job_id))  # type: ignore[no-any-return]
+
+
+def job_for(store: Store, principal: Principal, job_id: str) -> dict[str, Any]:
+    """The job as visible to principal: another client's job is NotFound, as a missing one."""
+    job = get_job(store, job_id)
+    if job is None or (principal.role == "client" and job["client"] != principal.name):
+        raise NotFound(f"job '{job_id}' does not exist", error_code="job_not_found")
+    return job
+
+
+def job_receipts(store: Store, principal: Principal, job_id: str) -> list[dict[str, Any]]:
+    """The job's receipts, oldest first, as visible to principal (a job completes once: none or one)."""
+    job = job_for(store, principal, job_id)
+    receipt = None if job["receipt_id"] is None else get_receipt(store, job["receipt_id"])
+    return [] if receipt is None else [receipt]
+
+
+def latest_receipt(store: Store, principal: Principal, job_id: str) -> dict[str, Any]:
+    """The job's latest receipt; NotFound (not_found) while it has none."""
+    receipts = job_receipts(store, principal, job_id)
+    if not receipts:
+        raise NotFound(f"job '{job_id}' has no receipt yet", error_code="not_found")
+    return receipts[-1]
+
+
+def receipt(store: Store, receipt_id: str) -> dict[str, Any]:
+    """The receipt; NotFound (receipt_not_found) if there is none by that id."""
+    found = get_receipt(store, receipt_id)
+    if found is None:
+        raise NotFound(f"receipt '{receipt_id}' does not exist", error_code="receipt_not_found")
+    return found
 
 
 def list_jobs(store: Store, *, client: str | None, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Caps on open WebSocket connections, per client address and in total, shared by every feed."""
+"""Caps on open WebSocket connections, per client address and in total, shared by every feed
+(the API's block feed for followers and the website's live feed), and the close codes they send."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from contextlib import contextmanager
 
 from starlette.websockets import WebSocket
 
-# The close code a server sends when it is "overloaded; try again later" (RFC 6455, IANA registry).
 TRY_AGAIN_LATER = 1013
+"""Close code: "overloaded; try again later" (RFC 6455, IANA registry): the node is at its caps,
+or the client fell behind its feed and was dropped."""
+POLICY_VIOLATION = 1008
+"""Close code: the client broke the feed's rules (RFC 6455 section 7.4.1), e.g. a refused key."""
 
 
 class WebSocketLimiter:

@@ -1,30 +1,24 @@
-"""create_app(node): the Starlette application with an explicit route list."""
+"""The API adapter's routes and the pieces node.composition builds the app from: the explicit
+route list, the middleware, the state the handlers share, and role-aware forwarding."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
 from starlette.datastructures import State
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
-from api.activity import activity_for
-from api.auth import AccountCache
 from api.dispatch import FastDispatch
-from api.errors import EXCEPTION_HANDLERS
 from api.middleware import RequestMiddleware
 from api.ratelimit import RateLimiter
-from api.wslimit import WebSocketLimiter
-from explorer_ui import web
+from node.ledger.accounts import AccountCache
 from node.runtime import Node
 
 ROUTES = [
@@ -102,25 +96,15 @@ class NodeApp(Starlette):
         return FastDispatch(stack, self.routes, self.exception_handlers, **self.fast)
 
 
-HANDLERS = {**EXCEPTION_HANDLERS, HTTPException: web.on_http_exception}
-"""The API's handlers; a 404 for a website address a browser asked for is the website's page."""
+def api_routes() -> list[BaseRoute]:
+    """Every route the API serves. Those that write are role-aware: a follower forwards them to
+    its authority, decided per request, so a node that changes role serves them right."""
+    return [forward.role_aware(route) for route in [*ROUTES, *operations.ROUTES, *chain.ROUTES]]
 
 
-def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await node.start()
-        activity_for(app)  # start loading the explorer's last hour now, in the background
-        if on_started is not None:
-            on_started()
-        try:
-            yield
-        finally:
-            await node.stop()
-
-    # On a follower, writes are proxied to the authority (api/forward.py).
-    routes = forward.routes_for(node, [*ROUTES, *operations.ROUTES, *chain.ROUTES, *web.ROUTES])
-    # One outer middleware: request id, access log, metrics, security and height headers.
+def api_middleware(node: Node) -> list[Middleware]:
+    """One outer middleware (request id, access log, metrics, security and height headers), and
+    CORS when --cors-origins names any."""
     middleware = [Middleware(RequestMiddleware, metrics=node.metrics, node=node)]
     if node.config.cors_origins:
         middleware.append(
@@ -132,12 +116,12 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
                 expose_headers=["X-Request-Id", "Retry-After"],
             )
         )
-    app = NodeApp(routes=routes, middleware=middleware, exception_handlers=HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
-    # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.
-    app.fast = {"metrics": node.metrics, "node": node, "cors": bool(node.config.cors_origins)}
-    app.state.node = node
+    return middleware
+
+
+def install_api_state(app: Starlette, node: Node) -> None:
+    """What the API's handlers share: the rate limiter and the accounts cache (emptied by any
+    block that touches accounts)."""
     app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)
-    app.state.ws_limiter = WebSocketLimiter(node.config.ws_per_ip, node.config.ws_max)
     app.state.accounts = AccountCache()
     node.feed.subscribe(app.state.accounts.on_block)
-    return app
