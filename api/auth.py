@@ -10,7 +10,7 @@ from starlette.requests import Request
 from api.errors import ApiError
 from api.middleware import header_value
 from node.datadir import api_key_hash
-from node.ledger.accounts import Principal
+from node.ledger.accounts import AccountCache, Principal
 
 HEADER = "x-api-key"
 RAW_HEADER = HEADER.encode("latin-1")
@@ -30,7 +30,8 @@ def authenticate(request: Request, *roles: str) -> Principal:
         raise ApiError(401, "invalid API key", "unauthorized")
     key_hash = api_key_hash(supplied)
     state = request.scope["app"].state
-    found = state.accounts.entry(state.node.store, key_hash)
+    accounts: AccountCache = state.accounts
+    found = accounts.entry(state.node.store, key_hash)
     if found is None or not hmac.compare_digest(found[0]["key_hash"], key_hash):
         raise ApiError(401, "invalid API key", "unauthorized")
     account, principal = found

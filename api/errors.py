@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,7 +40,7 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status: int, detail: str, error_code: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, detail: str, error_code: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "error_code": error_code}, status_code=status, headers=headers)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.parsing import page_limit
+from api.parsing import node_of, page_limit
 from api.responses import JSONResponse
 from node.ledger import params
 from node.ledger.activity import activity_for
@@ -27,11 +27,11 @@ from node.store import Store
 
 
 def _store(request: Request) -> Store:
-    return request.app.state.node.store  # type: ignore[no-any-return]
+    return node_of(request).store
 
 
 def now(request: Request) -> int:
-    return request.app.state.node.clock()  # type: ignore[no-any-return]
+    return node_of(request).clock()
 
 
 async def block(request: Request) -> JSONResponse:
@@ -86,7 +86,7 @@ async def stats(request: Request) -> Response:
     key = (store.tip().height, at // 1000)
     cached: tuple[tuple[int, int], bytes] | None = getattr(request.app.state, "stats_cache", None)
     if cached is None or cached[0] != key:
-        cached = (key, JSONResponse(stats_data(store, activity_for(request.app), at)).body)
+        cached = (key, bytes(JSONResponse(stats_data(store, activity_for(request.app), at)).body))
         request.app.state.stats_cache = cached
     return Response(cached[1], media_type="application/json")
 

@@ -1,10 +1,11 @@
-"""Jobs over HTTP: submit, list, read, cancel (clients); available, claim, complete, fail
-(miners); a job's receipts (the AITBC SDK's paths). Each parses the request and calls the
+"""Jobs over HTTP: submit, list, read, cancel (clients); available, claim, claim-next, complete,
+fail (miners); a job's receipts (the AITBC SDK's paths). Each parses the request and calls the
 read model (node.ledger.reads) or a write command (node.ledger.commands)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from api.auth import authenticate
 from api.errors import ApiError
@@ -20,7 +21,7 @@ from api.parsing import (
 )
 from api.responses import JSONResponse
 from chain.jobs import STATUSES
-from node.ledger import reads
+from node.ledger import params, reads
 from node.ledger.views import job_view
 
 
@@ -70,7 +71,16 @@ async def available_job(request: Request) -> JSONResponse:
     miner_id = request.query_params.get("miner_id")
     if miner_id is None:
         raise ApiError(400, "miner_id is required", "validation_error")
-    return JSONResponse(commands_of(request).available_job(principal, miner_id))
+    wait = params.wait_seconds(request.query_params.get("wait"))
+    return JSONResponse(await commands_of(request).available_job(principal, miner_id, wait))
+
+
+async def claim_next(request: Request) -> Response:
+    principal = authenticate(request, "miner")
+    body = await read_object(request, ("miner_id", "wait"))
+    miner_id = require_field(body, "miner_id")
+    job = await commands_of(request).claim_next(principal, miner_id, params.wait_seconds(body.get("wait")))
+    return Response(status_code=204) if job is None else JSONResponse(job)
 
 
 async def claim_job(request: Request) -> JSONResponse:

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.routing import Mount
@@ -39,11 +40,11 @@ _NONE: frozenset[bytes] = frozenset()
 def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    if route is None or path is None:
+    if route is None or not isinstance(path, str):
         return UNMATCHED
     if isinstance(route, Mount):
         return path + "/{path}"
-    return path  # type: ignore[no-any-return]
+    return path
 
 
 _ID_PREFIX = os.urandom(8).hex()
@@ -55,15 +56,15 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
-def header_value(headers: Any, name: bytes) -> bytes | None:
+def header_value(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     """The first value of a header among an ASGI scope's raw headers (name in lower case)."""
     for key, value in headers:
         if key == name:
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 
-def request_id_of(headers: Any) -> str:
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-Id when it is a sane token, else a new id."""
     value = header_value(headers, HEADER)
     if value is not None and VALID_ID.match(value):
@@ -71,10 +72,10 @@ def request_id_of(headers: Any) -> str:
     return new_request_id()
 
 
-def add_own_headers(headers: list[Any], raw_rid: bytes, versioned: bool, node: Any) -> None:
+def add_own_headers(headers: list[tuple[bytes, bytes]], raw_rid: bytes, versioned: bool, node: Any) -> None:
     """Append what every answer carries to a response's headers: the request id, the security
     headers and, on /v1, the height the answer was read at, each unless the endpoint set it."""
-    present = _NONE  # the usual case: none of ours was set by the endpoint
+    present: frozenset[bytes] | set[bytes] = _NONE  # the usual case: none of ours was set by the endpoint
     for name, _ in headers:
         if name.lower() in OWN_HEADERS:
             present = {name.lower() for name, _ in headers}
@@ -139,7 +140,7 @@ class RequestMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers: list[Any] = list(message.get("headers", ()))
+                headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
                 add_own_headers(headers, raw_rid, versioned, self.node)
                 message = {**message, "headers": headers}
             await send(message)

@@ -32,7 +32,8 @@ class RateLimiter:
             retry = max(1, math.ceil((1.0 - tokens) / self.rate))
             raise ApiError(
                 429,
-                f"rate limit of {self.rate:g} requests/s (burst {self.burst}) exceeded for this key; retry in {retry} s",
+                f"rate limit of {self.rate:g} requests/s (burst {self.burst}) exceeded for this key; "
+                f"retry in {retry} s",
                 "rate_limited",
                 headers={"Retry-After": str(retry)},
             )

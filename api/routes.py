@@ -27,6 +27,7 @@ ROUTES = [
     Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
     # Before /v1/jobs/{job_id}, so that 'available' is not taken for a job id.
     Route("/v1/jobs/available", jobs.available_job, methods=["GET"]),
+    Route("/v1/jobs/claim-next", jobs.claim_next, methods=["POST"]),
     Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
     Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
     Route("/v1/jobs/{job_id}/claim", jobs.claim_job, methods=["POST"]),

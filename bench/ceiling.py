@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     settings = {k: v for k, v in UVICORN_SETTINGS.items() if k != "lifespan"}
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", **settings)  # type: ignore[arg-type]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        **settings,  # type: ignore[arg-type]  # node.server types UVICORN_SETTINGS as a dict[str, object]
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

@@ -8,12 +8,20 @@ sched_setaffinity). Every run is bounded in time and request count and talks onl
   python -m bench load --workload lifecycle --seconds 10 --concurrency 32
   python -m bench load --rounds 3            # three sittings in one: medians of the target ratios
   python -m bench load --workload lifecycle --profile /tmp/prof   # and where the event loop's time went
+  python -m bench load --workload contended  # 8, 16, 64 miners on one model, three ways (below)
+
+The contended workload runs, for N = 8, 16 and 64 workers on one node: the uncontended
+lifecycle (each worker submits a job for its own model, then polls, claims and completes it),
+the contract's flow with every worker's miner serving the same model (available, then claim;
+a claim refused with 409 sends the worker back to available), and the same with claim-next.
+It prints lifecycles/s, the 409s, and the p50/p99 of a lifecycle (submit to completed receipt).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -40,7 +48,10 @@ SERVER_CPU, LOAD_CPU = 0, 1
 CLIENT_KEY = "bench-client-key-000000000000"
 MINER_KEY = "bench-miner-key-0000000000000"
 BENCH_MODELS = 64
-WORKLOADS = ("ceiling", "submit", "lifecycle", "stats", "receipts", "pending")
+WORKLOADS = ("ceiling", "submit", "lifecycle", "stats", "receipts", "pending", "contended")
+CONTENDED_MINERS = (8, 16, 64)
+HAMLET = "Summarise the plot of Hamlet in one sentence."
+ANSWER = "A prince avenges his father and nearly everyone dies."
 
 
 @dataclass
@@ -78,7 +89,8 @@ class Result:
     errors: int
     load_cpu: float = float("nan")
     server_us: float = float("nan")
-    """Server CPU per request of the whole run, in microseconds: unlike req/s, barely moved by other load on the machine."""
+    """Server CPU per request of the whole run, in microseconds: unlike req/s, barely moved by
+    other load on the machine."""
 
     @property
     def rate(self) -> float:
@@ -381,7 +393,8 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                 if writes:
                     blocks = await _height(s, base) - start_height
                     print(
-                        f"[{name}] {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block, "
+                        f"[{name}] {writes} writes acknowledged in {blocks} blocks "
+                        f"({writes / max(blocks, 1):.1f} per block, "
                         f"{blocks / elapsed:.0f} blocks/s)",
                         flush=True,
                     )
@@ -397,11 +410,13 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
                         synced = "synced writes: n/a (strace not installed, or not permitted to attach)"
                     else:
                         synced = (
-                            f"synced appends to the write-ahead log: {syncs[0]} ({syncs[0] / max(blocks, 1):.2f} per block); "
+                            f"synced appends to the write-ahead log: {syncs[0]} "
+                            f"({syncs[0] / max(blocks, 1):.2f} per block); "
                             f"other fsync/fdatasync (LevelDB's flushes and compactions): {syncs[1]}"
                         )
                     print(
-                        f"group commit: {writes} writes acknowledged in {blocks} blocks ({writes / max(blocks, 1):.1f} per block); {synced}",
+                        f"group commit: {writes} writes acknowledged in {blocks} blocks "
+                        f"({writes / max(blocks, 1):.1f} per block); {synced}",
                         flush=True,
                     )
     finally:
@@ -409,6 +424,152 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
         proc.wait(timeout=60)
         shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+@dataclass
+class Contended:
+    flow: str
+    miners: int
+    lifecycles: int
+    seconds: float
+    refused: int
+    claims: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.lifecycles / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Flow:
+    """One way of running N workers, each a client submitting a job and a miner taking one."""
+
+    name: str
+    models: Callable[[int], str]
+    """The model of worker i's jobs and miner."""
+    claim_next: bool
+    refused: int = 0
+    claims: int = 0
+
+    @property
+    def tag(self) -> str:
+        return self.name.split()[0]
+
+
+CONTENDED_FLOWS: tuple[tuple[str, Callable[[int], str], bool], ...] = (
+    ("uncontended", lambda i: f"bench-{2 + i % (BENCH_MODELS - 2)}", False),
+    ("available + claim", lambda i: "bench-0", False),
+    ("claim-next", lambda i: "bench-1", True),
+)
+
+
+async def contended_lifecycle(s: aiohttp.ClientSession, base: str, flow: Flow, i: int, rec: Recorder) -> int:
+    """Worker i submits a job, takes one as its miner (claim-next, or available and claim, back
+    to available on a 409) and completes it; the lifecycle's time is recorded. Returns requests."""
+    client, miner = {"X-Api-Key": CLIENT_KEY}, {"X-Api-Key": MINER_KEY}
+    miner_id, started, requests = f"{flow.tag}-{i}", time.perf_counter(), 2
+    job = {"prompt": HAMLET, "model": flow.models(i)}
+    await timed(s, rec, "submit", "POST", base + "/v1/jobs", 201, json=job, headers=client)
+    job_id = None
+    while job_id is None:
+        requests += 1
+        if flow.claim_next:
+            body = {"miner_id": miner_id, "wait": 1}
+            async with s.post(base + "/v1/jobs/claim-next", json=body, headers=miner) as r:
+                if r.status == 204:
+                    continue
+                assert r.status == 200, await r.text()
+                job_id = (await r.json())["job_id"]
+            flow.claims += 1
+            continue
+        async with s.get(base + "/v1/jobs/available", params={"miner_id": miner_id}, headers=miner) as r:
+            found = await r.json()
+        if found is None:
+            continue
+        requests += 1
+        flow.claims += 1
+        async with s.post(f"{base}/v1/jobs/{found['job_id']}/claim", json={"miner_id": miner_id}, headers=miner) as r:
+            if r.status == 409:
+                flow.refused += 1
+                continue
+            assert r.status == 200, await r.text()
+        job_id = found["job_id"]
+    body = {"miner_id": miner_id, "result": ANSWER}
+    await timed(s, rec, "complete", "POST", f"{base}/v1/jobs/{job_id}/complete", 200, json=body, headers=miner)
+    rec.add("lifecycle", time.perf_counter() - started, True)
+    return requests
+
+
+async def run_contended(args: argparse.Namespace) -> list[Contended]:
+    """Each N of CONTENDED_MINERS on a fresh node: uncontended, available + claim, claim-next."""
+    out: list[Contended] = []
+    for n in CONTENDED_MINERS:
+        port = free_port()
+        workdir = Path(tempfile.mkdtemp(prefix="aitbc-bench-contended-"))
+        proc = start_node(port, workdir)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=n + 8)) as s:
+                await wait_ready(s, base + "/health", proc)
+                for name, models, claim_next in CONTENDED_FLOWS:
+                    flow = Flow(name, models, claim_next)
+                    for i in range(n):
+                        reg = {"miner_id": f"{flow.tag}-{i}", "capabilities": [models(i)]}
+                        async with s.post(
+                            base + "/v1/miners/register", json=reg, headers={"X-Api-Key": MINER_KEY}
+                        ) as r:
+                            assert r.status == 201, await r.text()
+                    step = functools.partial(contended_lifecycle, s, base, flow)
+                    await warm_up(n, step)
+                    flow.refused = flow.claims = 0
+                    rec, elapsed, _ = await drive(n, args.seconds, args.max_requests, step, proc.pid)
+                    lat = rec.latencies.get("lifecycle", [])
+                    p50, p99 = percentile(lat, 50) * 1000, percentile(lat, 99) * 1000
+                    result = Contended(name, n, len(lat), elapsed, flow.refused, flow.claims, p50, p99)
+                    out.append(result)
+                    print(
+                        f"[contended] {n:3d} miners, {name:18} {result.rate:8.1f} lifecycles/s, "
+                        f"409s {result.refused:6d} of {result.claims:7d} claims, p50 {p50:7.1f} ms, p99 {p99:7.1f} ms",
+                        flush=True,
+                    )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+            shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def report_contended(results: list[Contended]) -> None:
+    """The contended targets: lifecycles/s against the uncontended run of the same N, the 409
+    share of the contract's flow, and the p99 at 64 miners."""
+    by = {(r.flow, r.miners): r for r in results}
+    print(
+        f"\n{'miners':>6} {'flow':18} {'lifecycles/s':>13} {'x uncontended':>14} {'409s':>7} {'% claims':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8}"
+    )
+    for r in results:
+        base = by.get(("uncontended", r.miners))
+        ratio = r.rate / base.rate if base and base.rate else float("nan")
+        share = 100 * r.refused / r.claims if r.claims else 0.0
+        print(
+            f"{r.miners:6d} {r.flow:18} {r.rate:13.1f} {ratio:14.2f} {r.refused:7d} {share:8.2f}% "
+            f"{r.p50_ms:8.1f} {r.p99_ms:8.1f}"
+        )
+    top = max(CONTENDED_MINERS)
+    for flow in ("available + claim", "claim-next"):
+        found, base = by.get((flow, top)), by.get(("uncontended", top))
+        if found is not None and base is not None and base.rate:
+            r = found
+            print(
+                f"{flow} at {top} miners: {r.rate / base.rate:.2f} x the uncontended lifecycle (target >= 0.8); "
+                f"p99 {r.p99_ms:.0f} ms (target <= 100 ms)"
+            )
+    seed = [r for r in results if r.flow == "available + claim"]
+    refused, claims = sum(r.refused for r in seed), sum(r.claims for r in seed)
+    if claims:
+        print(f"available + claim: {100 * refused / claims:.2f}% of claims refused with 409 (target < 1%)")
 
 
 async def _height(s: aiohttp.ClientSession, base: str) -> int:
@@ -454,7 +615,8 @@ def report(results: list[Result], block_max_wait_ms: int) -> None:
             print(f"{r.name:44} {r.rate:9.1f} {'':>8} {'':>8} {'':>7}")
             continue
         print(
-            f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {100 * r.load_cpu:8.0f}% {r.server_us:14.1f}"
+            f"{r.name:44} {r.rate:9.1f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} "
+            f"{100 * r.load_cpu:8.0f}% {r.server_us:14.1f}"
         )
     print()
     for _, line in verdicts(results, block_max_wait_ms).values():
@@ -493,15 +655,19 @@ def main(argv: list[str]) -> int:
         results: list[Result] = []
         if "ceiling" in chosen:
             results += asyncio.run(run_ceiling(args))
-        node_workloads = [w for w in chosen if w != "ceiling"]
+        node_workloads = [w for w in chosen if w not in ("ceiling", "contended")]
         if node_workloads:
             results += asyncio.run(run_node(args, node_workloads))
+        contended = asyncio.run(run_contended(args)) if "contended" in chosen else []
         which = f"round {number} of {args.rounds}; " if args.rounds > 1 else ""
         print(
             f"\n{which}machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; server on CPU {SERVER_CPU}, "
             f"load on CPU {LOAD_CPU}; {args.concurrency} connections, {args.seconds:g} s per workload\n"
         )
-        report(results, wait)
+        if results:
+            report(results, wait)
+        if contended:
+            report_contended(contended)
         rounds.append(verdicts(results, wait))
     if args.rounds > 1:
         print(f"\nmedians over {args.rounds} rounds (each ratio against the ceiling of its own round):")
@@ -513,6 +679,7 @@ def main(argv: list[str]) -> int:
             values = sorted(r[name][0] for r in rounds if name in r)
             if values:
                 print(
-                    f"  {name:10} {statistics.median(values):.1f}{unit}; rounds: {', '.join(f'{v:.1f}' for v in values)}"
+                    f"  {name:10} {statistics.median(values):.1f}{unit}; "
+                    f"rounds: {', '.join(f'{v:.1f}' for v in values)}"
                 )
     return 0

@@ -7,7 +7,10 @@ import math
 import os
 from pathlib import Path
 
-from node.store import COMPACTION_THREAD_NAME as COMPACTION_THREAD
+from node.store import COMPACTION_THREAD_NAME
+
+COMPACTION_THREAD = COMPACTION_THREAD_NAME
+"""The name the node gives LevelDB's compaction thread, which the shares are reported under."""
 
 
 def _stat_cpu(stat_path: str) -> float:

@@ -95,7 +95,8 @@ def report(label: str, profile: Profile, where: Path, top: int = 12) -> list[str
         return [f"{label} profile: no samples of the event loop's thread in {where}"]
     total = profile.main_samples
     lines = [
-        f"{label} profile (py-spy, {RATE_HZ} Hz; {total:,} samples of the event loop's thread holding the GIL; stacks in {where}):",
+        f"{label} profile (py-spy, {RATE_HZ} Hz; {total:,} samples of the event loop's thread holding the GIL; "
+        f"stacks in {where}):",
         "  by layer (innermost Python frame of each sample):",
     ]
     for name, _ in (*LAYERS, (OTHER, ())):

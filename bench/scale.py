@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -32,8 +33,9 @@ from chain.jobs import receipt_key
 from chain.receipts import receipt_body, sign_receipt
 from chain.state import WorkingState
 from chain.transactions import Transaction
+from node.clock import now_ms
 from node.datadir import DataDir, api_key_hash
-from node.producer import now_ms, seal_now
+from node.producer import seal_now
 from node.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -174,10 +176,36 @@ READS = {
 }
 """The reads measured on every chain: (path, whether it takes the client's API key)."""
 
+ReadFigures = tuple[float, float, float, int]
+"""(requests/s, p50 ms, p99 ms, errors) of one read."""
 
-async def start_node(
-    s: aiohttp.ClientSession, data_dir: Path
-) -> tuple[subprocess.Popen[bytes], str, dict[str, object]]:
+
+@dataclass
+class ChainResult:
+    """What was measured on one chain's node."""
+
+    startup_s: float
+    maintenance_s: float
+    reads: dict[str, ReadFigures] = field(default_factory=dict)
+    """Each read's medians over the rounds (errors: summed)."""
+    rounds: dict[str, list[float]] = field(default_factory=dict)
+    """Each read's requests/s in each round."""
+    rss_mb: float = float("nan")
+    rss_anon_mb: float = float("nan")
+    rss_file_mb: float = float("nan")
+    bytes_per_tx: float = float("nan")
+
+    def as_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"startup_s": self.startup_s, "maintenance_s": self.maintenance_s}
+        for name, figures in self.reads.items():
+            out[name] = figures
+            out[name + " rounds"] = self.rounds[name]
+        out |= {"rss_mb": self.rss_mb, "rss_anon_mb": self.rss_anon_mb, "rss_file_mb": self.rss_file_mb}
+        out["bytes_per_tx"] = self.bytes_per_tx
+        return out
+
+
+async def start_node(s: aiohttp.ClientSession, data_dir: Path) -> tuple[subprocess.Popen[bytes], str, ChainResult]:
     """A node on data_dir, pinned to CPU 0, once it serves and its start-up maintenance is done."""
     port = free_port()
     args = [
@@ -198,10 +226,9 @@ async def start_node(
     started = time.perf_counter()
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, object] = {}
     try:
         await wait_ready(s, base + "/health", proc, poll_s=0.01)
-        out["startup_s"] = time.perf_counter() - started
+        startup_s = time.perf_counter() - started
         # Measure the steady state: wait (bounded) for the start-up maintenance to finish.
         settle_started = time.perf_counter()
         while time.perf_counter() - settle_started < 300:
@@ -209,11 +236,11 @@ async def start_node(
                 if not (await r.json()).get("maintenance"):
                     break
             await asyncio.sleep(0.2)
-        out["maintenance_s"] = time.perf_counter() - settle_started
+        maintenance_s = time.perf_counter() - settle_started
     except BaseException:
         stop_node(proc)
         raise
-    return proc, base, out
+    return proc, base, ChainResult(startup_s, maintenance_s)
 
 
 def stop_node(proc: subprocess.Popen[bytes]) -> None:
@@ -221,9 +248,7 @@ def stop_node(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=60)
 
 
-async def read_rate(
-    s: aiohttp.ClientSession, base: str, name: str, seconds: float, concurrency: int
-) -> tuple[float, float, float, int]:
+async def read_rate(s: aiohttp.ClientSession, base: str, name: str, seconds: float, concurrency: int) -> ReadFigures:
     """(requests/s, p50 ms, p99 ms, errors) of one read driven for `seconds`."""
     path, keyed = READS[name]
     headers = {"X-Api-Key": CLIENT_KEY} if keyed else {}
@@ -237,13 +262,11 @@ async def read_rate(
     return len(lat) / elapsed, percentile(lat, 50) * 1000, percentile(lat, 99) * 1000, rec.errors.get(name, 0)
 
 
-async def measure(
-    chains: dict[int, Path], seconds: float, concurrency: int, rounds: int
-) -> dict[int, dict[str, object]]:
+async def measure(chains: dict[int, Path], seconds: float, concurrency: int, rounds: int) -> dict[int, ChainResult]:
     """Start-up of each chain's node in turn (the others idle); then each read on every chain,
     interleaved, `rounds` times (this machine's speed drifts by minutes, so the chains are
     measured side by side, not one after the other); each figure is the median of its rounds."""
-    results: dict[int, dict[str, object]] = {}
+    results: dict[int, ChainResult] = {}
     nodes: dict[int, tuple[subprocess.Popen[bytes], str, aiohttp.ClientSession]] = {}
     try:
         for size, data_dir in chains.items():
@@ -255,24 +278,24 @@ async def measure(
                 await s.close()
                 raise
             nodes[size] = proc, base, s
-        samples: dict[tuple[int, str], list[tuple[float, float, float, int]]] = {}
+        samples: dict[tuple[int, str], list[ReadFigures]] = {}
         for _ in range(rounds):
             for name in READS:
                 for size, (_proc, base, s) in nodes.items():
                     samples.setdefault((size, name), []).append(await read_rate(s, base, name, seconds, concurrency))
         for (size, name), got in samples.items():
             rates = [g[0] for g in got]
-            results[size][name] = (
+            results[size].reads[name] = (
                 statistics.median(rates),
                 statistics.median(g[1] for g in got),
                 statistics.median(g[2] for g in got),
                 sum(g[3] for g in got),
             )
-            results[size][name + " rounds"] = rates
+            results[size].rounds[name] = rates
         for size, (proc, _base, _s) in nodes.items():
-            results[size]["rss_mb"] = rss_mb(proc.pid)
-            results[size]["rss_anon_mb"] = rss_mb(proc.pid, "RssAnon")
-            results[size]["rss_file_mb"] = rss_mb(proc.pid, "RssFile")
+            results[size].rss_mb = rss_mb(proc.pid)
+            results[size].rss_anon_mb = rss_mb(proc.pid, "RssAnon")
+            results[size].rss_file_mb = rss_mb(proc.pid, "RssFile")
     finally:
         for proc, _base, s in nodes.values():
             await s.close()
@@ -308,7 +331,7 @@ def main(argv: list[str]) -> int:
             store_bytes[size] = dir_bytes(data / "chain")
         results = asyncio.run(measure(chains, args.seconds, args.concurrency, max(1, args.rounds)))
         for size in chains:
-            results[size]["bytes_per_tx"] = store_bytes[size] / size
+            results[size].bytes_per_tx = store_bytes[size] / size
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -325,17 +348,18 @@ def main(argv: list[str]) -> int:
     for name in READS:
         cells = []
         for s in sorted(results):
-            rate, _p50, p99, _err = results[s][name]  # type: ignore[misc]
+            rate, _p50, p99, _err = results[s].reads[name]
             cells.append(f"{rate:16.0f} {p99:8.2f}")
-        ratio = results[small][name][0] / results[large][name][0]  # type: ignore[index]
-        by_round = [a / b for a, b in zip(results[small][name + " rounds"], results[large][name + " rounds"])]  # type: ignore[call-overload]
+        ratio = results[small].reads[name][0] / results[large].reads[name][0]
+        by_round = [a / b for a, b in zip(results[small].rounds[name], results[large].rounds[name], strict=True)]
         print(f"{name:32} " + " ".join(cells) + f" {ratio:6.2f}x  " + " ".join(f"{r:.2f}" for r in by_round))
     print("\n(ratio = req/s at the small chain / req/s at the large one; target: within 1.2x)")
     for s in sorted(results):
         r = results[s]
         print(
-            f"{s:>12,} tx: start-up {r['startup_s']:.2f} s (then {r['maintenance_s']:.1f} s of background maintenance), "
-            f"resident memory {r['rss_mb']:.0f} MB ({r['rss_anon_mb']:.0f} MB heap, {r['rss_file_mb']:.0f} MB mapped files), {r['bytes_per_tx']:.0f} bytes on disk per tx"
+            f"{s:>12,} tx: start-up {r.startup_s:.2f} s (then {r.maintenance_s:.1f} s of background maintenance), "
+            f"resident memory {r.rss_mb:.0f} MB ({r.rss_anon_mb:.0f} MB heap, {r.rss_file_mb:.0f} MB mapped files), "
+            f"{r.bytes_per_tx:.0f} bytes on disk per tx"
         )
-    print(json.dumps({str(k): {kk: vv for kk, vv in v.items()} for k, v in results.items()}, default=str))
+    print(json.dumps({str(k): v.as_json() for k, v in results.items()}, default=str))
     return 0

@@ -7,7 +7,7 @@ from typing import Any
 from chain.context import ApplyContext
 from chain.errors import Conflict, NotFound, ValidationError
 from chain.genesis import HEX64_RE, NAME_RE, ROLES
-from chain.state import WorkingState, key
+from chain.state import RecordReader, WorkingState, key
 
 
 def account_key(name: str) -> bytes:
@@ -18,11 +18,12 @@ def key_hash_key(key_hash: str) -> bytes:
     return key("akey", key_hash)
 
 
-def get_account(state: WorkingState, name: str) -> dict[str, Any] | None:
-    return state.get_record(account_key(name))  # type: ignore[no-any-return]
+def get_account(state: RecordReader, name: str) -> dict[str, Any] | None:
+    account: dict[str, Any] | None = state.get_record(account_key(name))
+    return account
 
 
-def account_for_key_hash(state: WorkingState, key_hash: str) -> dict[str, Any] | None:
+def account_for_key_hash(state: RecordReader, key_hash: str) -> dict[str, Any] | None:
     raw = state.get(key_hash_key(key_hash))
     return None if raw is None else get_account(state, raw.decode("utf-8"))
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from chain import miners
+from chain import indexes, miners
 from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, InvalidTransaction, NotFound, TooLarge, ValidationError
@@ -27,11 +27,13 @@ from chain.receipts import (
     receipt_signer,
     result_hash,
 )
-from chain.state import WorkingState, key
+from chain.state import RecordReader, WorkingState, key
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 OPEN_STATUSES = ("pending", "running")
 DEFAULT_MODEL = "llama3.2"
+MAX_SKIP = 256
+"""Most job ids a job.claim_next may pass over."""
 DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType({"max_tokens": 256, "temperature": 0.7, "top_p": 0.9})
 MAX_ERROR_CHARS = 4096
 
@@ -58,24 +60,6 @@ def receipt_tx_key(receipt_id: str) -> bytes:
 def counter_key(*parts: str) -> bytes:
     """A counter's key; counters are a small fixed set, so each is built once."""
     return key("ctr", *parts)
-
-
-_IX_JS, _IX_JCS = key("ix", "js", ""), key("ix", "jcs", "")
-PENDING_QUEUES = key("ix", "pm", "")
-"""The pending jobs of each model, oldest first: key("ix", "pm", model, seq) -> job id."""
-_IX_RA, _IX_RC, _IX_RP, _IX_RCP = key("ix", "ra", ""), key("ix", "rc", ""), key("ix", "rp", ""), key("ix", "rcp", "")
-
-
-def _status_index_keys(job: dict[str, Any]) -> list[bytes]:
-    seq, status = job["seq"], job["status"]
-    # key("ix", "js", status, seq) and key("ix", "jcs", client, status, seq), from prefixes
-    tail = status.encode("utf-8") + b"\x00%016x" % seq
-    keys = [_IX_JS + tail, _IX_JCS + job["client"].encode("utf-8") + b"\x00" + tail]
-    if status == "pending":
-        keys.append(PENDING_QUEUES + job["model"].encode("utf-8") + b"\x00%016x" % seq)
-    if status == "running":
-        keys.append(key("ix", "lease", job["lease_deadline"], job["job_id"]))
-    return keys
 
 
 # -- validation shared with the API -----------------------------------------------
@@ -133,22 +117,22 @@ def validate_result(result: Any, rules: Params) -> str:
 # -- reads -----------------------------------------------------------------------
 
 
-def get_job(state: WorkingState, job_id: Any) -> dict[str, Any]:
+def get_job(state: RecordReader, job_id: Any) -> dict[str, Any]:
     if not isinstance(job_id, str):
         raise ValidationError("job_id must be a string")
-    job = state.get_record(job_key(job_id))
+    job: dict[str, Any] | None = state.get_record(job_key(job_id))
     if job is None:
         raise NotFound(f"job '{job_id}' does not exist", error_code="job_not_found")
-    return job  # type: ignore[no-any-return]
+    return job
 
 
 def _save(state: WorkingState, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """Write a job and move its status index entries and counters."""
     if old is not None:
-        for k in _status_index_keys(old):
+        for k in indexes.job_status_entries(old):
             state.delete(k)
         state.add_int(counter_key("status", old["status"]), -1)
-    for k in _status_index_keys(new):
+    for k in indexes.job_status_entries(new):
         state.put(k, new["job_id"].encode("utf-8"))
     state.add_int(counter_key("status", new["status"]), 1)
     state.put_record(job_key(new["job_id"]), new)
@@ -194,6 +178,7 @@ def submit(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> d
     job_id = miners.validate_id("job_id", payload.get("job_id"), 64)
     client = payload.get("client")
     miners.require_active(state, client, ("client", "admin"))
+    assert isinstance(client, str), "require_active refuses any other"
     model, params = validate_job_request(
         payload.get("prompt"), payload.get("model"), payload.get("params"), ctx.genesis.params
     )
@@ -218,8 +203,8 @@ def submit(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> d
         "error": None,
         "lease_deadline": None,
     }
-    state.put(key("ix", "ja", seq), job_id.encode("utf-8"))
-    state.put(key("ix", "jc", client, seq), job_id.encode("utf-8"))
+    for k, v in indexes.new_job_entries(job_id, client, seq):
+        state.put(k, v)
     return _save(state, None, job)
 
 
@@ -232,6 +217,35 @@ def claim(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> di
         raise Conflict(
             f"miner '{miner['miner_id']}' does not serve model '{job['model']}'", error_code="capability_mismatch"
         )
+    return _start(state, job, miner, ctx)
+
+
+def claim_next(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    """Claim the oldest pending job (by submission) whose model the miner serves and which
+    `skip` (job ids on offer to other miners, if any) does not name. The job is picked here,
+    from the state, so every node applying the transaction picks the same one."""
+    if not {"miner_id", "owner"} <= set(payload) <= {"miner_id", "owner", "skip"}:
+        raise InvalidTransaction("job.claim_next carries miner_id, owner and optionally skip")
+    skip = payload.get("skip", [])
+    if not isinstance(skip, list) or len(skip) > MAX_SKIP or not all(isinstance(j, str) for j in skip):
+        raise InvalidTransaction(f"job.claim_next's skip is a list of at most {MAX_SKIP} job ids")
+    passed_over = {j.encode("utf-8") for j in skip}
+    miner = miners.owned_miner(state, payload["miner_id"], payload["owner"])
+    heads = []
+    for model in sorted(set(miner["capabilities"])):
+        queue = state.scan(indexes.pending_queue(model))  # (seq, job id), oldest first
+        head = next((entry for entry in queue if entry[1] not in passed_over), None)
+        if head is not None:
+            heads.append(head)
+    if not heads:
+        raise Conflict(
+            f"no pending job for the models miner '{miner['miner_id']}' serves", error_code="no_job_available"
+        )
+    return _start(state, get_job(state, min(heads)[1].decode("utf-8")), miner, ctx)
+
+
+def _start(state: WorkingState, job: dict[str, Any], miner: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
+    """The pending job, now running under the miner's claim and lease."""
     new = {
         **job,
         "status": "running",
@@ -289,13 +303,8 @@ def complete(state: WorkingState, payload: dict[str, Any], ctx: ApplyContext) ->
     state.put_record(receipt_key(receipt_id), receipt)
     state.put(receipt_tx_key(receipt_id), ctx.tx_hash.encode("ascii"))
     rid = receipt_id.encode("utf-8")
-    # key("ix", "ra", seq), key("ix", "rc", client, seq), key("ix", "rp", miner, seq) and
-    # key("ix", "rcp", client, miner, seq), from prefixes
-    client, provider, at = job["client"].encode("utf-8"), miner["miner_id"].encode("utf-8"), b"%016x" % seq
-    state.put(_IX_RA + at, rid)
-    state.put(_IX_RC + client + b"\x00" + at, rid)
-    state.put(_IX_RP + provider + b"\x00" + at, rid)
-    state.put(_IX_RCP + client + b"\x00" + provider + b"\x00" + at, rid)
+    for k in indexes.receipt_entries(seq, job["client"], miner["miner_id"]):
+        state.put(k, rid)
     state.add_int(counter_key("units"), expected["units"])
     state.add_int(counter_key("price_e8"), price_e8(expected["units"], price_per_unit))
     miner = {**miner, "receipts": miner["receipts"] + 1, "units": miner["units"] + expected["units"]}

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chain import indexes
 from chain.accounts import get_account
 from chain.context import ApplyContext
 from chain.errors import Conflict, Forbidden, NotFound, ValidationError
 from chain.genesis import HEX64_RE, MODEL_RE
-from chain.state import WorkingState, key
+from chain.state import RecordReader, WorkingState, key
 
 MAX_ID_CHARS = 128
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
@@ -18,17 +19,11 @@ MAX_GPU_FIELDS = 16
 MAX_GPU_VALUE_CHARS = 256
 
 
-SEEN_PREFIX = key("ix", "seen", "")
 _MINER = key("miner", "")
 
 
 def miner_key(miner_id: str) -> bytes:
     return _MINER + miner_id.encode("utf-8")
-
-
-def seen_key(last_seen_ms: int, miner_id: str) -> bytes:
-    """key("ix", "seen", last_seen_ms, miner_id), built from its prefix."""
-    return SEEN_PREFIX + b"%016x\x00" % last_seen_ms + miner_id.encode("utf-8")
 
 
 def validate_id(field: str, value: Any, max_chars: int = MAX_ID_CHARS) -> str:
@@ -74,15 +69,16 @@ def require_active(state: WorkingState, name: Any, roles: tuple[str, ...]) -> di
     return account
 
 
-def get_miner(state: WorkingState, miner_id: str) -> dict[str, Any] | None:
-    return state.get_record(miner_key(miner_id))  # type: ignore[no-any-return]
+def get_miner(state: RecordReader, miner_id: str) -> dict[str, Any] | None:
+    miner: dict[str, Any] | None = state.get_record(miner_key(miner_id))
+    return miner
 
 
 def touch(state: WorkingState, miner: dict[str, Any], ctx: ApplyContext) -> dict[str, Any]:
     """Record that the miner was seen at block time, keeping the seen index in step."""
-    state.delete(seen_key(miner["last_seen"], miner["miner_id"]))
+    state.delete(indexes.seen(miner["last_seen"], miner["miner_id"]))
     miner = {**miner, "last_seen": ctx.time_ms}
-    state.put(seen_key(ctx.time_ms, miner["miner_id"]), b"")
+    state.put(indexes.seen(ctx.time_ms, miner["miner_id"]), b"")
     state.put_record(miner_key(miner["miner_id"]), miner)
     return miner
 
@@ -103,7 +99,7 @@ def register_miner(state: WorkingState, payload: dict[str, Any], ctx: ApplyConte
     capabilities, gpu_info = payload.get("capabilities"), payload.get("gpu_info")
     validate_registration(miner_id, capabilities, gpu_info)
     validate_miner_pubkey(payload.get("miner_pubkey"))
-    assert isinstance(miner_id, str)
+    assert isinstance(miner_id, str) and isinstance(capabilities, list)
     require_active(state, owner, ("miner", "admin"))
     existing = get_miner(state, miner_id)
     if existing is not None and existing["owner"] != owner:
@@ -117,8 +113,8 @@ def register_miner(state: WorkingState, payload: dict[str, Any], ctx: ApplyConte
             "receipts": 0,
             "units": 0,
         }
-        state.put(seen_key(ctx.time_ms, miner_id), b"")
-    record = {**existing, "capabilities": list(capabilities), "gpu_info": gpu_info}  # type: ignore[arg-type]
+        state.put(indexes.seen(ctx.time_ms, miner_id), b"")
+    record = {**existing, "capabilities": list(capabilities), "gpu_info": gpu_info}
     if payload.get("miner_pubkey") is not None:
         # Registering a key is one-way: re-registering without one keeps it, so a completion
         # can never silently go back to being unsigned.

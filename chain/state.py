@@ -7,6 +7,7 @@ Key parts are joined with NUL, which no name or id may contain.
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ _DELETED = b"\xff\xff\xff\xff"
 
 def key(*parts: str | int) -> bytes:
     """Build a state key. Integers become 16 hex digits, so they sort numerically."""
-    return SEP.join([part.encode("utf-8") if part.__class__ is str else b"%016x" % part for part in parts])
+    return SEP.join([part.encode("utf-8") if isinstance(part, str) else b"%016x" % part for part in parts])
 
 
 class StateView(Protocol):
@@ -38,12 +39,29 @@ class StateView(Protocol):
 class ReadableState(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The entries under prefix in key order, each as (key without the prefix, value).
+        The transition reads only the first few (the head of a pending queue)."""
+        ...
+
+
+class RecordReader(Protocol):
+    """Point reads of values and of the records decoded from them: a WorkingState, or the
+    store itself where a read model reads committed state."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def get_record(self, key: bytes) -> Any: ...
+
 
 class EmptyState:
     """A base with nothing in it (genesis, tests)."""
 
     def get(self, key: bytes) -> bytes | None:
         return None
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return iter(())
 
 
 class WorkingState:
@@ -53,25 +71,61 @@ class WorkingState:
         self._base = base
         self._writes: dict[bytes, bytes | None] = {}
         self._sorted: list[tuple[bytes, bytes | None]] | None = None
+        self._ordered: dict[bytes, list[bytes]] = {}
+        """For each prefix scanned: the keys written here under it, sorted; kept up to date by
+        every later write, so that repeated scans (one per job.claim_next) cost no sort."""
 
     def get(self, key: bytes) -> bytes | None:
         # Down the stack of working states in a loop, not a call per level: a transaction's
         # scratch state sits on its block's, which may sit on the block being written.
-        state: Any = self
+        state: ReadableState = self
         while state.__class__ is WorkingState:
             writes = state._writes
             if key in writes:
-                return writes[key]  # type: ignore[no-any-return]
+                return writes[key]
             state = state._base
-        return state.get(key)  # type: ignore[no-any-return]
+        return state.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        if self._ordered and key not in self._writes:
+            self._order(key)
         self._writes[key] = value
         self._sorted = None
 
     def delete(self, key: bytes) -> None:
+        if self._ordered and key not in self._writes:
+            self._order(key)
         self._writes[key] = None
         self._sorted = None
+
+    def _order(self, key: bytes) -> None:
+        """A key newly written here: into the sorted keys of each scanned prefix it falls under."""
+        for prefix, keys in self._ordered.items():
+            if key.startswith(prefix):
+                bisect.insort(keys, key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The base's entries under prefix merged with this state's writes over them (a write
+        replaces the base's value of its key; a deletion hides it), in key order."""
+        own = self._ordered.get(prefix)
+        if own is None:
+            own = self._ordered[prefix] = sorted(k for k in self._writes if k.startswith(prefix))
+        writes, cut = self._writes, len(prefix)
+        base = self._base.scan(prefix)
+        below = next(base, None)
+        for key in own:
+            suffix = key[cut:]
+            while below is not None and below[0] < suffix:
+                yield below
+                below = next(base, None)
+            if below is not None and below[0] == suffix:
+                below = next(base, None)  # replaced or deleted here
+            value = writes[key]
+            if value is not None:
+                yield suffix, value
+        while below is not None:
+            yield below
+            below = next(base, None)
 
     def get_record(self, key: bytes) -> Any:
         raw = self.get(key)
@@ -95,6 +149,10 @@ class WorkingState:
     def merge_into_parent(self) -> None:
         parent = self._base
         assert isinstance(parent, WorkingState), "only a child can be merged"
+        if parent._ordered:
+            for k in self._writes:
+                if k not in parent._writes:
+                    parent._order(k)
         parent._writes.update(self._writes)
         parent._sorted = None
 

@@ -25,6 +25,7 @@ TX_TYPES = (
     "job.fail",
     "job.cancel",
     "job.requeue",
+    "job.claim_next",  # from 0.3.0
 )
 
 
@@ -98,7 +99,10 @@ class Transaction:
             raise EncodingError("a transaction is an object with exactly type, payload, timestamp")
         tx_type, payload, timestamp = raw["type"], raw["payload"], raw["timestamp"]
         if tx_type not in TX_TYPES:
-            raise EncodingError(f"unknown transaction type {tx_type!r}")
+            raise EncodingError(
+                f"unknown transaction type {tx_type!r}: the chain is newer than this node; upgrade this node",
+                error_code="upgrade_required",
+            )
         if not isinstance(payload, dict):
             raise EncodingError("transaction payload must be an object")
         if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:

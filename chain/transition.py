@@ -30,6 +30,7 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         "miner.heartbeat": miners.heartbeat,
         "job.submit": jobs.submit,
         "job.claim": jobs.claim,
+        "job.claim_next": jobs.claim_next,
         "job.complete": jobs.complete,
         "job.fail": jobs.fail,
         "job.cancel": jobs.cancel,

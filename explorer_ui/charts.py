@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 WIDTH = 600
 HEIGHT = 150
@@ -77,14 +79,23 @@ def bar_chart(
     return Chart(title, bars, ticks, labels, legend or [], empty=empty)
 
 
-def activity_chart(last_hour: list[dict[str, object]]) -> Chart:
+class MinuteTally(TypedDict):
+    """What the activity chart shows of a minute (node.ledger.explorer.MinuteActivity has more)."""
+
+    minute: str
+    """ISO 8601 UTC, as node.ledger.views.iso writes it."""
+    jobs: int
+    receipts: int
+
+
+def activity_chart(last_hour: Sequence[MinuteTally]) -> Chart:
     """Jobs submitted and receipts issued in each minute of the last hour."""
     columns = []
     for i, m in enumerate(last_hour):
-        minute = str(m["minute"])[11:16]
+        minute = m["minute"][11:16]
         ago = len(last_hour) - 1 - i
         label = "now" if ago == 0 else f"-{ago}m"
-        jobs, receipts = int(m["jobs"]), int(m["receipts"])  # type: ignore[call-overload]
+        jobs, receipts = m["jobs"], m["receipts"]
         columns.append(
             (
                 label if ago % 15 == 0 else "",

@@ -23,6 +23,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from io import BufferedIOBase
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,14 +129,14 @@ class _atomic_file:
             self.part.unlink(missing_ok=True)
 
 
-def _read_exact(f: IO[bytes], n: int, what: str) -> bytes:
+def _read_exact(f: BufferedIOBase, n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise BackupError(f"the backup is truncated (in {what})")
     return data
 
 
-def read_backup(f: IO[bytes]) -> tuple[dict[str, Any], Iterator[tuple[bytes, bytes]]]:
+def read_backup(f: BufferedIOBase) -> tuple[dict[str, Any], Iterator[tuple[bytes, bytes]]]:
     """The header, and an iterator over the entries that raises BackupError at a bad end."""
     try:
         magic = f.read(len(MAGIC))

@@ -6,14 +6,18 @@ import json
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from node import __version__
 from node.config import CONFIG_DOCS, Config
 from node.config_file import ConfiguredGroup
+
+if TYPE_CHECKING:
+    from node.logging_setup import LogFormat
 
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
@@ -54,7 +58,13 @@ log_format_option = click.option(
 )
 
 
-def limit_option(field: str, kind: Any, *, flag: str | None = None, extra: str = "", **kwargs: Any) -> Any:
+Decorated = TypeVar("Decorated", bound=Callable[..., Any] | click.Command)
+"""What a click option decorates: a command's function, or the command (as click.option types it)."""
+
+
+def limit_option(
+    field: str, kind: Any, *, flag: str | None = None, extra: str = "", **kwargs: Any
+) -> Callable[[Decorated], Decorated]:
     """A `start` flag for a Config field: its default and help come from Config, its variable is AITBC_<FIELD>."""
     spec = Config.__dataclass_fields__[field]
     doc = CONFIG_DOCS[field] + (" " + extra if extra else "")
@@ -80,7 +90,7 @@ def validate_metrics(ctx: click.Context, param: click.Parameter, value: str) -> 
     return value
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"aitbc-node: {message}", err=True)
     sys.exit(code)
 
@@ -165,6 +175,7 @@ def cli() -> None:
 @limit_option("ws_per_ip", click.IntRange(1), extra="Closed with 1013 beyond.")
 @limit_option("ws_max", click.IntRange(1), extra="Closed with 1013 beyond.")
 @limit_option("max_connections", click.IntRange(1))
+@limit_option("offer_ms", click.IntRange(0, 60_000))
 @log_format_option
 @click.option(
     "--metrics",
@@ -223,7 +234,7 @@ def init(data_dir: Path, genesis: Path | None, node_key: Path | None) -> None:
 @data_dir_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 @log_format_option
-def verify(data_dir: Path, quiet: bool, log_format: str) -> None:
+def verify(data_dir: Path, quiet: bool, log_format: LogFormat) -> None:
     """Re-verify the whole chain from genesis: links, roots, signatures and state.
 
     Shows a progress bar on a terminal, progress lines on stderr otherwise.
@@ -233,7 +244,7 @@ def verify(data_dir: Path, quiet: bool, log_format: str) -> None:
     from node.progress import Progress
     from node.verify import ChainInvalid, verify_datadir
 
-    configure_logging("info", log_format)  # type: ignore[arg-type]
+    configure_logging("info", log_format)
     try:
         with Progress("verify", enabled=not quiet) as progress:
             report = run_guarded(verify_datadir, DataDir(data_dir), progress.callback)
@@ -249,7 +260,7 @@ def verify(data_dir: Path, quiet: bool, log_format: str) -> None:
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
 @log_format_option
-def reindex(data_dir: Path, log_format: str) -> None:
+def reindex(data_dir: Path, log_format: LogFormat) -> None:
     """Rebuild the state, indexes and counters from the stored blocks (node stopped).
 
     Interrupted, it leaves a mark: the node will not start until a new run completes. Shows a
@@ -262,7 +273,7 @@ def reindex(data_dir: Path, log_format: str) -> None:
     from node.store import Store
     from node.verify import ChainInvalid
 
-    configure_logging("info", log_format)  # type: ignore[arg-type]
+    configure_logging("info", log_format)
 
     def go() -> Any:
         datadir = DataDir(data_dir)
@@ -344,13 +355,13 @@ def backup(data_dir: Path, target: Path, node_url: str | None, admin_key: str | 
 @data_dir_option
 @node_key_option
 @log_format_option
-def restore(source: Path, data_dir: Path, node_key: Path | None, log_format: str) -> None:
+def restore(source: Path, data_dir: Path, node_key: Path | None, log_format: LogFormat) -> None:
     """Restore a backup into a new data dir, verifying the whole chain before it is used."""
     from node.backup import restore as restore_backup
     from node.logging_setup import configure_logging
     from node.progress import Progress
 
-    configure_logging("info", log_format)  # type: ignore[arg-type]
+    configure_logging("info", log_format)
     with Progress("restore: verify") as progress:
         info = run_guarded(restore_backup, source, data_dir, node_key, progress.callback)
     click.echo(
@@ -445,7 +456,8 @@ def create_key_online(node_url: str, admin_key: str, role: str, name: str) -> di
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())  # type: ignore[no-any-return]
+            account: dict[str, Any] = json.loads(response.read())  # the account, as the API spec has it
+            return account
     except urllib.error.HTTPError as exc:
         try:
             detail = json.loads(exc.read()).get("detail", exc.reason)
@@ -492,7 +504,8 @@ def verify_receipt(ctx: click.Context, file: Path, genesis_file: Path | None, pu
     )
     if public_key is not None and genesis_given:
         fail(
-            "--public-key and --genesis are mutually exclusive: --public-key checks a bare receipt, --genesis a proof bundle"
+            "--public-key and --genesis are mutually exclusive: "
+            "--public-key checks a bare receipt, --genesis a proof bundle"
         )
     if public_key is not None:
         verify_bare_receipt(file, public_key)
@@ -545,9 +558,8 @@ def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
     )
     click.echo(f"  in block {verified.height} ({verified.block_hash}), transaction {verified.tx_index}")
     click.echo(f"  receipt signed by authority {verified.receipt_signer}; block sealed by {verified.proposer}")
-    click.echo(
-        f"  miner co-signature: {'ok, key ' + verified.miner_key if verified.miner_key else 'none (the miner registered no key)'}"
-    )
+    cosigned = "ok, key " + verified.miner_key if verified.miner_key else "none (the miner registered no key)"
+    click.echo(f"  miner co-signature: {cosigned}")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -571,7 +583,10 @@ def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
     default=None,
     envvar="AITBC_GENESIS",
     show_envvar=True,
-    help="The chain's effective genesis: checkpoints must be signed by its authorities (default: trust the first signer seen).",
+    help=(
+        "The chain's effective genesis: checkpoints must be signed by its authorities "
+        "(default: trust the first signer seen)."
+    ),
 )
 @click.option(
     "--interval",

@@ -37,6 +37,7 @@ class Client:
     def __init__(
         self, base_url: str, api_key: str, *, timeout: float = 30, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
+        self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout, transport=transport
         )
@@ -52,7 +53,8 @@ class Client:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _answer(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """The status and the JSON body of a successful call; ApiCallFailed with the node's reason if not."""
         response = await self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
@@ -61,7 +63,14 @@ class Client:
             except (ValueError, AttributeError):
                 code, detail = "error", response.text[:200]
             raise ApiCallFailed(response.status_code, code, detail)
-        return response.json()
+        if response.status_code == 204:
+            return 204, None
+        return response.status_code, response.json()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """A call whose answer is a JSON object (every one but the poll for an available job)."""
+        status, body = await self._answer(method, path, **kwargs)
+        return _object(status, body)
 
     # -- clients --------------------------------------------------------------------
     async def submit(
@@ -72,10 +81,10 @@ class Client:
             body["model"] = model
         if params is not None:
             body["params"] = params
-        return await self._call("POST", "/v1/jobs", json=body)  # type: ignore[no-any-return]
+        return await self._call("POST", "/v1/jobs", json=body)
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/v1/jobs/{job_id}")  # type: ignore[no-any-return]
+        return await self._call("GET", f"/v1/jobs/{job_id}")
 
     async def wait_for_result(self, job_id: str, timeout: float = 300, poll: float = 0.2) -> dict[str, Any]:
         """Poll the job until it is completed, failed or cancelled; TimeoutError after timeout."""
@@ -89,7 +98,7 @@ class Client:
             await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
     async def receipt(self, receipt_id: str) -> dict[str, Any]:
-        return await self._call("GET", f"/v1/receipts/{receipt_id}")  # type: ignore[no-any-return]
+        return await self._call("GET", f"/v1/receipts/{receipt_id}")
 
     async def proof_bytes(self, receipt_id: str) -> bytes:
         """The proof bundle exactly as served (what `aitbc-node verify-receipt` reads)."""
@@ -104,10 +113,10 @@ class Client:
         return verify_bundle(parse_bundle(await self.proof_bytes(receipt_id)), genesis)
 
     async def checkpoint(self) -> dict[str, Any]:
-        return await self._call("GET", "/v1/chain/checkpoint")  # type: ignore[no-any-return]
+        return await self._call("GET", "/v1/chain/checkpoint")
 
     async def consistency(self, old_size: int, new_size: int) -> dict[str, Any]:
-        return await self._call("GET", "/v1/chain/consistency", params={"from": old_size, "to": new_size})  # type: ignore[no-any-return]
+        return await self._call("GET", "/v1/chain/consistency", params={"from": old_size, "to": new_size})
 
     # -- miners ---------------------------------------------------------------------
     async def register(
@@ -123,13 +132,30 @@ class Client:
             body["gpu_info"] = gpu_info
         if miner_pubkey is not None:
             body["miner_pubkey"] = miner_pubkey
-        return await self._call("POST", "/v1/miners/register", json=body)  # type: ignore[no-any-return]
+        return await self._call("POST", "/v1/miners/register", json=body)
 
-    async def available(self, miner_id: str) -> dict[str, Any] | None:
-        return await self._call("GET", "/v1/jobs/available", params={"miner_id": miner_id})  # type: ignore[no-any-return]
+    async def available(self, miner_id: str, wait: float = 0) -> dict[str, Any] | None:
+        """The job offered to this miner, or None (null) when there is none (after waiting up
+        to `wait` seconds for one)."""
+        params: dict[str, Any] = {"miner_id": miner_id}
+        if wait:
+            params["wait"] = wait
+        status, body = await self._answer("GET", "/v1/jobs/available", params=params, timeout=self._poll_timeout(wait))
+        return None if body is None else _object(status, body)
+
+    async def claim_next(self, miner_id: str, wait: float = 0) -> dict[str, Any] | None:
+        """Claim the oldest pending job this miner serves (POST /v1/jobs/claim-next): the job,
+        now running under this miner's claim, or None if none was pending within `wait` seconds."""
+        status, body = await self._answer(
+            "POST", "/v1/jobs/claim-next", json={"miner_id": miner_id, "wait": wait}, timeout=self._poll_timeout(wait)
+        )
+        return None if body is None else _object(status, body)
+
+    def _poll_timeout(self, wait: float) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout + wait)
 
     async def claim(self, job_id: str, miner_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/v1/jobs/{job_id}/claim", json={"miner_id": miner_id})  # type: ignore[no-any-return]
+        return await self._call("POST", f"/v1/jobs/{job_id}/claim", json={"miner_id": miner_id})
 
     async def complete(
         self, job_id: str, miner_id: str, result: str, miner_signature: str | None = None
@@ -137,7 +163,13 @@ class Client:
         body: dict[str, Any] = {"miner_id": miner_id, "result": result}
         if miner_signature is not None:
             body["miner_signature"] = miner_signature
-        return await self._call("POST", f"/v1/jobs/{job_id}/complete", json=body)  # type: ignore[no-any-return]
+        return await self._call("POST", f"/v1/jobs/{job_id}/complete", json=body)
 
     async def fail(self, job_id: str, miner_id: str, error: str) -> dict[str, Any]:
-        return await self._call("POST", f"/v1/jobs/{job_id}/fail", json={"miner_id": miner_id, "error": error})  # type: ignore[no-any-return]
+        return await self._call("POST", f"/v1/jobs/{job_id}/fail", json={"miner_id": miner_id, "error": error})
+
+
+def _object(status: int, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiCallFailed(status, "unexpected_answer", f"expected a JSON object, got {type(body).__name__}")
+    return body

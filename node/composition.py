@@ -46,7 +46,7 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
     app = NodeApp(
         routes=[*api_routes(), *web.ROUTES],
         middleware=api_middleware(node),
-        exception_handlers=handlers,  # type: ignore[arg-type]  # Starlette types handlers loosely
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
     # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,6 +53,9 @@ class Config:
     """Most concurrent HTTP connections; beyond it new requests get 503."""
     explorer_ws_queue: int = 64
     """Messages each explorer live-feed client may fall behind by before it is dropped."""
+    offer_ms: int = 2000
+    """Milliseconds a pending job shown to one polling miner (GET /v1/jobs/available) is held
+    for it before it may be shown to another."""
     demo: bool = False
     """Also run an in-process echo miner and submit a sample job every few seconds."""
 
@@ -61,7 +65,7 @@ def _field_docs() -> dict[str, str]:
     tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
     body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Config").body
     docs: dict[str, str] = {}
-    for field, doc in zip(body, body[1:]):
+    for field, doc in itertools.pairwise(body):
         if (
             isinstance(field, ast.AnnAssign)
             and isinstance(field.target, ast.Name)

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -20,6 +20,9 @@ from chain.crypto import NodeKey
 from chain.jobs import DEFAULT_MODEL
 from node.client import ApiCallFailed, Client
 from node.miner import EchoBackend, Miner, MinerSettings
+
+if TYPE_CHECKING:
+    from node.runtime import Node
 
 log = logging.getLogger("aitbc.demo")
 
@@ -66,7 +69,7 @@ class Demo:
         await self.client.aclose()
 
 
-def demo_admin_key(node: Any) -> str:
+def demo_admin_key(node: Node) -> str:
     """The admin key the demo acts with: the one the data dir saved at initialisation."""
     from chain.accounts import account_for_key_hash
     from node.datadir import DataDirError, api_key_hash
@@ -84,7 +87,7 @@ def demo_admin_key(node: Any) -> str:
     return key
 
 
-def start_demo(node: Any, app: Any, admin_key: str) -> Demo:
+def start_demo(node: Node, app: Any, admin_key: str) -> Demo:
     """Start the demo inside the running event loop; the node stops it before its producer."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the access log already shows each request
     demo = Demo(app, admin_key, list(node.store.genesis.params.prices))

@@ -91,7 +91,15 @@ class MinerStats:
 
     def throughput(self) -> str:
         minutes = max(time.monotonic() - self.started, 1e-9) / 60
-        return f"{self.completed} done, {self.failed} failed, {self.completed / minutes:.1f} jobs/min, {self.units / minutes:.0f} units/min"
+        return (
+            f"{self.completed} done, {self.failed} failed, "
+            f"{self.completed / minutes:.1f} jobs/min, {self.units / minutes:.0f} units/min"
+        )
+
+
+CLAIM_WAIT_S = 5.0
+"""How long one claim-next waits on the node for a job: a new job reaches an idle miner as soon
+as its block is durable, and a stop is noticed within this."""
 
 
 @dataclass(frozen=True)
@@ -173,13 +181,9 @@ class Miner:
         delay = self.settings.poll_min
         while not self.stopping.is_set():
             try:
-                job = await self.client.available(self.settings.miner_id)
-                if job is not None:
-                    job = await self.client.claim(job["job_id"], self.settings.miner_id)
+                # One request picks and claims the oldest fitting job, waiting for one if none is pending.
+                job = await self.client.claim_next(self.settings.miner_id, wait=CLAIM_WAIT_S)
             except ApiCallFailed as exc:
-                if exc.status == 409:  # another worker or miner was first: look again soon
-                    await self._pause(0.05)
-                    continue
                 self.say(f"polling: {exc}; retrying in {delay:.1f} s")
                 job = None
             except httpx.HTTPError as exc:

@@ -14,10 +14,11 @@ import heapq
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chain import indexes
 from chain.blocks import Block, BlockHeader
 from chain.context import NOTHING_CHECKED, ApplyContext, Signers
 from chain.crypto import NodeKey
@@ -25,17 +26,17 @@ from chain.encoding import decode
 from chain.errors import LedgerError
 from chain.genesis import Genesis
 from chain.jobs import job_key
-from chain.state import ReadableState, WorkingState, key
+from chain.state import ReadableState, WorkingState
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
 from node.clock import Clock, now_ms
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
+from node.offers import DEFAULT_OFFER_MS, MAKES_PENDING, Offers
 from node.store import Store
 
 log = logging.getLogger("aitbc.producer")
 
-LEASE_PREFIX = key("ix", "lease", "")
 QUIET_S = 0.0005
 """A block being filled is sealed once no transaction has arrived for this long and the block
 before it is durable; block_max_wait_ms still bounds the wait. Under uvloop this is less than a
@@ -54,6 +55,12 @@ class NodeUnavailable(Exception):
         self.error_code = error_code
 
 
+Finalize = Callable[[dict[str, Any]], dict[str, Any]]
+
+CLAIMS = frozenset(("job.claim", "job.claim_next"))
+"""Transaction types that start a lease, which this sequencer expires when it is due."""
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -65,6 +72,8 @@ class _Pending:
     future: asyncio.Future[dict[str, Any]] | None
     signers: Signers | None = None
     """For a job.complete this node signed: its receipt's signers, checked at signing."""
+    finalize: Finalize | None = None
+    """Completes the payload just before the transaction enters a block (Producer.submit)."""
 
 
 class Producer:
@@ -78,6 +87,7 @@ class Producer:
         clock: Clock = now_ms,
         metrics: NodeMetrics | None = None,
         quiet_s: float = QUIET_S,
+        offer_ms: int = DEFAULT_OFFER_MS,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -97,18 +107,24 @@ class Producer:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._leases: list[tuple[int, str]] = []
+        self.offers = Offers(offer_ms, clock)
+        """Which pending job each polling miner is shown (node.offers); woken by every block
+        that may have made a job pending."""
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self._seed_leases()
         self._mempool = deque()
         self._stopping = False
+        if self.offers.closed:
+            self.offers = Offers(self.offers.window_ms, self.clock)
         self._task = asyncio.create_task(self._run(), name="aitbc-producer")
 
     async def stop(self) -> None:
         """Finish the block being written, refuse what is still queued, then return."""
         self._stopping = True
         self.wake()
+        self.offers.close()
         if self._task is not None:
             await self._task
             self._task = None
@@ -123,12 +139,21 @@ class Producer:
         return 0 if self._mempool is None else len(self._mempool)
 
     # -- submission ----------------------------------------------------------------
-    async def submit(self, tx_type: str, payload: dict[str, Any], *, signers: Signers | None = None) -> dict[str, Any]:
+    async def submit(
+        self,
+        tx_type: str,
+        payload: dict[str, Any],
+        *,
+        signers: Signers | None = None,
+        finalize: Finalize | None = None,
+    ) -> dict[str, Any]:
         """Queue a transaction; return its result once its block is durable.
 
         signers: for a job.complete whose receipt this node has just signed (and whose miner
         co-signature it has just checked), what chain.receipts.completion_signers would find,
-        so that applying it checks neither signature again."""
+        so that applying it checks neither signature again.
+        finalize: called with the payload as the transaction's block is built, it returns the
+        payload the transaction gets (what only the sequencer knows at that moment)."""
         mempool = self._mempool
         if mempool is None or self._stopping:
             raise NodeUnavailable("the node is shutting down", error_code="shutting_down")
@@ -136,7 +161,7 @@ class Producer:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         tx = Transaction(tx_type, payload, self.clock())
-        mempool.append(_Pending(tx, future, signers))
+        mempool.append(_Pending(tx, future, signers, finalize))
         if self._idle or len(mempool) >= self.params.max_block_txs:
             self.wake()  # a first transaction, or a full block: no reason to wait longer
         return await future
@@ -162,6 +187,7 @@ class Producer:
             if not batch:
                 continue
             started = time.perf_counter()
+            _finalize(batch)
             txs, checked = [p.tx for p in batch], checked_at_signing(batch)
             outcomes, block, state = apply_and_seal(
                 inflight_state or self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
@@ -210,6 +236,8 @@ class Producer:
         if self.metrics is not None:
             self._observe(batch, outcomes, block, time.perf_counter() - started)
         self.feed.publish(block)
+        if not MAKES_PENDING.isdisjoint(tx.type for tx in block.transactions):
+            self.offers.notify()
         return True
 
     def _answer(self, batch: list[_Pending], outcomes: list[Any]) -> None:
@@ -278,15 +306,16 @@ class Producer:
     # requeued since) are dropped when they come due.
     def _seed_leases(self) -> None:
         self._leases = []
-        for k, _ in self.store.iter_state(LEASE_PREFIX):
+        for k, _ in self.store.iter_state(indexes.LEASES):
             deadline_hex, job_id = k.split(b"\x00", 1)
             self._leases.append((int(deadline_hex, 16), job_id.decode("utf-8")))
         heapq.heapify(self._leases)
 
     def _note_claims(self, batch: list[_Pending], outcomes: list[Any]) -> None:
         for p, outcome in zip(batch, outcomes, strict=True):
-            if p.tx.type == "job.claim" and isinstance(outcome, dict):
+            if p.tx.type in CLAIMS and isinstance(outcome, dict):
                 heapq.heappush(self._leases, (outcome["lease_deadline"], outcome["job_id"]))
+                self.offers.claimed(outcome["job_id"], outcome["miner_id"])
 
     def _seconds_to_next_lease(self) -> float | None:
         if not self._leases:
@@ -314,6 +343,15 @@ class Producer:
                 self.metrics.transaction_rejected(p.tx.type, outcome.error_code)
         if block is not None:
             self.metrics.block_committed(block, seconds, self.params.max_block_txs)
+
+
+def _finalize(batch: list[_Pending]) -> None:
+    """Give the transactions that asked for it their final payload, from what the sequencer
+    knows as their block is built (job.claim_next: the jobs on offer to polling miners)."""
+    for p in batch:
+        if p.finalize is not None:
+            p.tx = Transaction(p.tx.type, p.finalize(p.tx.payload), p.tx.timestamp)
+            p.finalize = None
 
 
 def checked_at_signing(batch: list[_Pending]) -> Mapping[str, Signers]:

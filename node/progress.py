@@ -19,9 +19,9 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TYPE_CHECKING, Never
 
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 log = logging.getLogger("aitbc.progress")
 
@@ -43,7 +43,13 @@ def format_duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-class TerminalBar(tqdm):  # type: ignore[misc]
+if TYPE_CHECKING:
+    _Bar = tqdm[Never]  # tqdm is generic in what it iterates over only in its stubs; this bar iterates over nothing
+else:
+    _Bar = tqdm
+
+
+class TerminalBar(_Bar):
     """tqdm's bar, redrawn only from update() and close(), reading time from the given clock."""
 
     monitor_interval = 0  # no monitor thread: nothing draws the bar between updates

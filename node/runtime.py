@@ -109,7 +109,9 @@ class Node:
         return init
 
     def _sequencer(self, key: NodeKey) -> Producer:
-        return Producer(self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics)
+        return Producer(
+            self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics, offer_ms=self.config.offer_ms
+        )
 
     def _replica(self, upstream: str, peer_key: str) -> Follower:
         return Follower(self.store, self.feed, upstream, peer_key, clock=self.clock, metrics=self.metrics)
@@ -256,7 +258,9 @@ def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[d
         except LedgerError as exc:
             raise DataDirError(exc.detail) from None
     outcomes, _ = seal_now(store, key, txs)
+    accepted = []
     for outcome in outcomes:
         if isinstance(outcome, LedgerError):
             raise DataDirError(outcome.detail)
-    return outcomes  # type: ignore[return-value]
+        accepted.append(outcome)
+    return accepted

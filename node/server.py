@@ -34,19 +34,16 @@ UVICORN_SETTINGS: dict[str, object] = {
 
 YOUNG_COLLECTION_THRESHOLD = 10_000
 """Container objects allocated (net of those freed) between two young-generation collections;
-CPython's default is 700. A busy node holds a few thousand live objects for the requests in
-flight, so at 700 the collector ran ~60 times a second in the job lifecycle (bench/load.py),
-~1.2% of the core, and found no garbage: a request's objects are freed by reference counting.
-At 10,000 it ran once every 7-10 s there, 3-4 ms each; cycles (an exception and its
-traceback) are still collected, a little later."""
+CPython's default is 700. A request's objects are freed by reference counting, so at 700 the
+collector ran ~60 times a second under load and found nothing (~1.2% of the core:
+`python -m bench load --workload lifecycle --profile DIR`); cycles are still collected, later."""
 
 
 def settle_heap() -> None:
     """Take what start-up allocated (modules, routes, templates, the genesis: a few hundred
-    thousand objects) out of the cyclic collector's reach. Each full collection walked all of
-    it, a pause of about 20 ms on the event loop that every request in flight waited out (the
-    p99 of a burst of submissions). Objects allocated afterwards are collected as before, the
-    young ones once YOUNG_COLLECTION_THRESHOLD of them have piled up."""
+    thousand objects) out of the cyclic collector's reach, so that a full collection does not
+    walk it all (a ~20 ms pause on the event loop). Objects allocated afterwards are collected
+    as before, the young ones once YOUNG_COLLECTION_THRESHOLD of them have piled up."""
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()

@@ -1,11 +1,16 @@
 """The LevelDB store: the only module that imports plyvel.
 
-Key prefixes:
-  b<height:8>          -> block (canonical JSON)
-  h<hash:32>           -> height:8
-  t<tx hash:32>        -> height:8 index:4
-  s<state key>         -> state value (records, indexes, counters; see chain.state)
-  m<name>              -> metadata: genesis hash, tip header, transaction count
+Key prefixes (heights are 8 bytes big-endian, so they sort numerically):
+  b<height>            -> block (canonical JSON: header, seal, transactions)
+  H<height>            -> block header (canonical JSON), read without the transactions
+  h<block hash:32>     -> height
+  t<tx hash:32>        -> height, then the transaction's index in the block (4 bytes)
+  s<state key>         -> state value: records, counters and secondary indexes (chain.state,
+                          chain.indexes); a block's state changes go here
+  mgenesis             -> hash of the genesis the store was created with
+  mtip                 -> tip header (canonical JSON)
+  mtxcount             -> transactions stored (decimal)
+  mreindex             -> present only while `aitbc-node reindex` is rebuilding what blocks derive
   M<level:1><index:8>  -> hash of a perfect subtree of the Merkle tree over block hashes
                           (checkpoints; see chain.merkle.perfect_nodes_for_append)
 
@@ -23,16 +28,16 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol, overload
 
 import plyvel
 
 from chain.blocks import Block, BlockHeader
 from chain.encoding import canonical, decode
 from chain.genesis import Genesis
-from chain.jobs import PENDING_QUEUES
+from chain.indexes import INDEXES, PENDING_QUEUES
 from chain.merkle import consistency_path, inclusion_path, leaf_hash, perfect_nodes_for_append, range_hash, tree_root
-from chain.state import EmptyState
+from chain.state import SEP, EmptyState
 from chain.transition import genesis_block
 
 BLOCK = b"b"
@@ -46,8 +51,6 @@ META_TIP = META + b"tip"
 META_TXS = META + b"txcount"
 BLOCK_TREE = b"M"
 META_REINDEX = META + b"reindex"
-INDEX_PREFIX = b"ix\x00"
-"""State keys of secondary indexes (chain.state.key("ix", ...))."""
 
 
 class StoreError(Exception):
@@ -67,11 +70,10 @@ def _height(height: int) -> bytes:
 
 
 LEVELDB_OPTIONS: dict[str, Any] = {
-    # LevelDB's background compaction runs in this process and competes with it for CPU
-    # (on the authority, with the one event loop). Measured over a follower catching up
-    # 102,000 transactions (bench/bench_sync.py), it cost about 80 µs of CPU per transaction
-    # with the defaults and about 30 µs with the first two, for about twice the disk (canonical
-    # JSON compresses well with snappy). Stores written either way read the same.
+    # LevelDB's background compaction runs in this process and competes with it for CPU (on
+    # the authority, with the one event loop). The first two settings cut its CPU per synced
+    # transaction from ~80 µs to ~30 µs (`python -m bench bench_sync`), for about twice the
+    # disk. Stores written either way read the same.
     "compression": None,
     "write_buffer_size": 16 * 1024 * 1024,  # 4 MiB by default: fewer, larger level-0 files
     # LevelDB maps each open table file into memory; open files (1,000 by default, about 2 MiB
@@ -83,14 +85,76 @@ Changes = list[tuple[bytes, bytes | None]]
 """A block's net state changes, sorted by key; None means deleted (WorkingState.changes)."""
 
 
+# plyvel ships no type hints: what this module uses of it, typed.
+class _WriteBatch(Protocol):
+    """plyvel.WriteBatch: written by write() or on leaving a `with` block without an error."""
+
+    def put(self, key: bytes, value: bytes, /) -> None: ...
+    def delete(self, key: bytes, /) -> None: ...
+    def write(self) -> None: ...
+    def __enter__(self) -> _WriteBatch: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class _Items(Protocol):
+    """A plyvel iterator over keys and values."""
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]: ...
+    def __enter__(self) -> _Items: ...
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+class _Reader(Protocol):
+    """What plyvel.DB and its snapshots read with."""
+
+    def get(self, key: bytes, /) -> bytes | None: ...
+    @overload
+    def iterator(
+        self,
+        *,
+        reverse: bool = ...,
+        start: bytes | None = ...,
+        stop: bytes | None = ...,
+        prefix: bytes | None = ...,
+        include_value: Literal[True] = ...,
+    ) -> _Items: ...
+    @overload
+    def iterator(
+        self,
+        *,
+        reverse: bool = ...,
+        start: bytes | None = ...,
+        stop: bytes | None = ...,
+        prefix: bytes | None = ...,
+        include_value: Literal[False],
+    ) -> Iterator[bytes]: ...
+
+
+class _Snapshot(_Reader, Protocol):
+    """plyvel.Snapshot."""
+
+    def close(self) -> None: ...
+
+
+class _LevelDB(_Reader, Protocol):
+    """plyvel.DB."""
+
+    @property
+    def closed(self) -> bool: ...
+    def put(self, key: bytes, value: bytes, /, *, sync: bool = ...) -> None: ...
+    def delete(self, key: bytes, /, *, sync: bool = ...) -> None: ...
+    def write_batch(self, *, transaction: bool = ..., sync: bool = ...) -> _WriteBatch: ...
+    def snapshot(self) -> _Snapshot: ...
+    def compact_range(self, *, start: bytes | None = ..., stop: bytes | None = ...) -> None: ...
+    def close(self) -> None: ...
+
+
 COMPACTION_NICENESS = 10
 """How far below the node's own priority LevelDB's background compaction thread runs on the
-authority (Linux; nice 10 for a node started at 0, at most 19). Its flushes and compactions then
-take the CPU the event loop leaves, instead of half of it: on the one core `bench load` pins the
-node to, a 16 MiB memtable flush otherwise doubled every answer's latency for the 0.2-0.3 s it
-ran, and those answers were the submit p99. At nice 10 it still has about a tenth of a busy core
-(it needs about a twentieth at the lifecycle's pace), and all of an idle one; if it ever fell
-behind, LevelDB's own write throttling would idle the writer and hand it the core."""
+authority (Linux; at most 19). Its flushes then take the CPU the event loop leaves instead of
+half of it, so a memtable flush does not stall the answers in flight; LevelDB's own write
+throttling still hands it the core if it falls behind. Submit p99 under load:
+`python -m bench load --workload submit`."""
 COMPACTION_THREAD_NAME = "leveldb-compact"
 """The name the compaction thread gets (top -H, ps -L), once its priority is lowered."""
 
@@ -114,7 +178,7 @@ class PreparedBlock:
     """A block's write batch, built and not yet written (Store.prepare_block, Store.commit)."""
 
     header: BlockHeader
-    batch: Any
+    batch: _WriteBatch
     changes: Changes
     """The block's state changes, for the read cache once the batch is durable."""
     index_deletions: int
@@ -178,7 +242,9 @@ class QueueHeads:
     each poll opened a LevelDB iterator, which also had to step over the tombstones of every
     claimed job since the last compaction."""
 
-    DEPTH = 32
+    DEPTH = 128
+    """Entries held per queue: enough to step over the jobs concurrent miners are offered or
+    have just claimed in the blocks not yet written (node.offers, job.claim_next)."""
     MAX_QUEUES = 4096
 
     def __init__(self, family: bytes) -> None:
@@ -230,14 +296,14 @@ class QueueHeads:
                 entries.pop()
                 self.queues[prefix] = (entries, False)
 
-    def held(self, prefix: bytes) -> tuple[bool, tuple[bytes, bytes] | None, int]:
-        """(whether the queue is held, its first entry if so, the epoch to keep a fresh read at)"""
+    def held(self, prefix: bytes) -> tuple[list[tuple[bytes, bytes]] | None, bool, int]:
+        """(a copy of the queue's first entries if it is held, whether they are all of it, the
+        epoch to keep a fresh read at)"""
         with self._lock:
             held = self.queues.get(prefix)
             if held is None:
-                return False, None, self.epoch
-            entries = held[0]
-            return True, (entries[0] if entries else None), self.epoch
+                return None, False, self.epoch
+            return list(held[0]), held[1], self.epoch
 
     def clear(self) -> None:
         with self._lock:
@@ -248,7 +314,6 @@ class QueueHeads:
 class Store:
     def __init__(self, path: Path | str, genesis: Genesis, *, create: bool = True) -> None:
         self.path = Path(path)
-        self._db = None
         self._tip: BlockHeader | None = None
         """The tip header, cached; replaced only once a block's batch is durable."""
         self._cache = StateCache()
@@ -260,7 +325,7 @@ class Store:
             raise StoreError(f"the store at {self.path} holds no chain")
         self._threads_before_open = None if _compaction_thread is not None else _thread_ids()
         try:
-            self._db = plyvel.DB(str(self.path), create_if_missing=create, **LEVELDB_OPTIONS)
+            self._db: _LevelDB = plyvel.DB(str(self.path), create_if_missing=create, **LEVELDB_OPTIONS)
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(
@@ -291,13 +356,14 @@ class Store:
             )
 
     def close(self) -> None:
-        db, self._db = getattr(self, "_db", None), None
+        """Close the store (again: nothing). Its reads and writes raise RuntimeError from then on."""
+        db: _LevelDB | None = getattr(self, "_db", None)  # None: __init__ could not open it
         if db is not None:
             db.close()
 
     @property
     def closed(self) -> bool:
-        return self._db is None
+        return self._db.closed
 
     # -- state view (read side of chain.state.StateView) ---------------------------
     def get(self, key: bytes) -> bytes | None:
@@ -328,27 +394,47 @@ class Store:
     ) -> Iterator[tuple[bytes, bytes]]:
         """State entries under prefix (keys returned without the prefix), optionally bounded."""
         full = STATE + prefix
-        kwargs: dict[str, Any] = {"reverse": reverse}
         if start is None and stop is None:
-            kwargs["prefix"] = full
+            entries = self._db.iterator(reverse=reverse, prefix=full)
         else:
-            kwargs["start"] = full + (start or b"")
-            kwargs["stop"] = full + stop if stop is not None else _prefix_end(full)
+            entries = self._db.iterator(
+                reverse=reverse,
+                start=full + (start or b""),
+                stop=full + stop if stop is not None else _prefix_end(full),
+            )
         cut = len(full)
-        for k, v in self._db.iterator(**kwargs):
+        for k, v in entries:
             yield k[cut:], v
 
     def queue_head(self, name: str) -> tuple[bytes, bytes] | None:
         """The first entry (its key after the queue's prefix, its value) of the queue `name` of
-        chain.jobs.PENDING_QUEUES (the oldest pending job of model `name`), or None if it is empty."""
+        chain.indexes.PENDING_QUEUES (the oldest pending job of model `name`), or None if it is empty."""
+        return next(self.queue(name), None)
+
+    def queue(self, name: str) -> Iterator[tuple[bytes, bytes]]:
+        """The entries of the queue `name` of chain.indexes.PENDING_QUEUES in order (the pending
+        jobs of model `name`, oldest first): those held in memory, then on from LevelDB."""
+        return self._queue(self._queues.family + name.encode("utf-8") + SEP)
+
+    def _queue(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         heads = self._queues
-        prefix = heads.family + name.encode("utf-8") + b"\x00"
-        held, first, epoch = heads.held(prefix)
-        if held:
-            return first
-        entries = list(itertools.islice(self.iter_state(prefix), heads.DEPTH + 1))
-        heads.keep(prefix, entries[: heads.DEPTH], len(entries) <= heads.DEPTH, epoch)
-        return entries[0] if entries else None
+        entries, whole, epoch = heads.held(prefix)
+        if entries is None:
+            entries = list(itertools.islice(self.iter_state(prefix), heads.DEPTH + 1))
+            whole = len(entries) <= heads.DEPTH
+            del entries[heads.DEPTH :]
+            heads.keep(prefix, list(entries), whole, epoch)
+        yield from entries
+        if not whole:
+            yield from self.iter_state(prefix, start=entries[-1][0] + SEP if entries else None)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """State entries under prefix in key order (keys without the prefix); a pending queue's
+        come from memory (Store.queue), as the transition reads them for job.claim_next."""
+        family = self._queues.family
+        if prefix.startswith(family) and prefix.find(SEP, len(family)) == len(prefix) - 1:
+            return self._queue(prefix)
+        return self.iter_state(prefix)
 
     def iter_all_state(self) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self._db.iterator(prefix=STATE):
@@ -371,7 +457,7 @@ class Store:
         return 0 if raw is None else int(raw)
 
     def block_bytes(self, height: int) -> bytes | None:
-        return self._db.get(BLOCK + _height(height))  # type: ignore[no-any-return]
+        return self._db.get(BLOCK + _height(height))
 
     def header(self, height: int) -> BlockHeader | None:
         """A block's header alone: a small read, where the block may hold megabytes."""
@@ -477,7 +563,7 @@ class Store:
         raw = self._db.get(_tree_key(level, index))
         if raw is None:
             raise StoreError(f"the block tree lacks node {level}/{index}; the store is incomplete")
-        return raw  # type: ignore[no-any-return]
+        return raw
 
     def block_tree_root(self, size: int) -> bytes:
         """Merkle root over the hashes of blocks 0..size-1."""
@@ -511,7 +597,7 @@ class Store:
                 for k, v in self._block_tree_nodes(block).items():
                     batch.put(k, v)
 
-    def _put_derived(self, batch: Any, block: Block, changes: Changes) -> int:
+    def _put_derived(self, batch: _WriteBatch, block: Block, changes: Changes) -> int:
         """What a block derives: its hash and tx index entries, its state changes, the tx count.
         Returns how many secondary-index entries it deletes."""
         hb = _height(block.height)
@@ -523,7 +609,7 @@ class Store:
         for k, v in changes:
             if v is None:
                 batch.delete(STATE + k)
-                if k.startswith(INDEX_PREFIX):
+                if k.startswith(INDEXES):
                     index_deletions += 1
             else:
                 batch.put(STATE + k, v)
@@ -532,14 +618,14 @@ class Store:
 
     def compact_indexes(self) -> None:
         """Compact the secondary-index key range (drops the tombstones that churn leaves)."""
-        if self._db is not None:
-            self._db.compact_range(start=STATE + INDEX_PREFIX, stop=STATE + INDEX_PREFIX[:-1] + b"\x01")
+        if not self._db.closed:
+            self._db.compact_range(start=STATE + INDEXES, stop=STATE + INDEXES[:-1] + b"\x01")
 
     # -- rebuilding state and indexes from the stored blocks (aitbc-node reindex) -----
     @property
     def reindex_pending(self) -> bytes | None:
         """Where an interrupted reindex stopped, or None when state and indexes are whole."""
-        return self._db.get(META_REINDEX)  # type: ignore[no-any-return]
+        return self._db.get(META_REINDEX)
 
     def begin_reindex(self, batch_size: int = 10_000) -> None:
         """Mark the state as being rebuilt, then delete all of it and the tx index, in batches."""
@@ -548,7 +634,7 @@ class Store:
         self._db.put(META_REINDEX, b"clearing", sync=True)
         for prefix in (STATE, TX, HASH):
             while True:
-                keys = [k for k, _ in zip(self._db.iterator(prefix=prefix, include_value=False), range(batch_size))]
+                keys = list(itertools.islice(self._db.iterator(prefix=prefix, include_value=False), batch_size))
                 if not keys:
                     break
                 with self._db.write_batch(sync=True) as batch:
@@ -572,14 +658,18 @@ class Store:
 class StoreSnapshot:
     """Every raw key and value of the store as of one moment, for backups."""
 
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, snapshot: _Snapshot) -> None:
         self._snapshot = snapshot
 
     def tip(self) -> BlockHeader:
-        return BlockHeader.from_dict(decode(self._snapshot.get(META_TIP)))
+        raw = self._snapshot.get(META_TIP)
+        assert raw is not None, "an adopted store always has a tip"
+        return BlockHeader.from_dict(decode(raw))
 
     def genesis_hash(self) -> str:
-        return self._snapshot.get(META_GENESIS).decode()  # type: ignore[no-any-return]
+        raw = self._snapshot.get(META_GENESIS)
+        assert raw is not None, "an adopted store always has its genesis hash"
+        return raw.decode()
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         with self._snapshot.iterator() as it:
@@ -591,7 +681,7 @@ class StoreSnapshot:
 
 def load_raw(path: Path, items: Iterator[tuple[bytes, bytes]], batch_bytes: int = 4 * 1024 * 1024) -> int:
     """Write raw entries (from StoreSnapshot.items) into a new, empty store at path; count them."""
-    db = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True, **LEVELDB_OPTIONS)
+    db: _LevelDB = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True, **LEVELDB_OPTIONS)
     count = 0
     try:
         batch = db.write_batch(sync=True)

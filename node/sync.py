@@ -35,6 +35,7 @@ from chain.genesis import Genesis
 from node.catchup import BlockPipeline, BlockRejected
 from node.clock import Clock, now_ms
 from node.events import BlockFeed
+from node.offers import MAX_WAIT_S
 from node.progress import Progress
 from node.store import Store
 
@@ -49,6 +50,8 @@ MAX_FORWARD_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 REQUEST_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 """Per-operation timeouts (connect, each read, each write)."""
+FORWARD_TIMEOUT = httpx.Timeout(15.0 + MAX_WAIT_S, connect=5.0)
+"""A forwarded request may be a long poll, whose answer comes up to MAX_WAIT_S later."""
 REQUEST_DEADLINE_S = 60.0
 """Overall deadline of one catch-up request, however slowly the bytes trickle in."""
 LONG_POLL_S = 20
@@ -346,7 +349,8 @@ class Follower:
             raise UpstreamError("the upstream's answer has no head")
         if head.get("genesis_hash") != self.genesis.hash:
             raise UpstreamError(
-                f"the upstream serves another chain (genesis {str(head.get('genesis_hash'))[:16]}…, ours {self.genesis.hash[:16]}…)"
+                "the upstream serves another chain "
+                f"(genesis {str(head.get('genesis_hash'))[:16]}…, ours {self.genesis.hash[:16]}…)"
             )
         height = head.get("height")
         if not isinstance(height, int) or isinstance(height, bool) or height < 0:
@@ -484,7 +488,7 @@ class Follower:
         url = path + (f"?{query}" if query else "")
         try:
             async with asyncio.timeout(REQUEST_DEADLINE_S):
-                request = self._http.build_request(method, url, headers=headers, content=body)
+                request = self._http.build_request(method, url, headers=headers, content=body, timeout=FORWARD_TIMEOUT)
                 # The caller's key, not the peer key, authenticates a forwarded request.
                 request.headers["X-Api-Key"] = headers.get("x-api-key", "")
                 if "x-api-key" not in headers:

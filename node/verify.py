@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from chain.blocks import Block, BlockHeader
 from chain.errors import EncodingError, LedgerError
+from chain.indexes import PENDING_QUEUES
 from chain.state import EmptyState
 from chain.transition import apply_block, genesis_block
 from node.datadir import DataDir
@@ -31,17 +34,42 @@ class VerifyReport:
 
 
 class MemoryState:
+    """Committed state in a dict, as verify re-derives it. The keys of the pending queues are
+    also kept sorted, for the scans the transition makes (job.claim_next)."""
+
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
+        self._queued: list[bytes] = []
+        """The keys under chain.indexes.PENDING_QUEUES, sorted."""
+
+    @classmethod
+    def holding(cls, data: dict[bytes, bytes]) -> MemoryState:
+        """A state holding a copy of data."""
+        state = cls()
+        state.apply(sorted(data.items()))
+        return state
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if prefix.startswith(PENDING_QUEUES):
+            keys = self._queued
+            at = bisect.bisect_left(keys, prefix)
+            found = list(itertools.takewhile(lambda k: k.startswith(prefix), itertools.islice(keys, at, None)))
+        else:
+            found = sorted(k for k in self.data if k.startswith(prefix))
+        return ((k[len(prefix) :], self.data[k]) for k in found)
+
     def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None:
         for k, v in changes:
+            queued = k.startswith(PENDING_QUEUES)
             if v is None:
-                self.data.pop(k, None)
+                if self.data.pop(k, None) is not None and queued:
+                    del self._queued[bisect.bisect_left(self._queued, k)]
             else:
+                if queued and k not in self.data:
+                    bisect.insort(self._queued, k)
                 self.data[k] = v
 
 

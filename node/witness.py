@@ -95,7 +95,8 @@ def check(
         raise WitnessAlarm(f"the consistency proof from {last.size} to {cp.size} is malformed") from None
     if not verify_consistency(last.size, cp.size, bytes.fromhex(last.root), cp.root, proof):
         raise WitnessAlarm(
-            f"the checkpoint of size {cp.size} is not consistent with the one of size {last.size}: history was rewritten"
+            f"the checkpoint of size {cp.size} is not consistent with the one of size {last.size}: "
+            "history was rewritten"
         )
     return state
 
@@ -132,7 +133,8 @@ def run_witness(
             else:
                 if last is None and not trusted:
                     say(
-                        f"trusting signer {new.signer} on first use (pass --genesis to check against the chain's authorities)"
+                        f"trusting signer {new.signer} on first use "
+                        "(pass --genesis to check against the chain's authorities)"
                     )
                 if new != last:
                     save_state(state_path, new)

@@ -11,9 +11,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from chain.genesis import Genesis
 
 READY_TIMEOUT_S = 60
 REPO_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
@@ -27,13 +30,13 @@ ALL_KEYS = [CLIENT_A, CLIENT_B, MINER_1, MINER_2, ADMIN]
 
 def genesis_doc(authority_hex: str, **params: Any) -> dict[str, Any]:
     """The repo's genesis.json with this authority and some params overridden (as a dict)."""
-    raw = json.loads(REPO_GENESIS.read_text(encoding="utf-8"))
+    raw: dict[str, Any] = json.loads(REPO_GENESIS.read_text(encoding="utf-8"))
     raw["authorities"] = [authority_hex]
     raw["params"] = {**raw["params"], **params}
-    return raw  # type: ignore[no-any-return]
+    return raw
 
 
-def make_genesis(authority_hex: str, **params: Any) -> Any:
+def make_genesis(authority_hex: str, **params: Any) -> Genesis:
     """A parsed Genesis from genesis_doc(); e.g. make_genesis(key.public_hex, max_block_txs=10)."""
     from chain.genesis import parse_genesis
 

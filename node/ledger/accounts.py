@@ -7,7 +7,7 @@ from typing import Any
 
 from chain.accounts import account_for_key_hash
 from chain.blocks import Block
-from chain.state import ReadableState
+from chain.state import RecordReader
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class AccountCache:
     def __init__(self) -> None:
         self._by_hash: dict[str, tuple[dict[str, Any], Principal]] = {}
 
-    def entry(self, state: ReadableState, key_hash: str) -> tuple[dict[str, Any], Principal] | None:
+    def entry(self, state: RecordReader, key_hash: str) -> tuple[dict[str, Any], Principal] | None:
         found = self._by_hash.get(key_hash)
         if found is None:
             account = account_for_key_hash(state, key_hash)

@@ -15,8 +15,9 @@ import os
 from typing import Any
 
 from chain.accounts import validate_account_fields
+from chain.context import Signers
 from chain.errors import Conflict, Forbidden, NotFound, ValidationError
-from chain.jobs import check_running_claim, validate_error, validate_job_request, validate_result
+from chain.jobs import MAX_SKIP, check_running_claim, validate_error, validate_job_request, validate_result
 from chain.miners import validate_id, validate_miner_pubkey, validate_registration
 from chain.receipts import completion_signature_valid, miner_signature_block, receipt_body, result_hash, sign_receipt
 from node.datadir import api_key_hash, new_api_key
@@ -55,8 +56,8 @@ class Commands:
         self._heartbeats: set[str] = set()
         """Miners whose heartbeat transaction is queued: at most one each."""
 
-    async def _seal(self, tx_type: str, payload: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        return await sequencer_of(self.node.role).submit(tx_type, payload, **kwargs)
+    async def _seal(self, tx_type: str, payload: dict[str, Any], *, signers: Signers | None = None) -> dict[str, Any]:
+        return await sequencer_of(self.node.role).submit(tx_type, payload, signers=signers)
 
     # -- jobs (clients) ------------------------------------------------------------------
     async def submit_job(self, principal: Principal, prompt: Any, model: Any, params: Any) -> dict[str, Any]:
@@ -86,13 +87,59 @@ class Commands:
             raise Forbidden(f"miner '{miner_id}' was registered by another account", error_code="miner_not_owned")
         return miner
 
-    def available_job(self, principal: Principal, miner_id: Any) -> dict[str, Any] | None:
-        """The oldest pending job the miner serves (its Job view), or None; the poll counts as
-        the miner being seen."""
+    async def available_job(self, principal: Principal, miner_id: Any, wait_s: float = 0.0) -> dict[str, Any] | None:
+        """The job offered to the miner (its Job view): the oldest pending job it serves that
+        no other miner holds an offer of (node.offers), or None. With wait_s, held until one
+        exists or wait_s pass. The poll counts as the miner being seen."""
         miner = self.miner_of(principal, miner_id)
         self._note_seen(miner)
-        job = reads.oldest_pending_for_models(self.node.store, miner["capabilities"])
-        return None if job is None else job_view(job)
+        offers = sequencer_of(self.node.role).offers
+        store, models = self.node.store, frozenset(miner["capabilities"])
+
+        def still_fits(job_id: str) -> bool:
+            return reads.pending_for(store, job_id, models)
+
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            job_id = offers.offer(miner["miner_id"], reads.pending_for_models(store, models), still_fits)
+            job = None if job_id is None else reads.get_job(store, job_id)
+            if job is not None:
+                return job_view(job)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or offers.closed:
+                return None
+            await offers.wait(remaining)
+
+    async def claim_next(self, principal: Principal, miner_id: Any, wait_s: float = 0.0) -> dict[str, Any] | None:
+        """Claim the oldest pending job the miner serves, in one transaction (job.claim_next:
+        the transition picks the job, so every node replays the same choice); the running job's
+        view, or None if none was pending within wait_s."""
+        miner = self.miner_of(principal, miner_id)
+        sequencer = sequencer_of(self.node.role)
+        store, models = self.node.store, frozenset(miner["capabilities"])
+
+        def passing_over_offers(payload: dict[str, Any]) -> dict[str, Any]:
+            """Jobs on offer to miners polling `available` stay theirs while the offers last;
+            named as the block is built, so an offer made a moment ago counts too."""
+            skip = sequencer.offers.held_by_others(payload["miner_id"], reads.pending_for_models(store, models))
+            return {**payload, "skip": skip[:MAX_SKIP]} if skip else payload
+
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            if reads.oldest_pending_for_models(store, miner["capabilities"]) is not None:
+                payload = {"miner_id": miner["miner_id"], "owner": miner["owner"]}
+                try:
+                    job = await sequencer.submit("job.claim_next", payload, finalize=passing_over_offers)
+                except Conflict as exc:
+                    if exc.error_code != "no_job_available":
+                        raise
+                else:
+                    sequencer.offers.release(miner["miner_id"])
+                    return job_view(job)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or sequencer.offers.closed:
+                return None
+            await sequencer.offers.wait(remaining)
 
     def _note_seen(self, miner: dict[str, Any]) -> None:
         """Record a heartbeat (at most every tenth of the active window), without waiting."""
@@ -118,7 +165,9 @@ class Commands:
     async def claim_job(self, principal: Principal, job_id: str, miner_id: Any) -> dict[str, Any]:
         miner = self.miner_of(principal, miner_id)
         payload = {"job_id": job_id, "miner_id": miner["miner_id"], "owner": miner["owner"]}
-        return job_view(await self._seal("job.claim", payload))
+        job = job_view(await self._seal("job.claim", payload))
+        sequencer_of(self.node.role).offers.release(miner["miner_id"])
+        return job
 
     def _running_job(self, job_id: str, miner: dict[str, Any]) -> dict[str, Any]:
         job = reads.get_job(self.node.store, job_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, TypedDict
 
 from chain.blocks import Block, BlockHeader, check_seal
 from chain.errors import InvalidBlock, NotFound, ValidationError
@@ -271,10 +271,20 @@ def miner_data(store: Store, miner_id: str, now_ms: int) -> dict[str, Any]:
     }
 
 
+class MinuteActivity(TypedDict):
+    """One minute of the last hour, as the stats page and its JSON show it."""
+
+    minute: str
+    blocks: int
+    transactions: int
+    jobs: int
+    receipts: int
+
+
 def stats_data(store: Store, activity: Activity, now_ms: int) -> dict[str, Any]:
     """NetworkStats, plus totals, jobs by status, and activity over the last hour."""
     minutes = activity.last_hour()
-    per_minute = [
+    per_minute: list[MinuteActivity] = [
         {
             "minute": iso(start),
             "blocks": c.blocks,

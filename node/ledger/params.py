@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from chain.errors import ValidationError
+from node.offers import MAX_WAIT_S
 
 
 def query_int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
@@ -45,3 +46,17 @@ def query_choice(params: Mapping[str, str], name: str, choices: Iterable[str]) -
     if raw not in options:
         raise ValidationError(f"{name} must be one of {', '.join(options)}")
     return raw
+
+
+def wait_seconds(raw: object, name: str = "wait") -> float:
+    """A long poll's `wait`: seconds, 0 to MAX_WAIT_S; a number, or its text in a query."""
+    if raw is None:
+        return 0.0
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            raise ValidationError(f"{name} must be a number of seconds") from None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= MAX_WAIT_S:
+        raise ValidationError(f"{name} must be a number of seconds from 0 to {MAX_WAIT_S:g}")
+    return float(raw)

@@ -4,14 +4,15 @@ not exist for a client) are applied here, raising domain errors."""
 
 from __future__ import annotations
 
+import heapq
 import itertools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
+from chain import indexes
 from chain.errors import NotFound
 from chain.jobs import counter_key, job_key, receipt_key, receipt_tx_key
-from chain.miners import SEEN_PREFIX, get_miner
-from chain.state import key
+from chain.miners import get_miner
 from node.ledger.accounts import Principal
 from node.store import Store
 
@@ -29,7 +30,8 @@ def _ids(store: Store, prefix: bytes, offset: int, limit: int) -> Iterator[str]:
 
 
 def get_job(store: Store, job_id: str) -> dict[str, Any] | None:
-    return store.get_record(job_key(job_id))  # type: ignore[no-any-return]
+    job: dict[str, Any] | None = store.get_record(job_key(job_id))
+    return job
 
 
 def job_for(store: Store, principal: Principal, job_id: str) -> dict[str, Any]:
@@ -65,9 +67,9 @@ def receipt(store: Store, receipt_id: str) -> dict[str, Any]:
 
 def list_jobs(store: Store, *, client: str | None, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
     if client is None:
-        prefix = key("ix", "js", status, "") if status else key("ix", "ja", "")
+        prefix = indexes.jobs_with_status(status) if status else indexes.JOBS
     else:
-        prefix = key("ix", "jcs", client, status, "") if status else key("ix", "jc", client, "")
+        prefix = indexes.jobs_of_client(client, status or None)
     jobs = (get_job(store, job_id) for job_id in _ids(store, prefix, offset, limit))
     return [j for j in jobs if j is not None]
 
@@ -83,8 +85,23 @@ def oldest_pending_for_models(store: Store, models: list[str]) -> dict[str, Any]
     return None if best is None else get_job(store, best[1].decode("utf-8"))
 
 
+def pending_for_models(store: Store, models: Iterable[str]) -> Iterator[str]:
+    """The ids of the pending jobs of any of models, oldest first (FIFO by submission): the
+    models' queues merged by sequence number, read lazily from the store's cached queue heads."""
+    queues = [store.queue(model) for model in sorted(set(models))]
+    for _, job_id in heapq.merge(*queues):
+        yield job_id.decode("utf-8")
+
+
+def pending_for(store: Store, job_id: str, models: Collection[str]) -> bool:
+    """Whether job_id is pending, for one of models."""
+    job = get_job(store, job_id)
+    return job is not None and job["status"] == "pending" and job["model"] in models
+
+
 def get_receipt(store: Store, receipt_id: str) -> dict[str, Any] | None:
-    return store.get_record(receipt_key(receipt_id))  # type: ignore[no-any-return]
+    receipt: dict[str, Any] | None = store.get_record(receipt_key(receipt_id))
+    return receipt
 
 
 def receipt_height(store: Store, receipt_id: str) -> int | None:
@@ -96,14 +113,7 @@ def receipt_height(store: Store, receipt_id: str) -> int | None:
 
 
 def list_receipts(store: Store, *, client: str | None, provider: str | None, limit: int) -> list[dict[str, Any]]:
-    if client and provider:
-        prefix = key("ix", "rcp", client, provider, "")
-    elif client:
-        prefix = key("ix", "rc", client, "")
-    elif provider:
-        prefix = key("ix", "rp", provider, "")
-    else:
-        prefix = key("ix", "ra", "")
+    prefix = indexes.receipts_of(client or None, provider or None)
     receipts = (get_receipt(store, rid) for rid in _ids(store, prefix, 0, limit))
     return [r for r in receipts if r is not None]
 
@@ -114,7 +124,7 @@ def receipts_before(store: Store, limit: int, before: int | None) -> tuple[list[
     stop = None if before is None else b"%016x" % before
     receipts: list[dict[str, Any]] = []
     taken, last = 0, None
-    for at, rid in itertools.islice(store.iter_state(key("ix", "ra", ""), reverse=True, stop=stop), limit):
+    for at, rid in itertools.islice(store.iter_state(indexes.RECEIPTS, reverse=True, stop=stop), limit):
         taken, last = taken + 1, int(at, 16)
         receipt = get_receipt(store, rid.decode("utf-8"))
         if receipt is not None:
@@ -124,7 +134,7 @@ def receipts_before(store: Store, limit: int, before: int | None) -> tuple[list[
 
 def active_miners(store: Store, window_s: int, now: int) -> int:
     since = now - window_s * 1000
-    return sum(1 for _ in store.iter_state(SEEN_PREFIX, start=f"{max(since, 0):016x}".encode()))
+    return sum(1 for _ in store.iter_state(indexes.SEEN, start=f"{max(since, 0):016x}".encode()))
 
 
 def network_stats(store: Store, now: int) -> dict[str, Any]:
@@ -137,4 +147,4 @@ def network_stats(store: Store, now: int) -> dict[str, Any]:
 
 
 def miner(store: Store, miner_id: str) -> dict[str, Any] | None:
-    return get_miner(store, miner_id)  # type: ignore[arg-type]
+    return get_miner(store, miner_id)

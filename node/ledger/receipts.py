@@ -18,15 +18,18 @@ def verify_receipt_document(store: Store, receipt: Any) -> dict[str, Any]:
     refusal = receipt_refusal(receipt)
     claimed_key: bytes | None = None
     signature = receipt.get("signature")
-    if isinstance(signature, dict):
+    key_id = signature.get("key_id") if isinstance(signature, dict) else None
+    if isinstance(key_id, str):
         try:
-            claimed_key = b64url_decode(signature.get("key_id"))  # type: ignore[arg-type]
+            claimed_key = b64url_decode(key_id)
         except ValueError:
             claimed_key = None
     authority = claimed_key is not None and claimed_key.hex() in store.genesis.authorities
     receipt_id = receipt.get("receipt_id")
-    stored = reads.get_receipt(store, receipt_id) if isinstance(receipt_id, str) else None
-    on_chain = stored is not None and stored == receipt
+    on_chain = False
+    block_height: int | None = None
+    if isinstance(receipt_id, str) and reads.get_receipt(store, receipt_id) == receipt:
+        on_chain, block_height = True, reads.receipt_height(store, receipt_id)
     # A co-signed receipt (result_hash + miner_signature) is valid only if both signatures are.
     cosigned = any(name in receipt for name in MINER_FIELDS)
     miner_problem = miner_refusal(receipt) if cosigned else None
@@ -43,5 +46,5 @@ def verify_receipt_document(store: Store, receipt: Any) -> dict[str, Any]:
         "valid": reason is None,
         "reason": reason,
         "on_chain": on_chain,
-        "block_height": reads.receipt_height(store, receipt_id) if on_chain else None,
+        "block_height": block_height,
     }

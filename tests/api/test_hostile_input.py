@@ -58,7 +58,7 @@ hostile_bodies = st.one_of(
         lambda d: _raw('{"prompt": ' + "[" * d + "]" * d + "}")
     ),  # deep nesting
     st.sampled_from(["prompt", "miner_id", "name"]).map(
-        lambda k: _raw('{"%s": "a", "%s": "b"}' % (k, k))
+        lambda k: _raw(f'{{"{k}": "a", "{k}": "b"}}')
     ),  # duplicate keys
     json_values.filter(lambda v: not isinstance(v, dict)).map(lambda v: json.dumps(v).encode()),  # not an object
     st.just(b'\xff\xfe{"prompt": "x"}'),

@@ -56,7 +56,7 @@ def test_json_responses_carry_the_headers_starlette_would_make(status: int) -> N
     content = {"job_id": "job_1", "n": [1, 2.5, None], "ü": "✓"}
     ours, theirs = JSONResponse(content, status_code=status), StarletteJSONResponse(content, status_code=status)
     assert ours.raw_headers == theirs.raw_headers[:1] + [(b"content-type", b"application/json")]
-    assert json.loads(ours.body) == json.loads(theirs.body) and ours.status_code == status
+    assert json.loads(bytes(ours.body)) == json.loads(bytes(theirs.body)) and ours.status_code == status
     with_header = JSONResponse(content, headers={"Retry-After": "1"})
     assert (b"retry-after", b"1") in with_header.raw_headers
     assert dict(with_header.raw_headers)[b"content-length"] == str(len(with_header.body)).encode()

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chain.jobs import PENDING_QUEUES, job_key
+from chain.indexes import PENDING_QUEUES
+from chain.jobs import job_key
 from chain.state import key
 from chain.transactions import Transaction
 from node.ledger import reads as queries
@@ -195,8 +196,8 @@ def test_a_change_applied_twice_changes_nothing_and_queues_stay_bounded(monkeypa
     heads.committed([(b"q\x00a\x001", None), (b"q\x00a\x002", b"x"), (b"q\x00a\x003", b"y")])
     assert heads.queues[b"q\x00a\x00"] == ([(b"2", b"x"), (b"3", b"y")], True)
     heads.committed([(b"q\x00a\x002", None), (b"q\x00a\x003", None), (b"q\x00b\x001", b"z")])
-    assert heads.held(b"q\x00a\x00")[:2] == (True, None)  # known to be empty
-    assert heads.held(b"q\x00b\x00")[:2] == (False, None)  # never read: not held
+    assert heads.held(b"q\x00a\x00")[:2] == ([], True)  # known to be empty
+    assert heads.held(b"q\x00b\x00")[:2] == (None, False)  # never read: not held
     heads.keep(b"q\x00c\x00", [], True, heads.epoch)
     heads.committed([(b"q\x00c\x00%d" % i, b"v") for i in range(QueueHeads.DEPTH + 1)])
     assert heads.queues[b"q\x00c\x00"][1] is False  # past DEPTH: no longer the whole queue

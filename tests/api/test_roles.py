@@ -47,7 +47,7 @@ def test_a_follower_promoted_to_authority_seals_writes_and_demoted_forwards_them
     status, body = submit(client)  # forwarded to an upstream that is not there
     assert status == 503 and body["error_code"] == "unavailable"
 
-    client.portal.call(node.promote, AUTHORITY)  # type: ignore[union-attr]
+    client.portal.call(node.promote, AUTHORITY)  # type: ignore[union-attr]  # TestClient.portal is set inside its with block
     assert isinstance(node.role, AuthorityRole)
     assert client.get("/health").json()["role"] == "authority"
     status, job = submit(client)
@@ -63,7 +63,7 @@ def test_a_follower_promoted_to_authority_seals_writes_and_demoted_forwards_them
     done = client.post(f"/v1/jobs/{job['job_id']}/complete", json={"miner_id": "m1", "result": "hi"}, headers=ADMIN)
     assert done.status_code == 200 and receipt_signer(done.json()) == AUTHORITY.public_key
 
-    client.portal.call(node.demote, UNREACHABLE, PEER_KEY)  # type: ignore[union-attr]
+    client.portal.call(node.demote, UNREACHABLE, PEER_KEY)  # type: ignore[union-attr]  # TestClient.portal is set inside its with block
     assert isinstance(node.role, FollowerRole)
     assert client.get("/health").json()["role"] == "follower"
     status, body = submit(client)
@@ -75,5 +75,5 @@ def test_a_follower_promoted_to_authority_seals_writes_and_demoted_forwards_them
 def test_promotion_needs_a_key_the_genesis_names(follower: tuple[Node, TestClient]) -> None:
     node, client = follower
     with pytest.raises(DataDirError, match="not an authority"):
-        client.portal.call(node.promote, OUTSIDER)  # type: ignore[union-attr]
+        client.portal.call(node.promote, OUTSIDER)  # type: ignore[union-attr]  # TestClient.portal is set inside its with block
     assert isinstance(node.role, FollowerRole)

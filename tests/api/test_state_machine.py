@@ -1,4 +1,6 @@
-"""A hypothesis state machine drives the API in-process against a plain dict model of jobs."""
+"""A hypothesis state machine drives the API in-process against a plain dict model of jobs,
+their queue and the offers polling miners hold: submissions, polls (available), claims,
+claim-next, completions, failures, cancellations, offers lapsing, leases expiring, restarts."""
 
 from __future__ import annotations
 
@@ -29,14 +31,18 @@ MINERS = {  # miner_id -> (key, capabilities)
 MODELS = ["llama3.2", "mistral-7b"]
 LEASE_SECONDS = 300
 MAX_ATTEMPTS = 3
+OFFER_MS = 2000
 
 
 class FakeClock:
+    """The node's clock, moved only by the test: offers and leases lapse when a rule says so."""
+
     def __init__(self) -> None:
+        self.start_ms = time.time_ns() // 1_000_000
         self.offset_ms = 0
 
     def __call__(self) -> int:
-        return time.time_ns() // 1_000_000 + self.offset_ms
+        return self.start_ms + self.offset_ms
 
 
 class JobLifecycle(RuleBasedStateMachine):
@@ -50,11 +56,13 @@ class JobLifecycle(RuleBasedStateMachine):
         self.client: TestClient | None = None
         self.model: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.offers: dict[str, tuple[str, int]] = {}
+        """miner -> (the job it was offered, when the offer lapses)"""
         self._open()
 
     # -- plumbing ------------------------------------------------------------------
     def _open(self) -> None:
-        config = Config(data_dir=self.dir / "data", api_keys=self.dir / "keys.json", rate_limit=0)
+        config = Config(data_dir=self.dir / "data", api_keys=self.dir / "keys.json", rate_limit=0, offer_ms=OFFER_MS)
         self.node = Node(config, clock=self.clock)
         self.node.open()
         self.client = TestClient(create_app(self.node))
@@ -103,19 +111,58 @@ class JobLifecycle(RuleBasedStateMachine):
             "miner": None,
             "attempts": 0,
         }
-        self.order.append(job["job_id"])
-        return job["job_id"]
+        job_id: str = job["job_id"]
+        self.order.append(job_id)
+        return job_id
+
+    def _pending_for(self, caps: list[str]) -> list[str]:
+        """The pending jobs of the models caps names, oldest first."""
+        return [j for j in self.order if self.model[j]["status"] == "pending" and self.model[j]["model"] in caps]
 
     @rule(miner=st.sampled_from(sorted(MINERS)))
     def available(self, miner: str) -> None:
         key, caps = MINERS[miner]
         r = self.call("GET", "/v1/jobs/available", key, params={"miner_id": miner})
         assert r.status_code == 200
-        expected = next(
-            (j for j in self.order if self.model[j]["status"] == "pending" and self.model[j]["model"] in caps), None
-        )
+        now = self.clock()
+        self.offers = {m: offer for m, offer in self.offers.items() if offer[1] > now}
+        own = self.offers.get(miner)
+        if own is not None and self.model[own[0]]["status"] == "pending":
+            expected: str | None = own[0]  # its own offer back, its window not extended
+        else:
+            self.offers.pop(miner, None)
+            held = {job for m, (job, _) in self.offers.items() if m != miner}
+            expected = next((j for j in self._pending_for(caps) if j not in held), None)
+            if expected is not None:
+                self.offers[miner] = (expected, now + OFFER_MS)
         got = r.json()
         assert (got and got["job_id"]) == expected
+
+    @rule(miner=st.sampled_from(sorted(MINERS)))
+    def claim_next(self, miner: str) -> None:
+        key, caps = MINERS[miner]
+        r = self.call("POST", "/v1/jobs/claim-next", key, json={"miner_id": miner})
+        now = self.clock()
+        held = {job for m, (job, lapses) in self.offers.items() if m != miner and lapses > now}
+        expected = next((j for j in self._pending_for(caps) if j not in held), None)  # offers are passed over
+        if expected is None:
+            assert r.status_code == 204 and r.content == b""
+            return
+        assert r.status_code == 200
+        job = r.json()
+        assert job["job_id"] == expected and job["status"] == "running" and job["miner_id"] == miner
+        m = self.model[expected]
+        m.update(status="running", miner=miner, attempts=m["attempts"] + 1)
+        self._claimed(expected, miner)
+
+    def _claimed(self, job: str, miner: str) -> None:
+        """A claim ends the claimer's offer and any offer of the claimed job."""
+        self.offers = {m: offer for m, offer in self.offers.items() if m != miner and offer[0] != job}
+
+    @rule()
+    def offers_lapse(self) -> None:
+        self.clock.offset_ms += OFFER_MS
+        self.offers.clear()
 
     @rule(job=jobs, miner=st.sampled_from(sorted(MINERS)))
     def claim(self, job: str, miner: str) -> None:
@@ -126,6 +173,7 @@ class JobLifecycle(RuleBasedStateMachine):
             assert r.status_code == 200
             assert r.json()["status"] == "running" and r.json()["miner_id"] == miner
             m.update(status="running", miner=miner, attempts=m["attempts"] + 1)
+            self._claimed(job, miner)
         else:
             assert r.status_code == 409
 
@@ -171,6 +219,7 @@ class JobLifecycle(RuleBasedStateMachine):
     def leases_expire(self) -> None:
         running = [j for j, m in self.model.items() if m["status"] == "running"]
         self.clock.offset_ms += (LEASE_SECONDS + 1) * 1000
+        self.offers.clear()
         sequencer_of(self.node.role).wake()
         for job in running:
             self._release(self.model[job])
@@ -183,6 +232,7 @@ class JobLifecycle(RuleBasedStateMachine):
     def restart(self) -> None:
         self._close()
         self._open()
+        self.offers.clear()  # held in the sequencer's memory only
 
     def _release(self, m: dict[str, Any]) -> None:
         if m["attempts"] >= MAX_ATTEMPTS:

@@ -92,9 +92,7 @@ class Chain:
 
     def base_before(self, height: int) -> MemoryState:
         """The committed state a follower holds just before applying block `height`."""
-        base = MemoryState()
-        base.data = dict(self.states[height - 1])
-        return base
+        return MemoryState.holding(self.states[height - 1])
 
 
 def job_chain() -> Chain:

@@ -9,7 +9,8 @@ import pytest
 from chain.accounts import account_for_key_hash, get_account
 from chain.errors import Conflict, Forbidden, NotFound, ValidationError
 from chain.genesis import Genesis
-from chain.miners import get_miner, seen_key
+from chain.indexes import seen as seen_key
+from chain.miners import get_miner
 from chain.state import WorkingState
 from tests.chain.devchain import T0, key_hash, run
 
@@ -44,7 +45,7 @@ def test_invalid_account_create_is_refused(
 ) -> None:
     with pytest.raises(error) as info:
         run(state, genesis, "account.create", T0 + 5, **payload)
-    assert info.value.error_code == code  # type: ignore[attr-defined]
+    assert info.value.error_code == code  # type: ignore[attr-defined]  # each error parametrized here is a LedgerError
 
 
 def test_revoke_marks_the_account_once(state: WorkingState, genesis: Genesis) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from typing import Any
@@ -67,7 +68,7 @@ def test_block_round_trips_through_its_encoding() -> None:
 
 
 def test_blocks_link_by_hash_and_height() -> None:
-    for prev, block in zip(CHAIN.blocks, CHAIN.blocks[1:]):
+    for prev, block in itertools.pairwise(CHAIN.blocks):
         assert block.header.prev_hash == prev.hash
         assert block.height == prev.height + 1
         assert block.header.proposer == AUTHORITY.public_hex
@@ -333,7 +334,8 @@ def test_duplicated_transaction_even_when_signed_is_refused() -> None:
 
 
 def _raw_block() -> dict[str, Any]:
-    return json.loads(CHAIN.blocks[2].encode())
+    raw: dict[str, Any] = json.loads(CHAIN.blocks[2].encode())
+    return raw
 
 
 @pytest.mark.parametrize(
@@ -448,8 +450,8 @@ def test_block_encoding_built_from_cached_transactions_equals_canonical_encoding
     from chain.context import ApplyContext
     from chain.transition import apply_tx
 
-    for tx in txs:
-        apply_tx(state, tx, ApplyContext(time_ms=genesis.genesis_time_ms + 10, genesis=genesis))
+    for transaction in txs:
+        apply_tx(state, transaction, ApplyContext(time_ms=genesis.genesis_time_ms + 10, genesis=genesis))
     block = seal_block(block0.header, txs, state, genesis.genesis_time_ms + 10, key)
     assert block.encode() == canonical(block.to_dict())
     assert block0.encode() == canonical(block0.to_dict())

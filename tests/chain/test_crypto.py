@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import blake3
 import pytest
 from hypothesis import given
@@ -59,7 +61,7 @@ def test_b64url_round_trips_without_padding(data: bytes) -> None:
 @pytest.mark.parametrize("text", [5, None, b"AAAA", "é"])
 def test_b64url_decode_refuses_non_text(text: object) -> None:
     with pytest.raises(ValueError):
-        b64url_decode(text)  # type: ignore[arg-type]
+        b64url_decode(text)  # type: ignore[arg-type]  # not a str, on purpose
 
 
 # -- the memo of checks known to be valid -------------------------------------------------
@@ -69,7 +71,7 @@ def _counting_verify(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = VerifyKey.verify
 
-    def verify(self: VerifyKey, *args: object, **kwargs: object) -> object:
+    def verify(self: VerifyKey, *args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(self, *args, **kwargs)
 

@@ -239,10 +239,10 @@ def test_transaction_encodings_equal_canonical_of_the_dicts(
 def test_a_payload_with_non_string_keys_is_encoded_as_json_dumps_does() -> None:
     from chain.transactions import Transaction
 
-    tx = Transaction("job.submit", {2: "y", 1: "x"}, 5)  # type: ignore[dict-item]
+    tx = Transaction("job.submit", {2: "y", 1: "x"}, 5)  # type: ignore[dict-item]  # keys that are not str, on purpose
     assert tx.encoded == canonical({"type": "job.submit", "payload": {2: "y", 1: "x"}, "timestamp": 5})
     assert tx.encoded == b'{"payload":{"1":"x","2":"y"},"timestamp":5,"type":"job.submit"}'
-    mixed = Transaction("job.submit", {1: "x", "prompt": "p"}, 5)  # type: ignore[dict-item]
+    mixed = Transaction("job.submit", {1: "x", "prompt": "p"}, 5)  # type: ignore[dict-item]  # keys that are not str, on purpose
     with pytest.raises(EncodingError):
         mixed.encoded  # noqa: B018
 

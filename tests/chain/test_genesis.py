@@ -38,7 +38,7 @@ def test_valid_document_parses_into_frozen_genesis() -> None:
     assert genesis.accounts[0].name == "ops" and genesis.accounts[0].role == "admin"
     assert genesis.accounts[0].key_hash == key_hash("ops-key")
     with pytest.raises(AttributeError):
-        genesis.chain_id = "other"  # type: ignore[misc]
+        genesis.chain_id = "other"  # type: ignore[misc]  # the frozen dataclass refuses it, as tested
 
 
 def test_accounts_field_is_optional() -> None:

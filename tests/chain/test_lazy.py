@@ -41,4 +41,4 @@ def test_the_instance_stays_frozen() -> None:
     box = Box(3)
     assert box.doubled == [6]
     with pytest.raises(FrozenInstanceError):
-        box.value = 4  # type: ignore[misc]
+        box.value = 4  # type: ignore[misc]  # the frozen dataclass refuses it, as tested

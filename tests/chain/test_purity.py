@@ -37,7 +37,7 @@ def test_chain_module_imports_nothing_impure_and_reads_no_clock(path: Path) -> N
             names = [(node.module or "").split(".")[0]]
         else:
             names = []
-        assert not set(names) & FORBIDDEN_MODULES, f"{path.name}:{node.lineno} imports {names}"
+        assert not set(names) & FORBIDDEN_MODULES, f"{path.name}:{getattr(node, 'lineno', '?')} imports {names}"
         if isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)

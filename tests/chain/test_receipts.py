@@ -151,7 +151,7 @@ def test_receipt_signer_refuses_a_changed_or_malformed_receipt(mangle: Any) -> N
     assert receipt_signer(mangle(sign_receipt(_body(), AUTHORITY))) is None
 
 
-OUTSIDER_KEY_ID = base64.urlsafe_b64encode(OUTSIDER.public_key).rstrip(b"=").decode()
+OUTSIDER_KEY_ID: str = base64.urlsafe_b64encode(OUTSIDER.public_key).rstrip(b"=").decode()
 
 
 @pytest.mark.parametrize(("result", "units"), [("", 0), ("   ", 0), ("one", 1), ("a  b\tc\nd", 4), ("日本 語", 2)])

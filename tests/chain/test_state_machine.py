@@ -15,7 +15,8 @@ from chain.receipts import receipt_body, sign_receipt
 from chain.state import WorkingState
 from chain.transactions import Transaction
 from chain.transition import apply_block, apply_tx, seal_block
-from tests.chain.devchain import AUTHORITY, T0, Chain, MemoryState, key_hash, make_genesis, tx
+from node.verify import MemoryState
+from tests.chain.devchain import AUTHORITY, T0, Chain, key_hash, make_genesis, tx
 
 MINERS = {"gpu-1": "minnie", "gpu-2": "max"}
 
@@ -200,13 +201,13 @@ test_job_market_agrees_with_its_model_and_its_follower = JobMarket.TestCase
 from hypothesis import given as _given  # noqa: E402
 from hypothesis import strategies as _st  # noqa: E402
 
-_ids = _st.text(_st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12)
+_ids = _st.text(_st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=12)
 _ints = _st.integers(min_value=0, max_value=2**64 - 1)
 
 
 @_given(_ids, _ids, _ids, _ints, _st.sampled_from(jobs.STATUSES))
 def test_prefix_built_keys_equal_the_general_key_function(a: str, b: str, c: str, n: int, status: str) -> None:
-    from chain import miners
+    from chain import indexes, miners
     from chain.state import key
 
     assert jobs.job_key(a) == key("job", a)
@@ -214,11 +215,19 @@ def test_prefix_built_keys_equal_the_general_key_function(a: str, b: str, c: str
     assert jobs.receipt_tx_key(a) == key("rcptx", a)
     assert jobs.counter_key("status", status) == key("ctr", "status", status)
     assert miners.miner_key(a) == key("miner", a)
-    assert miners.seen_key(n, a) == key("ix", "seen", n, a)
+    assert indexes.seen(n, a) == key("ix", "seen", n, a)
     job = {"seq": n, "status": status, "client": b, "model": c, "lease_deadline": n, "job_id": a}
     expected = [key("ix", "js", status, n), key("ix", "jcs", b, status, n)]
     if status == "pending":
         expected.append(key("ix", "pm", c, n))
     if status == "running":
         expected.append(key("ix", "lease", n, a))
-    assert jobs._status_index_keys(job) == expected
+    assert indexes.job_status_entries(job) == expected
+    assert [k for k, _ in indexes.new_job_entries(a, b, n)] == [key("ix", "ja", n), key("ix", "jc", b, n)]
+    assert indexes.receipt_entries(n, b, c) == [
+        key("ix", "ra", n),
+        key("ix", "rc", b, n),
+        key("ix", "rp", c, n),
+        key("ix", "rcp", b, c, n),
+    ]
+    assert indexes.jobs_of_client(b) == key("ix", "jc", b, "") and indexes.pending_queue(c) == key("ix", "pm", c, "")

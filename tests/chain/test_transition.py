@@ -129,7 +129,8 @@ def test_claim_runs_the_job_under_a_lease(market: WorkingState, genesis: Genesis
     assert job["lease_deadline"] == t + LEASE_MS
     assert market.get(key("ix", "pm", "llama3.2", 1)) is None
     assert market.get(key("ix", "lease", t + LEASE_MS, "job-1")) == b"job-1"
-    assert miners.get_miner(market, "gpu-1")["last_seen"] == t  # type: ignore[index]
+    miner = miners.get_miner(market, "gpu-1")
+    assert miner is not None and miner["last_seen"] == t
     assert counters(market) == {"pending": 0, "running": 1, "completed": 0, "failed": 0, "cancelled": 0}
 
 
@@ -189,7 +190,12 @@ def test_signers_checked_ahead_travel_in_the_context_and_are_not_checked_again(
     completion = _completion(market, genesis, t)
     verified: list[bytes] = []
     real = VerifyKey.verify
-    monkeypatch.setattr(VerifyKey, "verify", lambda self, *a, **k: verified.append(bytes(self)) or real(self, *a, **k))
+
+    def verify(self: VerifyKey, *args: Any, **kwargs: Any) -> Any:
+        verified.append(bytes(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(VerifyKey, "verify", verify)
     checked = {completion.hash.hex(): (AUTHORITY.public_key, None)}
     apply_tx(market, completion, ApplyContext(time_ms=t, genesis=genesis, checked=checked))
     assert verified == [] and jobs.get_job(market, "job-1")["status"] == "completed"
@@ -682,7 +688,7 @@ def test_state_root_changes_with_any_transaction_or_block_time(genesis: Genesis)
 
 
 def test_state_root_commits_to_deletions_and_the_previous_root() -> None:
-    change = [(b"k", b"v")]
+    change: list[tuple[bytes, bytes | None]] = [(b"k", b"v")]
     assert state_root(GENESIS_STATE_ROOT, change) != state_root("11" * 32, change)
     assert state_root(GENESIS_STATE_ROOT, [(b"k", None)]) != state_root(GENESIS_STATE_ROOT, [])
     assert state_root(GENESIS_STATE_ROOT, [(b"k", b"")]) != state_root(GENESIS_STATE_ROOT, [(b"k", None)])

@@ -73,11 +73,13 @@ class Spec:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.converted = _to_json_schema(doc)
-        self.registry: Registry = Registry().with_resource(  # type: ignore[call-arg]
+        self.registry: Registry = Registry().with_resource(
             SPEC_URI, Resource.from_contents(self.converted, default_specification=DRAFT202012)
         )
         literal_first = sorted(doc["paths"], key=lambda p: (p.count("{"), p))
-        self._templates = [(t, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", t) + "$")) for t in literal_first]
+        self._templates: list[tuple[str, re.Pattern[str]]] = [
+            (t, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", t) + "$")) for t in literal_first
+        ]
 
     def template_for(self, path: str) -> str | None:
         for template, pattern in self._templates:
@@ -217,9 +219,9 @@ class Api:
         return f"{prefix}-{next(self._ids)}"
 
     def submit(self, caller: Caller | None = None, prompt: str = "Say hello", **fields: Any) -> dict[str, Any]:
-        job = (caller or self.a).post("/v1/jobs", 201, json={"prompt": prompt, **fields})
+        job: dict[str, Any] = (caller or self.a).post("/v1/jobs", 201, json={"prompt": prompt, **fields})
         assert job["status"] == "pending"
-        return job  # type: ignore[no-any-return]
+        return job
 
     def register(
         self,
@@ -235,16 +237,17 @@ class Api:
         return miner_id
 
     def claim(self, job_id: str, miner_id: str, caller: Caller | None = None) -> dict[str, Any]:
-        job = (caller or self.m1).post(f"/v1/jobs/{job_id}/claim", 200, json={"miner_id": miner_id})
+        job: dict[str, Any] = (caller or self.m1).post(f"/v1/jobs/{job_id}/claim", 200, json={"miner_id": miner_id})
         assert job["status"] == "running" and job["miner_id"] == miner_id
-        return job  # type: ignore[no-any-return]
+        return job
 
     def complete(
         self, job_id: str, miner_id: str, result: str = "one two three", caller: Caller | None = None
     ) -> dict[str, Any]:
-        return (caller or self.m1).post(  # type: ignore[no-any-return]
+        done: dict[str, Any] = (caller or self.m1).post(
             f"/v1/jobs/{job_id}/complete", 200, json={"miner_id": miner_id, "result": result}
         )
+        return done
 
     def run_job(
         self, client: Caller | None = None, miner_id: str | None = None, result: str = "one two three", **fields: Any
@@ -267,14 +270,18 @@ class Api:
                 self.admin.post(f"/v1/jobs/{job['job_id']}/cancel", 200)
 
 
-def start_node(tmp_path_factory: pytest.TempPathFactory) -> NodeProcess:
+def start_node(tmp_path_factory: pytest.TempPathFactory, *extra_args: str) -> NodeProcess:
     base = tmp_path_factory.mktemp("node")
-    return NodeProcess(base / "data", api_keys=ALL_KEYS).start()
+    return NodeProcess(base / "data", api_keys=ALL_KEYS, extra_args=extra_args).start()
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    node = start_node(tmp_path_factory)
+    yield from serving(start_node(tmp_path_factory))
+
+
+def serving(node: NodeProcess) -> Iterator[Api]:
+    """An Api over a started node, checked against its own /openapi.json; stops the node after."""
     try:
         with httpx.Client(base_url=node.url, timeout=30) as http:
             resp = http.get("/openapi.json")

@@ -40,7 +40,8 @@ def wait_until(condition: Callable[[], Any], what: str, deadline_s: float = DEAD
 
 def health(node: NodeProcess) -> dict[str, Any]:
     with httpx.Client(base_url=node.url, timeout=10) as http:
-        return http.get("/health").json()  # type: ignore[no-any-return]
+        answer: dict[str, Any] = http.get("/health").json()
+        return answer
 
 
 def head_hash(node: NodeProcess) -> str | None:
@@ -51,7 +52,8 @@ def head_hash(node: NodeProcess) -> str | None:
     if r.status_code == 401 and r.json()["error_code"] == "unauthorized":
         return None
     assert r.status_code == 200, r.text
-    return r.json()["hash"]  # type: ignore[no-any-return]
+    answer: str | None = r.json()["hash"]
+    return answer
 
 
 def converged(nodes: list[NodeProcess]) -> bool:

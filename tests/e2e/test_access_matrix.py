@@ -50,7 +50,7 @@ class World:
     def call(self, caller: str, method: str, path: str, **kwargs: object) -> httpx.Response:
         key = CALLERS[caller]
         headers = {"X-Api-Key": key} if key else {}
-        return self.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        return self.http.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]  # httpx's own keyword arguments, passed through
 
     def job(self, client: str = "client_a") -> str:
         r = self.call(client, "POST", "/v1/jobs", json={"prompt": "matrix"})
@@ -168,6 +168,12 @@ CASES = [
         "/v1/jobs/{job_id}/claim",
         {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
         lambda w, c: w.call(c, "POST", f"/v1/jobs/{w.job()}/claim", json={"miner_id": "m1"}),
+    ),
+    _case(
+        "POST",
+        "/v1/jobs/claim-next",
+        {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
+        lambda w, c: w.job() and w.call(c, "POST", "/v1/jobs/claim-next", json={"miner_id": "m1"}),
     ),
     _case(
         "POST",

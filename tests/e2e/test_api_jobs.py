@@ -16,7 +16,8 @@ MAX_BODY = 2 * 1024 * 1024
 def parse_utc(value: str) -> datetime:
     assert value.endswith("Z") or value.endswith("+00:00"), f"{value!r} is not ISO 8601 UTC"
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    assert moment.utcoffset() is not None and moment.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    offset = moment.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0
     return moment
 
 

@@ -113,7 +113,7 @@ def test_bad_registration_is_400(api: Api, body: dict[str, Any], field: str) -> 
 # -- GET /v1/jobs/available --------------------------------------------------------------
 
 
-def test_available_is_oldest_pending_job_matching_capabilities(api: Api) -> None:
+def test_available_offers_the_oldest_fitting_job_no_other_miner_holds(api: Api) -> None:
     api.drain_pending()
     first_mistral = api.submit(model="mistral-7b")
     first_llama = api.submit(model="llama3.2")
@@ -129,17 +129,17 @@ def test_available_is_oldest_pending_job_matching_capabilities(api: Api) -> None
 
     assert offer(llama_only) == first_llama["job_id"]
     assert offer(mistral_only) == first_mistral["job_id"]
-    assert offer(both) == first_mistral["job_id"]
+    assert offer(both) == second_mistral["job_id"]  # the two older ones are on offer to others
     assert offer(qwen_only) is None
-    full = api.m1.get("/v1/jobs/available", params={"miner_id": both})
-    assert full["status"] == "pending" and full["model"] == "mistral-7b" and full["prompt"] == first_mistral["prompt"]
+    full = api.m1.get("/v1/jobs/available", params={"miner_id": both})  # its own offer, again
+    assert full["status"] == "pending" and full["model"] == "mistral-7b" and full["prompt"] == second_mistral["prompt"]
 
     api.claim(first_mistral["job_id"], mistral_only)
-    assert offer(both) == first_llama["job_id"]
-    assert offer(mistral_only) == second_mistral["job_id"]
+    assert offer(mistral_only) is None  # the only other mistral job is on offer to `both`
     api.claim(first_llama["job_id"], llama_only)
     assert offer(llama_only) is None
     assert offer(both) == second_mistral["job_id"]
+    api.claim(second_mistral["job_id"], both)
 
 
 def test_available_returns_json_null_when_nothing_matches(api: Api) -> None:
@@ -152,16 +152,17 @@ def test_available_returns_json_null_when_nothing_matches(api: Api) -> None:
     assert api.check(resp, 200) is None
 
 
-def test_available_reserves_nothing(api: Api) -> None:
+def test_concurrent_miners_are_offered_different_jobs_and_each_claim_succeeds(api: Api) -> None:
     api.drain_pending()
-    job = api.submit(model="llama3.1-8b")
+    jobs = [api.submit(model="llama3.1-8b")["job_id"] for _ in range(2)]
     one = api.register(capabilities=["llama3.1-8b"])
     two = api.register(api.m2, capabilities=["llama3.1-8b"])
     seen = [api.m1.get("/v1/jobs/available", params={"miner_id": one})["job_id"] for _ in range(2)]
     seen.append(api.m2.get("/v1/jobs/available", params={"miner_id": two})["job_id"])
-    assert seen == [job["job_id"]] * 3
-    assert api.a.get(f"/v1/jobs/{job['job_id']}")["status"] == "pending"
-    api.claim(job["job_id"], two, api.m2)
+    assert seen == [jobs[0], jobs[0], jobs[1]]
+    assert [api.a.get(f"/v1/jobs/{j}")["status"] for j in jobs] == ["pending", "pending"]  # an offer is not a claim
+    api.claim(jobs[1], two, api.m2)
+    api.claim(jobs[0], one)
 
 
 def test_available_errors(api: Api) -> None:

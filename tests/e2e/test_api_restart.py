@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 from tests.e2e.conftest import Api
 from tests.support import stats_at_any_minute
@@ -22,7 +23,7 @@ def test_restart_keeps_every_job_and_receipt(api: Api) -> None:
     api.m1.post(f"/v1/jobs/{failed_once['job_id']}/fail", json={"miner_id": miner_id, "error": "oom"})
     extra = api.admin.post("/v1/admin/accounts", 201, json={"name": "made-before-restart", "role": "client"})
 
-    def snapshot() -> dict[str, object]:
+    def snapshot() -> dict[str, Any]:
         return {
             "a_jobs": api.a.get("/v1/jobs", params={"limit": 100}),
             "b_jobs": api.b.get("/v1/jobs", params={"limit": 100}),
@@ -43,14 +44,14 @@ def test_restart_keeps_every_job_and_receipt(api: Api) -> None:
         }
 
     before = snapshot()
-    assert before["verify"]["on_chain"] is True  # type: ignore[index]
+    assert before["verify"]["on_chain"] is True
     assert api.node.stop(signal.SIGTERM) == 0
     api.node.start()
     api.reconnect()
     after = snapshot()
     assert after == before
 
-    statuses = {j["job_id"]: j["status"] for j in after["all_jobs"]}  # type: ignore[attr-defined]
+    statuses = {j["job_id"]: j["status"] for j in after["all_jobs"]}
     assert statuses[pending["job_id"]] == "pending"
     assert statuses[running["job_id"]] == "running"
     assert statuses[cancelled["job_id"]] == "cancelled"

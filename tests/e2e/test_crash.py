@@ -6,6 +6,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,7 @@ class Acknowledged:
 
     submitted: set[str] = field(default_factory=set)
     claimed: set[str] = field(default_factory=set)
-    receipts: dict[str, dict] = field(default_factory=dict)  # job_id -> receipt
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)  # job_id -> receipt
     cancelled: set[str] = field(default_factory=set)
 
     @property

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.support import ALL_KEYS, CLIENT_A, NodeProcess
 
@@ -48,9 +48,13 @@ def page(browser: Browser, node: NodeProcess) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     offsite: list[str] = []
     # Anything not served by the node is refused and recorded: the site must not need it.
+
+    def refuse(route: Route) -> None:
+        offsite.append(route.request.url)
+        route.abort()
+
     context.route(
-        lambda url: not url.startswith(node.url) and not url.startswith(f"ws://127.0.0.1:{node.port}"),
-        lambda route: (offsite.append(route.request.url), route.abort()),
+        lambda url: not url.startswith(node.url) and not url.startswith(f"ws://127.0.0.1:{node.port}"), refuse
     )
     p = context.new_page()
     p.set_default_timeout(TIMEOUT_MS)

@@ -15,7 +15,7 @@ from tests.support import ALL_KEYS, CLIENT_A
 
 
 def page(api: Api, path: str, expect: int = 200, **kwargs: object) -> httpx.Response:
-    resp = api.anon.http.get(path, **kwargs)  # type: ignore[arg-type]
+    resp = api.anon.http.get(path, **kwargs)  # type: ignore[arg-type]  # httpx's own keyword arguments
     assert resp.status_code == expect, f"{path}: {resp.status_code} {resp.text[:300]}"
     assert resp.headers["content-type"].startswith("text/html")
     return resp
@@ -30,8 +30,9 @@ class _Links(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        if tag == "a" and values.get("href"):
-            self.links.append(values["href"])  # type: ignore[arg-type]
+        href = values.get("href")
+        if tag == "a" and href:
+            self.links.append(href)
         if tag == "script":
             self.scripts.append((values.get("src"), False))
             self._in_script = True

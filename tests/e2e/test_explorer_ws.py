@@ -39,7 +39,8 @@ def ws_url(node: NodeProcess) -> str:
 
 
 def receive(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(ws.recv(timeout=timeout))  # type: ignore[no-any-return]
+    answer: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
+    return answer
 
 
 def submit(node: NodeProcess, count: int = 1) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import plyvel
 import pytest
@@ -20,11 +21,12 @@ from tests.support import ALL_KEYS, CLIENT_A, NodeProcess, free_port, run_cli
 EXTRA = {"key": "extra-key-000000000000000000", "role": "client", "name": "extra"}
 
 
-def health(node: NodeProcess) -> dict[str, object]:
+def health(node: NodeProcess) -> dict[str, Any]:
     with node.client() as client:
         response = client.get("/health")
     assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
+    answer: dict[str, Any] = response.json()
+    return answer
 
 
 def output(node: NodeProcess) -> str:
@@ -240,7 +242,7 @@ def alter_stored_block(data_dir: Path, height: int, alter: Callable[[str], str])
         assert raw is not None
         changed = alter(raw.decode("utf-8")).encode("utf-8")
         assert len(changed) == len(raw)
-        assert sum(a != b for a, b in zip(raw, changed)) == 1  # exactly one byte differs
+        assert sum(a != b for a, b in zip(raw, changed, strict=True)) == 1  # exactly one byte differs
         db.put(block_key, changed, sync=True)
     finally:
         db.close()

@@ -37,11 +37,11 @@ def run_job(url: str, prompt: str, result: str, miner_id: str = "gpu-ops") -> st
         assert r.status_code in (200, 201), r.text
         job = c.post("/v1/jobs", headers=client, json={"prompt": prompt})
         assert job.status_code == 201, job.text
-        job_id = job.json()["job_id"]
+        job_id: str = job.json()["job_id"]
         assert c.post(f"/v1/jobs/{job_id}/claim", headers=miner, json={"miner_id": miner_id}).status_code == 200
         done = c.post(f"/v1/jobs/{job_id}/complete", headers=miner, json={"miner_id": miner_id, "result": result})
         assert done.status_code == 200, done.text
-        return job_id  # type: ignore[no-any-return]
+        return job_id
 
 
 def test_metrics_scrape_shows_counters_moving_after_jobs_run(tmp_path: Path) -> None:

@@ -36,7 +36,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProc
 
 def _lifecycle(nodes: list[NodeProcess], i: int, miner_ids: list[str]) -> str:
     """Submit, claim and complete job i, spreading the calls over all nodes; return its receipt id."""
-    pick = lambda step: nodes[(i + step) % len(nodes)]  # noqa: E731
+
+    def pick(step: int) -> NodeProcess:
+        return nodes[(i + step) % len(nodes)]
+
     client_key = (CLIENT_A, CLIENT_B)[i % 2]["key"]
     miner_key, miner_id = ((MINER_1["key"], miner_ids[0]), (MINER_2["key"], miner_ids[1]))[i % 2]
     with pick(0).client(client_key) as c:
@@ -49,7 +52,8 @@ def _lifecycle(nodes: list[NodeProcess], i: int, miner_ids: list[str]) -> str:
     with pick(2).client(miner_key) as m:
         resp = m.post(f"/v1/jobs/{job_id}/complete", json={"miner_id": miner_id, "result": f"result words {i}"})
         assert resp.status_code == 200, resp.text
-        return resp.json()["receipt_id"]  # type: ignore[no-any-return]
+        answer: str = resp.json()["receipt_id"]
+        return answer
 
 
 def test_authority_and_two_followers_converge_on_the_same_chain_and_answers(
@@ -172,3 +176,39 @@ def test_effective_genesis_is_served_and_starts_a_follower(
     with follower(tmp_path, "f3", auth.url, genesis_file) as f3:
         wait_until(lambda: converged([auth, f3]), "the new follower to catch up")
         assert health(f3)["status"] == "ok"
+
+
+def test_long_polls_and_claim_next_through_a_follower_reach_the_authority(
+    cluster: tuple[NodeProcess, NodeProcess, NodeProcess],
+) -> None:
+    """A follower forwards available and claim-next to the authority, which holds the offers."""
+    auth, f1, _ = cluster
+    with f1.client(MINER_1["key"]) as m:
+        assert (
+            m.post("/v1/miners/register", json={"miner_id": "poll-1", "capabilities": ["qwen2.5-7b"]}).status_code
+            == 201
+        )
+        nothing = m.post("/v1/jobs/claim-next", json={"miner_id": "poll-1"})
+        assert nothing.status_code == 204 and nothing.content == b""
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            offered = pool.submit(m.get, "/v1/jobs/available", params={"miner_id": "poll-1", "wait": 20}, timeout=60)
+            with auth.client(CLIENT_A["key"]) as c:
+                job_id = c.post("/v1/jobs", json={"prompt": "for a waiting miner", "model": "qwen2.5-7b"}).json()[
+                    "job_id"
+                ]
+            assert offered.result(timeout=60).json()["job_id"] == job_id
+        claimed = m.post("/v1/jobs/claim-next", json={"miner_id": "poll-1", "wait": 5})
+        assert claimed.status_code == 200 and claimed.json()["job_id"] == job_id
+        assert m.get("/v1/jobs/available", params={"miner_id": "poll-1"}).json() is None
+
+
+def test_a_long_poll_through_a_follower_may_outlast_its_usual_relay_timeout(
+    cluster: tuple[NodeProcess, NodeProcess, NodeProcess],
+) -> None:
+    """The follower relays a write's answer within 15 s of silence; a long poll's may take up to
+    the poll's 30 s, so waiting 16 s for a job that never comes ends in null, not a 504."""
+    _, f1, _ = cluster
+    with f1.client(MINER_2["key"]) as m:
+        assert m.post("/v1/miners/register", json={"miner_id": "poll-2", "capabilities": ["phi-3"]}).status_code == 201
+        waited = m.get("/v1/jobs/available", params={"miner_id": "poll-2", "wait": 16}, timeout=60)
+        assert waited.status_code == 200 and waited.json() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from chain.transactions import Transaction
@@ -14,6 +15,11 @@ from tests.support import CLIENT_A, run_cli
 
 BLOCKS = 800
 TXS_PER_BLOCK = 10
+
+
+def fixed_clock(ms: int) -> Callable[[], int]:
+    """A clock that always reads ms."""
+    return lambda: ms
 
 
 def grow_chain(data_dir: Path) -> int:
@@ -39,7 +45,7 @@ def grow_chain(data_dir: Path) -> int:
                 )
                 for _ in range(TXS_PER_BLOCK)
             ]
-            outcomes, block = seal_now(store, key, txs, clock=lambda: t)
+            outcomes, block = seal_now(store, key, txs, clock=fixed_clock(t))
             assert block is not None, outcomes
         return store.tip().height
     finally:

@@ -77,7 +77,7 @@ BLOCK1, BLOCK2 = CHAIN.blocks[1], CHAIN.blocks[2]
 
 def resealed(block: Block, **header_changes: object) -> Block:
     """The block with its header changed and properly signed again by the real authority."""
-    header = replace(block.header, **header_changes)  # type: ignore[arg-type]
+    header = replace(block.header, **header_changes)  # type: ignore[arg-type]  # header fields, by name and value
     return Block(header, seal_header(header, AUTHORITY), block.transactions)
 
 
@@ -155,7 +155,9 @@ def test_follower_rejects_a_bad_block_stores_nothing_and_reports_the_check(
                 metrics = http.get("/metrics").text
                 sync = http.get("/status").json()["sync"]
             rejected_line = next(
-                l for l in metrics.splitlines() if l.startswith(f'aitbc_sync_rejected_blocks_total{{reason="{check}"}}')
+                line
+                for line in metrics.splitlines()
+                if line.startswith(f'aitbc_sync_rejected_blocks_total{{reason="{check}"}}')
             )
             assert float(rejected_line.split()[-1]) >= 2  # the first rejection and the retry
             assert sync["upstream"] and sync["lag_blocks"] >= 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from explorer_ui.charts import activity_chart, bar_chart, block_size_chart
+from explorer_ui.charts import MinuteTally, activity_chart, bar_chart, block_size_chart
 from explorer_ui.web import absolute_time, id_path, price, relative_time
 
 NOW_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -43,7 +43,9 @@ def test_bars_scale_to_a_round_axis_maximum() -> None:
 
 
 def test_an_idle_hour_is_an_empty_chart_of_60_minutes() -> None:
-    minutes = [{"minute": f"2026-01-01T00:{i:02d}:00.000Z", "jobs": 0, "receipts": 0} for i in range(60)]
+    minutes: list[MinuteTally] = [
+        {"minute": f"2026-01-01T00:{i:02d}:00.000Z", "jobs": 0, "receipts": 0} for i in range(60)
+    ]
     chart = activity_chart(minutes)
     assert chart.empty and len(chart.bars) == 120
     assert [label for _, label in chart.labels] == ["-45m", "-30m", "-15m", "now"]

@@ -107,7 +107,7 @@ def captured_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_start_takes_its_settings_from_aitbc_env_vars(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
     keys_file = tmp_path / "keys.json"
     keys_file.write_text("[]")
-    env = {
+    env: dict[str, str | None] = {
         "AITBC_DATA_DIR": str(tmp_path / "from-env"),
         "AITBC_PORT": "9123",
         "AITBC_HOST": "127.0.0.2",
@@ -127,7 +127,7 @@ def test_start_takes_its_settings_from_aitbc_env_vars(tmp_path: Path, captured_s
 
 
 def test_flags_override_env_vars(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
-    env = {"AITBC_DATA_DIR": str(tmp_path / "from-env"), "AITBC_PORT": "9123"}
+    env: dict[str, str | None] = {"AITBC_DATA_DIR": str(tmp_path / "from-env"), "AITBC_PORT": "9123"}
     result = invoke("start", "--data-dir", str(tmp_path / "from-flag"), "--port", "9124", env=env)
 
     assert result.exit_code == 0, result.output
@@ -198,7 +198,7 @@ def test_second_init_says_already_initialised_and_shows_no_key(tmp_path: Path) -
 
 
 def _genesis_with(**changes: Any) -> dict[str, Any]:
-    raw = json.loads(REPO_GENESIS.read_text())
+    raw: dict[str, Any] = json.loads(REPO_GENESIS.read_text())
     for dotted, value in changes.items():
         target = raw
         *parents, last = dotted.split("__")
@@ -358,7 +358,8 @@ def test_verify_receipt_accepts_the_published_sample_with_its_key(tmp_path: Path
         result = invoke("verify-receipt", str(SAMPLE_FILE), "--public-key", key)
         assert result.exit_code == 0, result.output
         assert result.output.strip().splitlines() == [
-            f"ok: receipt rcpt-20250926-000123 for job job-abc123: Ed25519 signature by {SAMPLE['verify_key_hex']} verifies"
+            "ok: receipt rcpt-20250926-000123 for job job-abc123: "
+            f"Ed25519 signature by {SAMPLE['verify_key_hex']} verifies"
         ]
     bare = tmp_path / "bare.json"
     bare.write_text(json.dumps({**SAMPLE["payload"], "signature": SAMPLE["signature"]}))

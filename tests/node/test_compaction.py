@@ -77,7 +77,7 @@ def test_compaction_also_runs_when_writes_pause_after_enough_deletions() -> None
         store.release.set()
         compactor = IndexCompactor(store, every=1_000, idle_after_s=0.01, idle_min=5)
         compactor._since = 0  # as if the start-up compaction had run
-        seen = []
+        seen: list[int] = []
         compactor.on_block(_block(store, 3))  # below idle_min: no timer
         assert compactor._idle_timer is None
         compactor.on_block(_block(store, 3))  # 6 since: compacts once writes pause
@@ -96,7 +96,8 @@ def test_compaction_also_runs_when_writes_pause_after_enough_deletions() -> None
 
 def test_the_store_counts_the_index_entries_its_blocks_delete(tmp_path: Any) -> None:
     from chain.crypto import NodeKey
-    from node.producer import now_ms, seal_now
+    from node.clock import now_ms
+    from node.producer import seal_now
     from node.store import Store
     from tests.support import make_genesis
 

@@ -40,9 +40,12 @@ def stored_tx_for(store: Store, tx_type: str, payload: dict[str, Any]) -> tuple[
 
 
 def stored_blocks(store: Store, after: int) -> list[Block]:
-    blocks = [store.block(h) for h in range(after + 1, store.tip().height + 1)]
-    assert all(b is not None for b in blocks)
-    return blocks  # type: ignore[return-value]
+    blocks = []
+    for height in range(after + 1, store.tip().height + 1):
+        block = store.block(height)
+        assert block is not None
+        blocks.append(block)
+    return blocks
 
 
 @pytest.fixture
@@ -66,9 +69,10 @@ def submit_together(store: Store, node_key: NodeKey, *accounts: dict[str, str]) 
         producer = Producer(store, node_key)
         producer.start()
         try:
-            return await asyncio.gather(
+            outcomes: list[Any] = await asyncio.gather(
                 *(producer.submit("account.create", a) for a in accounts), return_exceptions=True
             )
+            return outcomes
         finally:
             await producer.stop()
 
@@ -125,7 +129,8 @@ def test_rejected_tx_raises_its_error_while_the_rest_of_its_block_commits(store:
     _, loc_b = stored_tx_for(store, "account.create", good_b)
     assert loc_a is not None and loc_b is not None
     assert loc_a[0] == loc_b[0] == store.tip().height  # one block, holding only the valid two
-    assert store.block(store.tip().height).header.tx_count == 2  # type: ignore[union-attr]
+    tip = store.block(store.tip().height)
+    assert tip is not None and tip.header.tx_count == 2
     assert store.get(account_key("mallory")) is None
 
 
@@ -181,7 +186,7 @@ def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pau
             release.wait(timeout=30)
         real_write(block, changes, **kwargs)
 
-    store.write_block = held_write  # type: ignore[method-assign]
+    store.write_block = held_write  # type: ignore[method-assign]  # a write held by the test
     start = store.tip().height
     quiet_steps_while_held: list[float] = []
 
@@ -197,7 +202,7 @@ def test_while_a_block_is_written_the_next_waits_for_that_write_not_in_quiet_pau
                 quiet_steps_while_held.append(seconds)
             await real_sleep(seconds, until)
 
-        producer._sleep = watched  # type: ignore[method-assign]
+        producer._sleep = watched  # type: ignore[method-assign]  # a sleep watched by the test
         held = asyncio.Event()
         holding.append((asyncio.get_running_loop(), held))
         producer.start()
@@ -240,7 +245,7 @@ def test_a_write_slower_than_block_max_wait_ms_does_not_hold_the_next_block_past
             release.wait(timeout=30)
         real_write(block, changes, **kwargs)
 
-    store.write_block = held_write  # type: ignore[method-assign]
+    store.write_block = held_write  # type: ignore[method-assign]  # a write held by the test
     start = store.tip().height
     real_apply = producer_module.apply_and_seal
     applied: list[list[str]] = []
@@ -330,9 +335,9 @@ def test_submission_after_stop_is_refused(store: Store, node_key: NodeKey) -> No
 async def _wait_for_job_status(store: Store, job_id: str, status: str) -> dict[str, Any]:
     deadline = time.monotonic() + LEASE_WAIT_S
     while time.monotonic() < deadline:
-        job = store.get_record(job_key(job_id))
+        job: dict[str, Any] = store.get_record(job_key(job_id))
         if job["status"] == status:
-            return job  # type: ignore[no-any-return]
+            return job
         await asyncio.sleep(0.05)  # poll the condition; the deadline bounds the wait
     raise AssertionError(f"job {job_id} did not become {status} within {LEASE_WAIT_S}s: {job}")
 

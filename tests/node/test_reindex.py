@@ -10,8 +10,9 @@ import pytest
 from chain.crypto import NodeKey
 from chain.genesis import Genesis
 from chain.transactions import Transaction
+from node.clock import now_ms
 from node.datadir import api_key_hash
-from node.producer import now_ms, seal_now
+from node.producer import seal_now
 from node.reindex import reindex_store
 from node.store import Store
 from node.verify import verify_store
@@ -77,7 +78,7 @@ def test_interrupted_reindex_blocks_start_and_a_second_run_completes(
     real = Store.write_derived
     calls = {"n": 0}
 
-    def crash_after_some_blocks(self: Store, block, changes) -> None:  # type: ignore[no-untyped-def]
+    def crash_after_some_blocks(self: Store, block, changes) -> None:  # type: ignore[no-untyped-def]  # Store.write_derived's own arguments
         calls["n"] += 1
         if calls["n"] == 7:
             raise KeyboardInterrupt("simulated interruption")

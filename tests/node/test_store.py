@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from chain.genesis import Genesis
 from chain.state import WorkingState, key
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
-from node.producer import now_ms, seal_now
+from node.clock import now_ms
+from node.producer import seal_now
 from node.store import ChainMismatch, Store, StoreError, StoreLocked
 from tests.support import make_genesis
 
@@ -120,10 +122,10 @@ def test_write_block_that_fails_midway_writes_nothing(store: Store, node_key: No
     block, state = _next_block(store, node_key, [tx])
     # A value that is not bytes makes the batch fail after the block, its hash and
     # tx index entries and some state have been added to it.
-    broken = state.changes() + [(b"\xff-last", "not bytes")]  # type: ignore[list-item]
+    broken = state.changes() + [(b"\xff-last", "not bytes")]
 
     with pytest.raises(TypeError):
-        store.write_block(block, broken)  # type: ignore[arg-type]
+        store.write_block(block, broken)  # type: ignore[arg-type]  # the value that is not bytes, on purpose
 
     assert snapshot(store) == before
     assert store.block(block.height) is None
@@ -225,7 +227,7 @@ def test_iter_state_reverse_returns_keys_in_descending_order(store: Store, node_
 
     assert newest_first == sorted(forward, reverse=True)
     assert forward == sorted(forward)
-    assert all(a > b for a, b in zip(newest_first, newest_first[1:]))
+    assert all(a > b for a, b in itertools.pairwise(newest_first))
     # Entries under neighbouring prefixes ("akey" sorts right after "acct") never leak in.
     assert sorted(k.decode() for k in forward) == sorted(names)
 
