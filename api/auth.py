@@ -4,6 +4,7 @@ name and role."""
 from __future__ import annotations
 
 import hmac
+from typing import NoReturn
 
 from starlette.requests import Request
 
@@ -17,6 +18,15 @@ RAW_HEADER = HEADER.encode("latin-1")
 MAX_KEY_CHARS = 512
 
 
+def refuse(request: Request, detail: str) -> NoReturn:
+    """401 for a request without a valid key, counted against its client address: past the
+    address's budget (--unauth-rate-limit) the answer is 429, so guessing keys or flooding
+    without one is slowed per address while clients with valid keys are not."""
+    client = request.scope.get("client")
+    request.scope["app"].state.unauth_limiter.take(client[0] if client else "")
+    raise ApiError(401, detail, "unauthorized")
+
+
 def authenticate(request: Request, *roles: str) -> Principal:
     """The caller's account; 401 without a valid key, 403 when its role is not in roles.
 
@@ -25,18 +35,18 @@ def authenticate(request: Request, *roles: str) -> Principal:
     raw = header_value(request.scope["headers"], RAW_HEADER)
     supplied = None if raw is None else raw.decode("latin-1")
     if not supplied:
-        raise ApiError(401, "missing X-Api-Key header", "unauthorized")
+        refuse(request, "missing X-Api-Key header")
     if len(supplied) > MAX_KEY_CHARS:
-        raise ApiError(401, "invalid API key", "unauthorized")
+        refuse(request, "invalid API key")
     key_hash = api_key_hash(supplied)
     state = request.scope["app"].state
     accounts: AccountCache = state.accounts
     found = accounts.entry(state.node.store, key_hash)
     if found is None or not hmac.compare_digest(found[0]["key_hash"], key_hash):
-        raise ApiError(401, "invalid API key", "unauthorized")
+        refuse(request, "invalid API key")
     account, principal = found
     if account["revoked"]:
-        raise ApiError(401, "this API key has been revoked", "unauthorized")
+        refuse(request, "this API key has been revoked")
     state.rate_limiter.take(principal.name)
     if roles and principal.role not in roles and not principal.is_admin:
         raise ApiError(

@@ -124,5 +124,10 @@ def install_api_state(app: Starlette, node: Node) -> None:
     """What the API's handlers share: the rate limiter and the accounts cache (emptied by any
     block that touches accounts)."""
     app.state.rate_limiter = RateLimiter(node.config.rate_limit, node.config.rate_burst)
+    app.state.unauth_limiter = RateLimiter(
+        node.config.unauth_rate_limit,
+        node.config.unauth_rate_burst,
+        what="requests without a valid key from this address",
+    )
     app.state.accounts = AccountCache()
     node.feed.subscribe(app.state.accounts.on_block)

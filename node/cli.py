@@ -165,6 +165,8 @@ def cli() -> None:
 @limit_option("explorer_ws_queue", click.IntRange(1, 100_000))
 @limit_option("rate_limit", click.FloatRange(0))
 @limit_option("rate_burst", click.IntRange(1))
+@limit_option("unauth_rate_limit", click.FloatRange(0))
+@limit_option("unauth_rate_burst", click.IntRange(1))
 @limit_option(
     "cors_origins", str, flag="--cors-origin", multiple=True, extra="Repeatable; in the environment, space-separated."
 )

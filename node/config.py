@@ -41,6 +41,11 @@ class Config:
     """Requests per second each API key may make, sustained (0 turns the limit off; 429 beyond)."""
     rate_burst: int = 200
     """Requests an API key may make at once before the sustained rate applies."""
+    unauth_rate_limit: float = 20.0
+    """Requests per second one client address may make without a valid API key, sustained (0
+    turns the limit off; 429 beyond)."""
+    unauth_rate_burst: int = 100
+    """Requests without a valid key one address may make at once before that rate applies."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the JSON API from a browser; none by default (CORS closed)."""
     request_timeout: float = 30.0

@@ -30,10 +30,19 @@ EXTRA_FIELDS = ("http", "progress", "node")
 JSON_FIELDS = frozenset(("time", "level", "logger", "message", "request_id", *EXTRA_FIELDS, "exception"))
 
 UNSAFE_IN_A_LINE = re.compile("[\x7f-\x9f\u2028\u2029]")
+"""What JSON leaves unescaped yet a reader may take as a line break or a terminal control."""
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""Every control character, and the Unicode line and paragraph separators."""
 
 
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match[0]):04x}"
+
+
+def escape_controls(text: str, unsafe: re.Pattern[str] = CONTROLS) -> str:
+    """text with each `unsafe` character written as \\uXXXX: a logged request path or header
+    cannot start a line of its own, forge one, or send the terminal an escape sequence."""
+    return unsafe.sub(_escape, text) if unsafe.search(text) else text
 
 
 class RequestIdFilter(logging.Filter):
@@ -44,8 +53,15 @@ class RequestIdFilter(logging.Filter):
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record (a traceback follows on lines of its own): the message's control
+    characters are escaped, since its arguments may come from a request."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -84,7 +100,7 @@ class JsonFormatter(OrjsonFormatter):
             line = json.dumps(log_data, default=str, ensure_ascii=False)
         # JSON escapes C0 controls; the other characters a reader may take as a line break or a
         # terminal control (DEL, C1, U+2028/9) are escaped here, so a logged path stays on its line.
-        return line if line.isascii() else UNSAFE_IN_A_LINE.sub(_escape, line)
+        return line if line.isascii() else escape_controls(line, UNSAFE_IN_A_LINE)
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:

@@ -3,22 +3,33 @@ read from the request's query mapping and refused with a ValidationError naming 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from chain.errors import ValidationError
 from node.offers import MAX_WAIT_S
 
 
+MAX_QUERY_INT = 2**63 - 1
+"""No query integer goes beyond this (heights, offsets, counts: each fits every key it builds)."""
+INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""A query integer as written: ASCII digits, an optional minus sign, nothing else (no spaces,
+underscores or other scripts' digits, which int() would accept)."""
+
+
+SECONDS = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
+
+
 def query_int(params: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw, 10)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer") from None
-    if value < low or (high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+    if not INTEGER.fullmatch(raw):
+        raise ValidationError(f"{name} must be an integer (ASCII digits)")
+    value = int(raw)
+    high = MAX_QUERY_INT if high is None else min(high, MAX_QUERY_INT)
+    if value < low or value > high:
+        bound = f"from {low} to {high}"
         raise ValidationError(f"{name} must be {bound}")
     return value
 
@@ -53,10 +64,9 @@ def wait_seconds(raw: object, name: str = "wait") -> float:
     if raw is None:
         return 0.0
     if isinstance(raw, str):
-        try:
-            raw = float(raw)
-        except ValueError:
-            raise ValidationError(f"{name} must be a number of seconds") from None
+        if not SECONDS.fullmatch(raw):
+            raise ValidationError(f"{name} must be a number of seconds (ASCII digits)")
+        raw = float(raw)
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= MAX_WAIT_S:
         raise ValidationError(f"{name} must be a number of seconds from 0 to {MAX_WAIT_S:g}")
     return float(raw)

@@ -154,3 +154,36 @@ def test_a_malformed_body_is_a_400_before_any_lookup_of_what_it_names(
 ) -> None:
     r = _send(api, ("POST", path, MINER_1["key"], []), json.dumps(body).encode())
     assert r.status_code == 400 and r.json()["error_code"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/jobs?limit=1_0",
+        "/v1/jobs?limit=%EF%BC%91",  # a fullwidth digit one
+        "/v1/jobs?limit=%205",
+        "/v1/jobs?limit=5%20",
+        "/v1/jobs?limit=+5",
+        "/v1/jobs?offset=99999999999999999999999",
+        "/v1/jobs?offset=9223372036854775808",
+        "/v1/chain/blocks?from=18446744073709551616",
+        "/v1/chain/blocks?from=9223372036854775808",
+        "/v1/jobs/available?miner_id=m1&wait=%205",
+        "/v1/jobs/available?miner_id=m1&wait=1_0",
+        "/v1/jobs/available?miner_id=m1&wait=nan",
+        "/v1/jobs/available?miner_id=m1&wait=inf",
+    ],
+)
+def test_query_numbers_are_ascii_digits_in_range_or_a_400(api: tuple[TestClient, Node, str], path: str) -> None:
+    client, _, _ = api
+    key = MINER_1["key"] if "available" in path else ADMIN["key"]
+    r = client.get(path, headers={"X-Api-Key": key})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_code"] == "validation_error"
+
+
+def test_the_largest_accepted_query_numbers_are_answered(api: tuple[TestClient, Node, str]) -> None:
+    client, _, _ = api
+    for path in ("/v1/jobs?offset=9223372036854775807", "/v1/chain/blocks?from=9223372036854775807"):
+        r = client.get(path, headers={"X-Api-Key": ADMIN["key"]})
+        assert r.status_code == 200, r.text

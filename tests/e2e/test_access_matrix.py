@@ -231,7 +231,11 @@ def _new_account(w: World) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     keys = [CLIENT_A, CLIENT_B, MINER_1, MINER_2, ADMIN, PEER]
-    node = NodeProcess(tmp_path_factory.mktemp("matrix") / "data", api_keys=keys, extra_args=("--rate-limit", "0"))
+    node = NodeProcess(
+        tmp_path_factory.mktemp("matrix") / "data",
+        api_keys=keys,
+        extra_args=("--rate-limit", "0", "--unauth-rate-limit", "0"),
+    )
     with node:
         w = World(node)
         try:

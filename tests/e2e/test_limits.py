@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import ADMIN, CLIENT_A, CLIENT_B, NodeProcess
@@ -21,6 +22,10 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
             "--rate-limit",
             "2",
             "--rate-burst",
+            "5",
+            "--unauth-rate-limit",
+            "2",
+            "--unauth-rate-burst",
             "5",
             "--request-timeout",
             "1",
@@ -48,6 +53,26 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_are_unaffe
         assert r.json()["error_code"] == "rate_limited" and "rate limit" in r.json()["detail"]
         assert int(r.headers["Retry-After"]) >= 1
         assert b.get("/v1/jobs").status_code == 200
+
+
+def test_requests_without_a_valid_key_are_limited_per_address_and_keyed_clients_are_not(
+    limited: NodeProcess,
+) -> None:
+    def from_address(address: str, key: str | None = None) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=address)
+        return httpx.Client(
+            base_url=limited.url, transport=transport, timeout=30, headers={"X-Api-Key": key} if key else {}
+        )
+
+    with from_address("127.0.0.2", "not-a-key-of-this-node") as guesser, from_address("127.0.0.3") as keyless:
+        guesses = [guesser.get("/v1/jobs").status_code for _ in range(12)]
+        assert guesses[:5] == [401] * 5 and set(guesses[5:]) == {429}
+        limited_answer = guesser.get("/v1/jobs")
+        assert limited_answer.json()["error_code"] == "rate_limited" and "address" in limited_answer.json()["detail"]
+        assert int(limited_answer.headers["Retry-After"]) >= 1
+        assert keyless.get("/v1/jobs").status_code == 401  # another address has its own budget
+    with from_address("127.0.0.2", ADMIN["key"]) as keyed:  # a valid key from the same address still works
+        assert keyed.get("/v1/jobs").status_code == 200
 
 
 def _closed_by_server(sock: socket.socket, trickle: bytes, limit_s: float) -> bool:

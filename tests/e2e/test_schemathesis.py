@@ -21,7 +21,9 @@ ROLES = {"admin": ADMIN["key"], "client": CLIENT_A["key"], "miner": MINER_1["key
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess, Path]]:
     """A node with a job, a miner and a receipt, so that fuzzing reaches past the 404s."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    node = NodeProcess(workdir / "data", api_keys=[*ALL_KEYS, PEER], extra_args=("--rate-limit", "0"))
+    node = NodeProcess(
+        workdir / "data", api_keys=[*ALL_KEYS, PEER], extra_args=("--rate-limit", "0", "--unauth-rate-limit", "0")
+    )
     with node:
         with node.client(CLIENT_A["key"]) as client, node.client(MINER_1["key"]) as miner:
             done = client.post("/v1/jobs", json={"prompt": "fuzz me"}).json()["job_id"]

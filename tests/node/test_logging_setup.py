@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import sys
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -95,3 +96,22 @@ def test_text_lines_carry_the_request_id_on_their_first_line() -> None:
     record.request_id = "r1"
     line = TextFormatter().format(record)
     assert line.endswith(" INFO    aitbc.access: GET /health 200 [request_id=r1]")
+
+
+def test_a_text_line_cannot_be_forged_or_carry_controls_from_a_request() -> None:
+    path = "/nothing\n2026-12-02 17:00:00,000 ERROR aitbc.node: FORGED LINE\x00\x1b[2J\u2028\x85"
+    record = logging.LogRecord("aitbc.access", logging.INFO, __file__, 1, "GET %s 404", (path,), None)
+    line = TextFormatter().format(record)
+    assert len(line.splitlines()) == 1 and "FORGED LINE" in line
+    assert not [c for c in line if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    assert "\\u000a2026-12-02" in line and "\\u0000" in line and "\\u001b[2J" in line
+
+
+def test_a_traceback_keeps_its_own_lines_after_the_escaped_message() -> None:
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        record = logging.LogRecord("aitbc.node", logging.ERROR, __file__, 1, "failed: %s", ("x\ny",), sys.exc_info())
+    text = TextFormatter().format(record)
+    first, *rest = text.splitlines()
+    assert first.endswith("failed: x\\u000ay") and rest[0] == "Traceback (most recent call last):"
