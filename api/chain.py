@@ -23,7 +23,7 @@ from api.parsing import query_int
 from api.responses import JSONResponse
 from chain.encoding import canonical
 from node.store import Store
-from node.websocket_limits import POLICY_VIOLATION, TRY_AGAIN_LATER, limited
+from node.websocket_limits import POLICY_VIOLATION, TRY_AGAIN_LATER, limited, message_budget, receive_within
 
 log = logging.getLogger("aitbc.api")
 
@@ -162,11 +162,10 @@ async def websocket_feed(websocket: WebSocket) -> None:
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
-    """Read (and ignore) what the peer sends, until it disconnects."""
-    while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
+    """Read (and ignore) what the peer sends, until it disconnects or sends too fast."""
+    budget = message_budget(websocket)
+    while await receive_within(websocket, budget) is not None:
+        pass
 
 
 ROUTES: list[BaseRoute] = [

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from chain.blocks import Block
 from node.ledger import explorer
 from node.ledger.activity import Activity, activity_for
-from node.websocket_limits import TRY_AGAIN_LATER, limited
+from node.websocket_limits import TRY_AGAIN_LATER, limited, message_budget, receive_within
 
 log = logging.getLogger("aitbc.explorer")
 
@@ -113,9 +113,10 @@ async def _send(websocket: WebSocket, sub: Subscriber) -> None:
 
 async def _listen(websocket: WebSocket, feed: LiveFeed, sub: Subscriber) -> None:
     """Read what the client sends: a snapshot request, or its goodbye."""
+    budget = message_budget(websocket)
     while True:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+        message = await receive_within(websocket, budget)
+        if message is None:
             return
         text = message.get("text")
         if not isinstance(text, str) or len(text) > MAX_CLIENT_MESSAGE_CHARS:

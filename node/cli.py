@@ -176,6 +176,8 @@ def cli() -> None:
 @limit_option("keep_alive_timeout", click.FloatRange(0.1))
 @limit_option("ws_per_ip", click.IntRange(1), extra="Closed with 1013 beyond.")
 @limit_option("ws_max", click.IntRange(1), extra="Closed with 1013 beyond.")
+@limit_option("ws_max_message_bytes", click.IntRange(256, 16 * 1024 * 1024))
+@limit_option("ws_messages_per_s", click.FloatRange(0))
 @limit_option("max_connections", click.IntRange(1))
 @limit_option("offer_ms", click.IntRange(0, 60_000))
 @log_format_option

@@ -54,6 +54,12 @@ class Config:
     """Most live WebSocket connections (explorer and chain feeds) from one client address."""
     ws_max: int = 1024
     """Most live WebSocket connections in total."""
+    ws_max_message_bytes: int = 4096
+    """Largest WebSocket message a client may send (the feeds take a few bytes); closed with
+    1009 beyond."""
+    ws_messages_per_s: float = 5.0
+    """Messages a client may send per second on one WebSocket, sustained (0 turns the limit off);
+    closed with 1008 beyond."""
     max_connections: int = 2048
     """Most concurrent HTTP connections; beyond it new requests get 503."""
     explorer_ws_queue: int = 64

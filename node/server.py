@@ -165,6 +165,7 @@ class Server:
             http=protocol_with_deadline(self.config.request_timeout),
             timeout_keep_alive=self.config.keep_alive_timeout,
             limit_concurrency=self.config.max_connections,
+            ws_max_size=self.config.ws_max_message_bytes,
             **UVICORN_SETTINGS,
         )
         server = _Uvicorn(uv_config)

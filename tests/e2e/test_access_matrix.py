@@ -63,6 +63,11 @@ class World:
         assert self.call(owner, "POST", f"/v1/jobs/{job}/claim", json={"miner_id": miner_id}).status_code == 200
         return job
 
+    def claim_next(self, caller: str) -> httpx.Response:
+        """claim-next for m1, with a pending job to claim."""
+        self.job()
+        return self.call(caller, "POST", "/v1/jobs/claim-next", json={"miner_id": "m1"})
+
     def name(self) -> str:
         self.serial += 1
         return f"acct-{self.serial}"
@@ -173,7 +178,7 @@ CASES = [
         "POST",
         "/v1/jobs/claim-next",
         {"miner_1": 200, "miner_2": 403, "admin": 200, **FORBIDDEN_TO_NON_MINERS},
-        lambda w, c: w.job() and w.call(c, "POST", "/v1/jobs/claim-next", json={"miner_id": "m1"}),
+        lambda w, c: w.claim_next(c),
     ),
     _case(
         "POST",

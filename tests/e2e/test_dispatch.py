@@ -140,13 +140,13 @@ def test_thirty_two_miners_on_one_model_complete_every_job_exactly_once(api: Api
         limits = httpx.Limits(max_connections=miners_total + 8)
         async with httpx.AsyncClient(base_url=api.node.url, timeout=60, limits=limits) as http:
             done: set[str] = set()
-            submitted = submit_all(http)
             workers = [
                 work(http, miner_id, claim_next, done, jobs_total)
                 for miner_id, claim_next in zip(miners, itertools.cycle((False, True)), strict=False)
             ]
-            results = await asyncio.wait_for(asyncio.gather(submitted, *workers), timeout=240)
-            return results[0], done
+            submitted, *_ = await asyncio.wait_for(asyncio.gather(submit_all(http), *workers), timeout=240)
+            assert isinstance(submitted, set)
+            return submitted, done
 
     submitted, done = asyncio.run(scenario())
     assert done == submitted and len(submitted) == jobs_total

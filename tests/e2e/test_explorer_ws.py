@@ -117,3 +117,34 @@ def test_a_slow_consumer_is_dropped_while_blocks_and_other_clients_go_on(node: N
                 received += 1
         assert received < produced + 1
         assert slow.close_code in (1013, 1006, None)
+
+
+def _close_code(ws: ClientConnection) -> int | None:
+    """Read until the node closes the connection; its close code."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        try:
+            ws.recv(timeout=DEADLINE_S)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+    return None
+
+
+def test_a_message_over_the_size_cap_closes_the_connection_with_1009(node: NodeProcess) -> None:
+    with connect(ws_url(node)) as ws:
+        ws.recv(timeout=DEADLINE_S)  # the snapshot
+        ws.send("x" * 5000)  # over the default 4096 bytes
+        assert _close_code(ws) == 1009
+    with connect(ws_url(node)) as ws:  # others are served as before
+        assert json.loads(ws.recv(timeout=DEADLINE_S))["type"] == "snapshot"
+
+
+def test_a_client_sending_faster_than_its_budget_is_closed_with_1008(node: NodeProcess) -> None:
+    with connect(ws_url(node)) as ws:
+        ws.recv(timeout=DEADLINE_S)
+        for _ in range(40):  # a burst of 10 is allowed, then 5 a second
+            try:
+                ws.send(json.dumps({"type": "snapshot"}))
+            except ConnectionClosed:
+                break
+        assert _close_code(ws) == 1008
