@@ -313,15 +313,18 @@ def main(argv: list[str]) -> int:
             f"{BATCH_BLOCKS} blocks, as catch-up runs it):"
         )
         print(
-            f"  whole chain:   {whole['blocks'] / whole['seconds']:>10,.1f} blocks/s  {whole['txs'] / whole['seconds']:>10,.0f} tx/s  "
+            f"  whole chain:   {whole['blocks'] / whole['seconds']:>10,.1f} blocks/s  "
+            f"{whole['txs'] / whole['seconds']:>10,.0f} tx/s  "
             f"{whole['receipts'] / whole['seconds']:>10,.0f} receipts verified/s"
         )
         print(
-            f"  receipt-only blocks ({whole['receipt_blocks_receipts']:,.0f} receipts), each run right after a raw PyNaCl verify measurement:"
+            f"  receipt-only blocks ({whole['receipt_blocks_receipts']:,.0f} receipts), "
+            "each run right after a raw PyNaCl verify measurement:"
         )
         for i, (raw, rate) in enumerate(rates, 1):
             print(
-                f"    run {i}: raw verify {raw:>8,.0f}/s   catch-up {rate:>8,.0f} receipts verified/s   ratio {rate / raw:.2f}"
+                f"    run {i}: raw verify {raw:>8,.0f}/s   catch-up {rate:>8,.0f} receipts verified/s   "
+                f"ratio {rate / raw:.2f}"
             )
         ratio = statistics.median(rate / raw for raw, rate in rates)
         print(f"  median ratio to raw verify: {ratio:.2f} (target >= 0.50)")

@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,28 @@ from chain.genesis import Genesis, parse_genesis
 BUNDLED_GENESIS = Path(__file__).resolve().parent.parent / "genesis.json"
 ADMIN_NAME = "admin"
 MIN_KEY_CHARS = 16
+MIN_KEY_BITS = 128
+"""A provisioned key's least strength: key hashes are public (genesis, chain state) and cheap to
+compute, so only a key this hard to guess keeps its hash from being searched."""
+_CHARACTER_CLASSES = (
+    (frozenset(string.ascii_lowercase), 26),
+    (frozenset(string.ascii_uppercase), 26),
+    (frozenset(string.digits), 10),
+)
+_OTHERS = 33  # the other printable ASCII characters
+MIN_DISTINCT_SHARE = 0.25
+"""A key whose distinct characters are fewer than this share of its length counts as repetitive."""
+
+
+def key_strength_bits(key: str) -> float:
+    """An upper estimate of a key's entropy: its length times log2 of the alphabets its characters
+    come from (lowercase, uppercase, digits, others); a repetitive key (few distinct characters)
+    counts only its distinct ones. Random keys reach their real strength; guessable ones fall short."""
+    used = set(key)
+    pool = sum(size for chars, size in _CHARACTER_CLASSES if used & chars)
+    pool += _OTHERS if used - set().union(*(chars for chars, _ in _CHARACTER_CLASSES)) else 0
+    length = len(key) if len(used) >= MIN_DISTINCT_SHARE * len(key) else len(used)
+    return length * math.log2(pool) if pool > 1 else 0.0
 
 
 class DataDirError(Exception):
@@ -52,8 +76,30 @@ def load_genesis_file(path: Path) -> Genesis:
         raise DataDirError(f"{path}: {exc.detail}") from None
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the latest changes to a directory's entries durable (a file renamed into it, a
+    directory created in it). fsync of a file covers its contents, not the entry naming it:
+    until its directory is synced, a power cut may undo a rename or a mkdir."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dir(path: Path, mode: int = 0o700) -> bool:
+    """mkdir -p path, each directory it creates made durable in its parent (fsync_dir).
+    Returns whether path was created."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    for created in reversed(missing):
+        fsync_dir(created.parent)
+    return bool(missing)
+
+
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write a file atomically with the given mode, never readable by others in between."""
+    """Write a file atomically and durably with the given mode, never readable by others in
+    between: the contents are fsynced before the rename, the directory after it."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -62,6 +108,7 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
         os.fsync(f.fileno())
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True)
@@ -136,7 +183,7 @@ class DataDir:
                 f"{source} names no authority; a follower needs the authority's effective genesis "
                 "(GET /v1/chain/genesis on the authority, or genesis.json in its data dir)"
             )
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_dir(self.path)
         os.chmod(self.path, 0o700)
         if follower:
             write_private(self.genesis_path, json.dumps(base.raw, indent=2, sort_keys=True) + "\n", 0o644)
@@ -221,6 +268,12 @@ def load_api_keys(path: Path) -> list[ProvisionedKey]:
             raise DataDirError(f"{where}: {exc.detail}") from None
         if not isinstance(item["key"], str) or len(item["key"]) < MIN_KEY_CHARS:
             raise DataDirError(f"{where}: key must be a string of at least {MIN_KEY_CHARS} characters")
+        if key_strength_bits(item["key"]) < MIN_KEY_BITS:
+            raise DataDirError(
+                f"{where}: key is too easy to guess (about {key_strength_bits(item['key']):.0f} bits; at least "
+                f"{MIN_KEY_BITS} needed, e.g. 32 random hex characters or 22 random base64url ones): its hash is "
+                "public in genesis and on chain"
+            )
         key_hash = api_key_hash(item["key"])
         if item["name"] in names or key_hash in hashes:
             raise DataDirError(f"{where}: name or key repeats an earlier entry")

@@ -1,35 +1,30 @@
-"""Receipt signature checks in a helper process, so that a follower checks the completions of
+"""Receipt signature checks in a worker process, so that a follower checks the completions of
 block N+1 on another core while it applies block N.
 
-The helper is `python -m node.sigcheck`, fed over its stdin and answering on its stdout:
-
-  request   u32 length, then per job.complete transaction: u32 length, its canonical bytes
-  answer    per transaction: a flags byte (1: the receipt's authority signature verifies,
-            2: its miner co-signature verifies), then the 32-byte key of each (zeros if not)
-
-It runs chain.receipts.completion_signers, the same code the transition runs, on each
-transaction. The parent keys the answers by the transaction hashes it computed itself and
-passes them to chain.transition.apply_block (ApplyContext.checked), so that applying those
-transactions takes them instead of checking again. Anything that goes wrong with the helper (it cannot start, dies,
-answers late or nonsense) turns it off for good, with one warning: the parent then checks
+The worker is the one process of a concurrent.futures.ProcessPoolExecutor, started with
+"spawn": the node runs threads and an event loop, whose locks a forked child could inherit
+held. It is given each block's job.complete transactions as their canonical bytes, and runs
+chain.receipts.completion_signers, the same code the transition runs, on each. The parent keys
+the answers by the transaction hashes it computed itself and passes them to
+chain.transition.apply_block (ApplyContext.checked), so that applying those transactions takes
+them instead of checking again. Anything that goes wrong with the worker (it cannot start,
+dies, answers late or nonsense) turns it off for good, with one warning: the parent then checks
 everything itself, as it would on one core.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
+import multiprocessing
 import os
-import select
 import signal
-import struct
-import subprocess
-import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 from chain.context import Signers
 from chain.encoding import decode
@@ -41,32 +36,15 @@ log = logging.getLogger("aitbc.sigcheck")
 
 ANSWER_DEADLINE_S = 60.0
 """How long an answer may take; a batch of 10,000 completions needs under a second."""
-MAX_REQUEST_BYTES = 256 * 1024 * 1024
-PIPE_BYTES = 1024 * 1024
-ANSWER_BYTES = 65
-READY = b"R"
-"""The helper's first byte: it has started and imported what it needs."""
-NO_KEY = bytes(32)
+CLOSE_WAIT_S = 5.0
+"""How long close() lets the worker finish the batch it is on before killing it."""
+KEY_BYTES = 32
 
 
-def encode_request(txs: Sequence[Transaction]) -> bytes:
-    body = b"".join(struct.pack(">I", len(tx.encoded)) + tx.encoded for tx in txs)
-    return struct.pack(">I", len(body)) + body
-
-
-def answer(body: bytes) -> bytes:
-    """Check every transaction in a request body; ANSWER_BYTES each."""
-    out = bytearray()
-    at, end = 0, len(body)
-    while at < end:
-        (size,) = struct.unpack_from(">I", body, at)
-        raw = body[at + 4 : at + 4 + size]
-        at += 4 + size
-        receipt_key, miner_key = completion_signers(_receipt_of(raw))
-        out.append((1 if receipt_key else 0) | (2 if miner_key else 0))
-        out += receipt_key or NO_KEY
-        out += miner_key or NO_KEY
-    return bytes(out)
+def check(raws: list[bytes]) -> list[Signers]:
+    """The worker's job: the signers of each transaction's receipt (transactions given as their
+    canonical bytes, which pickle as one copy each, unlike the decoded objects)."""
+    return [completion_signers(_receipt_of(raw)) for raw in raws]
 
 
 def _receipt_of(raw: bytes) -> Any:
@@ -78,58 +56,64 @@ def _receipt_of(raw: bytes) -> Any:
     return payload.get("receipt") if isinstance(payload, dict) else None
 
 
-def read_answer(data: bytes) -> Signers:
-    flags, receipt_key, miner_key = data[0], data[1:33], data[33:65]
-    if flags > 3:
-        raise OSError("it answered flags it does not define")
-    return (receipt_key if flags & 1 else None), (miner_key if flags & 2 else None)
+def _is_signers(answer: object) -> bool:
+    """Whether an answer has the shape the transition takes as checked signers."""
+    return (
+        isinstance(answer, tuple)
+        and len(answer) == 2
+        and all(key is None or (isinstance(key, bytes) and len(key) == KEY_BYTES) for key in answer)
+    )
 
 
-def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    """The helper's loop: say it is ready, then answer requests until stdin closes (the
-    parent went away)."""
-    stdout.write(READY)
-    stdout.flush()
-    while True:
-        head = stdin.read(4)
-        if len(head) < 4:
-            return
-        (size,) = struct.unpack(">I", head)
-        body = stdin.read(size)
-        if len(body) < size:
-            return
-        stdout.write(answer(body))
-        stdout.flush()
+def _init_worker() -> None:
+    """The worker's initializer. Ctrl-C reaches the whole process group: the parent decides when
+    the worker stops (close()), so it neither dies first nor prints a traceback. And should the
+    parent die without closing it (killed), the worker exits too: its job queue would not tell
+    it, as it holds both ends of that pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="aitbc-sigcheck-parent", daemon=True).start()
+
+
+def _exit_with(parent: BaseProcess) -> None:
+    parent.join()  # returns once the parent has exited
+    os._exit(0)
 
 
 class SignatureChecker:
     """The parent's side: send blocks' completions, and collect the answers in the same order.
 
-    Requests are written by a sender thread, so the caller never waits on the pipe, and the
-    helper can be given the next blocks while it still works on one. (It cannot dead-lock: the
-    helper only ever waits to write the oldest answer, which is the next one collected.)
+    The worker takes its jobs in the order they are sent, so it can be given the next blocks
+    while it still works on one; the executor's own threads pickle and pass them, so the caller
+    never waits on a pipe.
     """
 
-    def __init__(self, command: Sequence[str] | None = None) -> None:
-        self.command = list(command) if command is not None else [sys.executable, "-m", "node.sigcheck"]
-        """How to start the helper (a test may give another program)."""
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._greeted = False
+    def __init__(
+        self,
+        check: Callable[[list[bytes]], list[Signers]] = check,
+        deadline_s: float = ANSWER_DEADLINE_S,
+    ) -> None:
+        self.check = check
+        """What the worker runs on each batch (a test may give another module-level function)."""
+        self.deadline_s = deadline_s
+        self._pool: ProcessPoolExecutor | None = None
+        self._ready: Future[int] | None = None
+        """The worker's first job: its process id, once it has started and imported what it needs."""
         self._off = False
-        self._pending: deque[tuple[Sequence[Transaction], Future[None] | None]] = deque()
-        self._sender = ThreadPoolExecutor(1, thread_name_prefix="aitbc-sigcheck-send")
+        self._pending: deque[tuple[Sequence[Transaction], Future[list[Signers]] | None]] = deque()
 
     def start(self, *, wait: bool = False) -> None:
-        """Start the helper now rather than at the first request (it takes a fraction of a
+        """Start the worker now rather than at the first request (it takes a fraction of a
         second to import); wait=True also waits until it is ready."""
         if self._off:
             return
         try:
-            self._process()
-            if wait:
-                self._greet()
-        except OSError as exc:
-            self._turn_off(f"cannot start it: {exc}")
+            self._started()
+            if wait and self._ready is not None:
+                self._ready.result(timeout=self.deadline_s)
+        except Exception as exc:  # whatever stops the worker, this process checks alone
+            self._turn_off(f"cannot start it: {_describe(exc)}")
 
     @property
     def outstanding(self) -> int:
@@ -138,126 +122,83 @@ class SignatureChecker:
 
     def send(self, txs: Sequence[Transaction]) -> None:
         """Queue these job.complete transactions for checking; collect() answers in order."""
-        request = encode_request(txs) if txs and not self._off else b""
-        if not request or len(request) > MAX_REQUEST_BYTES:
-            self._pending.append(((), None))  # nothing to check, or too big: the parent checks it
+        if not txs or self._off:
+            self._pending.append(((), None))  # nothing to check, or the parent checks it
             return
         try:
-            proc = self._process()
-        except OSError as exc:
-            self._turn_off(f"cannot start it: {exc}")
+            future = self._started().submit(self.check, [tx.encoded for tx in txs])
+        except Exception as exc:  # a broken or unstartable pool: this process checks alone
+            self._turn_off(f"cannot give it work: {_describe(exc)}")
             self._pending.append(((), None))
             return
-        self._pending.append((txs, self._sender.submit(_write_all, proc, request)))
+        self._pending.append((txs, future))
 
     def collect(self) -> tuple[float, dict[str, Signers]]:
         """Wait for the answer to the oldest request. Return the seconds spent waiting for it
-        and the signers found, by transaction hash (hex); empty if the helper could not say."""
+        and the signers found, by transaction hash (hex); empty if the worker could not say."""
         if not self._pending:
             return 0.0, {}
-        txs, sent = self._pending.popleft()
-        if sent is None or self._off:
+        txs, future = self._pending.popleft()
+        if future is None or self._off:
             return 0.0, {}
-        assert self._proc is not None and self._proc.stdout is not None
         started = time.perf_counter()
         try:
-            self._greet()
-            sent.result()
-            data = _read_exact(self._proc.stdout.fileno(), len(txs) * ANSWER_BYTES, ANSWER_DEADLINE_S)
-            answers = [read_answer(data[i : i + ANSWER_BYTES]) for i in range(0, len(data), ANSWER_BYTES)]
-        except (OSError, ValueError) as exc:
-            self._turn_off(str(exc))
+            answers = future.result(timeout=self.deadline_s)
+            if len(answers) != len(txs) or not all(_is_signers(a) for a in answers):
+                raise ValueError("it answered something other than the signers of each completion")
+        except Exception as exc:  # died, late, raised or nonsense: this process checks alone
+            self._turn_off(_describe(exc))
             return 0.0, {}
         waited = time.perf_counter() - started
         return waited, {tx.hash.hex(): signers for tx, signers in zip(txs, answers, strict=True)}
 
     def discard_all(self) -> None:
-        """Read and drop every outstanding answer, so that the next request starts clean."""
+        """Drop every outstanding request, so that the next one starts clean: those the worker
+        has not taken are cancelled, and the answer to the one it is on is ignored."""
         while self._pending:
-            self.collect()
+            _, future = self._pending.popleft()
+            if future is not None:
+                future.cancel()
 
     def close(self) -> None:
-        self._sender.shutdown(wait=True)
-        proc, self._proc = self._proc, None
-        self._pending.clear()
-        if proc is None:
-            return
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()  # the helper's read sees end of input and it exits
-            proc.wait(timeout=5)
-        except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
-            proc.wait()
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
+        """Stop the worker: it finishes the batch it is on (killed if that takes longer than
+        CLOSE_WAIT_S) and exits; nothing of it is left running."""
+        self.discard_all()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _stop(pool, CLOSE_WAIT_S)
 
-    def _greet(self) -> None:
-        if not self._greeted:
-            assert self._proc is not None and self._proc.stdout is not None
-            if _read_exact(self._proc.stdout.fileno(), len(READY), ANSWER_DEADLINE_S) != READY:
-                raise OSError("it did not start as expected")
-            self._greeted = True
-
-    def _process(self) -> subprocess.Popen[bytes]:
-        if self._proc is None:
-            self._greeted = False
-            self._proc = subprocess.Popen(
-                self.command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                bufsize=0,
-                close_fds=True,
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
             )
-            if hasattr(fcntl, "F_SETPIPE_SZ") and self._proc.stdin is not None:
-                # Room for a block's request, so the helper finds the next one waiting.
-                try:
-                    fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-                except OSError:
-                    pass  # above the system's limit: the sender thread then waits a little longer
-        return self._proc
+            # The pool starts its process at the first job: this one, which also tells when the
+            # worker has started.
+            self._ready = self._pool.submit(os.getpid)
+        return self._pool
 
     def _turn_off(self, why: str) -> None:
         log.warning("signature helper process turned off (%s); verifying on this process alone", why)
         self._off = True
-        self._pending.clear()
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    stream.close()
+        self.discard_all()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            _stop(pool, 0.0)  # it may be stuck: kill it now
 
 
-def _write_all(proc: subprocess.Popen[bytes], request: bytes) -> None:
-    assert proc.stdin is not None
-    view = memoryview(request)
-    while view:
-        view = view[proc.stdin.write(view) or 0 :]
+def _stop(pool: ProcessPoolExecutor, grace_s: float) -> None:
+    """Shut the pool down, and make sure its worker has exited (and is reaped) on return."""
+    workers = list(pool._processes.values()) if pool._processes else []
+    pool.shutdown(wait=False, cancel_futures=True)  # the worker exits after the job it is on
+    for worker in workers:
+        worker.join(grace_s)
+        if worker.exitcode is None:
+            worker.kill()
+            worker.join()
 
 
-def _read_exact(fd: int, size: int, deadline_s: float) -> bytes:
-    """size bytes from fd, or OSError if it ends or they take longer than deadline_s."""
-    out = bytearray()
-    deadline = time.monotonic() + deadline_s
-    while len(out) < size:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise OSError(f"no answer within {deadline_s:.0f} s")
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, size - len(out))
-        if not chunk:
-            raise OSError("it exited")
-        out += chunk
-    return bytes(out)
-
-
-if __name__ == "__main__":
-    # Ctrl-C reaches the whole process group: the parent decides when this stops (by closing
-    # its end of the pipe), so the helper neither dies first nor prints a traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "no answer within the deadline"
+    return str(exc) or type(exc).__name__

@@ -4,15 +4,22 @@ applied in order and committed on a writer thread."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from chain.blocks import Block, seal_header, tx_root
+from chain.context import Signers
 from chain.crypto import b64url
 from chain.transactions import Transaction
+from node import sigcheck
 from node.catchup import BlockPipeline
 from node.sigcheck import SignatureChecker
 from node.store import Store
@@ -38,6 +45,55 @@ def block_with(block: Block, txs: tuple[Transaction, ...]) -> Block:
 FORGED_BLOCK = block_with(
     CHAIN.blocks[2], tuple(forge_receipt(t) if t is COMPLETE else t for t in CHAIN.blocks[2].transactions)
 )
+
+
+def worker_pid(checker: SignatureChecker) -> int:
+    """The helper's process id (it answers its first job with it), once it has started."""
+    assert checker._ready is not None
+    return checker._ready.result(timeout=60)
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has exited and been reaped: it is no longer in the process table."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie, waiting to be reaped by a parent
+    it was handed to, has exited)."""
+    if gone(pid):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc, or it has just been reaped
+        return not gone(pid)
+
+
+# Helpers that misbehave, given to SignatureChecker in place of sigcheck.check. The helper
+# process imports them from this module, so they are defined at its top level.
+def exits_at_once(raws: list[bytes]) -> list[Signers]:
+    os._exit(3)
+
+
+def answers_nonsense(raws: list[bytes]) -> list[Signers]:
+    return [(b"?", None) for _ in raws]
+
+
+def answers_too_few(raws: list[bytes]) -> list[Signers]:
+    return sigcheck.check(raws)[1:]
+
+
+def raises(raws: list[bytes]) -> list[Signers]:
+    raise RuntimeError("a bug in the helper")
+
+
+def hangs(raws: list[bytes]) -> list[Signers]:
+    time.sleep(600)
+    return sigcheck.check(raws)
 
 
 @pytest.fixture
@@ -73,7 +129,8 @@ def test_the_pipeline_stores_valid_blocks_in_order_and_the_helper_stays_on(pipel
     stored, rejected = pipeline.run(list(CHAIN.blocks[1:]))
     assert rejected is None and [b.height for b in stored] == [1, 2]
     assert pipeline.store.tip() == CHAIN.tip
-    assert pipeline._checker._proc is not None and pipeline._checker._proc.poll() is None
+    assert pipeline._checker._pool is not None and not pipeline._checker._off
+    assert running(worker_pid(pipeline._checker))
 
 
 @pytest.mark.parametrize("helper", ["on", "dead"])
@@ -83,9 +140,8 @@ def test_a_forged_receipt_signature_is_rejected_with_or_without_the_helper(
     stored, rejected = pipeline.run([CHAIN.blocks[1]])
     assert rejected is None and len(stored) == 1
     if helper == "dead":
-        proc = pipeline._checker._process()  # started (block 1 had no completion to check)
-        proc.kill()
-        proc.wait()
+        pipeline.start()  # (already started: block 1 had no completion to check, but was sent)
+        os.kill(worker_pid(pipeline._checker), signal.SIGKILL)
     with caplog.at_level(logging.WARNING, logger="aitbc.sigcheck"):
         stored, rejected = pipeline.run([FORGED_BLOCK])
     assert stored == [] and rejected is not None
@@ -148,25 +204,19 @@ def test_the_helper_gets_less_when_the_pipeline_waits_for_it_and_more_when_it_do
 
 def test_a_started_helper_says_it_is_ready(checker: SignatureChecker) -> None:
     checker.start(wait=True)
-    assert checker._greeted and checker._proc is not None and checker._proc.poll() is None
+    assert checker._ready is not None and checker._ready.done()
+    assert running(worker_pid(checker))
 
 
-@pytest.mark.parametrize(
-    "program",
-    [
-        "import sys; sys.stdout.write('X'); sys.stdout.flush(); sys.stdin.read()",  # not the helper's greeting
-        "import sys; sys.stdout.write('R'); sys.stdout.flush(); sys.stdout.write('?' * 65); sys.stdout.flush(); sys.stdin.read()",  # nonsense answers
-        "raise SystemExit(3)",  # exits at once
-    ],
-)
+@pytest.mark.parametrize("check", [exits_at_once, answers_nonsense, answers_too_few, raises, hangs])
 def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(
-    tmp_path: Path, program: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, check: Callable[[list[bytes]], list[Signers]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    import sys
-
     store = Store(tmp_path / "chain", CHAIN.genesis)
     pipeline = BlockPipeline(store, CHAIN.genesis)
-    pipeline._checker = SignatureChecker([sys.executable, "-c", program])
+    pipeline._checker = SignatureChecker(check, deadline_s=5.0)
+    pipeline.start(wait=True)
+    pid = worker_pid(pipeline._checker)
     try:
         with caplog.at_level(logging.WARNING, logger="aitbc.sigcheck"):
             stored, rejected = pipeline.run([CHAIN.blocks[1], FORGED_BLOCK])
@@ -174,7 +224,8 @@ def test_a_helper_that_misbehaves_is_turned_off_and_nothing_changes(
             assert rejected.check == "receipt_signature_invalid"
             stored, rejected = pipeline.run([CHAIN.blocks[2]])
         assert rejected is None and store.tip() == CHAIN.tip
-        assert "signature helper process turned off" in caplog.text
+        assert caplog.text.count("signature helper process turned off") == 1
+        assert gone(pid)  # turned off: its process has exited and been reaped, stuck or not
     finally:
         pipeline.close()
         store.close()
@@ -187,3 +238,44 @@ def test_answers_for_blocks_a_run_did_not_reach_are_dropped(pipeline: BlockPipel
     stored, rejected = pipeline.run([bad_first, CHAIN.blocks[2]])  # block 2 was sent to the helper ahead
     assert stored == [] and rejected is not None and rejected.height == 1
     assert pipeline._checker.outstanding == 0
+    stored, rejected = pipeline.run(list(CHAIN.blocks[1:]))  # the next run's answers are its own
+    assert [b.height for b in stored] == [1, 2] and rejected is None
+
+
+@pytest.mark.parametrize("check", [sigcheck.check, hangs])
+def test_close_leaves_no_helper_process_behind(
+    check: Callable[[list[bytes]], list[Signers]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sigcheck, "CLOSE_WAIT_S", 0.5)  # a helper stuck on a batch is killed after it
+    checker = SignatureChecker(check)
+    checker.start(wait=True)
+    pid = worker_pid(checker)
+    checker.send([COMPLETE])  # on it, or stuck on it, when closed
+    checker.close()
+    assert gone(pid)
+    assert checker.outstanding == 0
+
+
+def test_a_helper_whose_parent_is_killed_exits_too(tmp_path: Path) -> None:
+    program = (
+        "import sys, time\n"
+        "from node.sigcheck import SignatureChecker\n"
+        "checker = SignatureChecker()\n"
+        "checker.start(wait=True)\n"
+        "print(checker._ready.result(), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert running(pid)
+    finally:
+        parent.kill()  # no close(), no atexit: only the helper itself can notice
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid)
