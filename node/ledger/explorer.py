@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, TypedDict
+from urllib.parse import quote
 
 from chain.blocks import Block, BlockHeader, check_seal
 from chain.errors import InvalidBlock, NotFound, ValidationError
@@ -337,11 +338,11 @@ def search_data(store: Store, query: str) -> dict[str, Any]:
             results.append({"kind": "transaction", "id": h, "path": f"/transactions/{h}"})
     if not any(ord(c) < 32 or ord(c) == 127 for c in q):
         if queries.get_job(store, q) is not None:
-            results.append({"kind": "job", "id": q, "path": f"/jobs/{q}"})
+            results.append({"kind": "job", "id": q, "path": f"/jobs/{quote(q, safe='')}"})
         if queries.get_receipt(store, q) is not None:
-            results.append({"kind": "receipt", "id": q, "path": f"/receipts/{q}"})
+            results.append({"kind": "receipt", "id": q, "path": f"/receipts/{quote(q, safe='')}"})
         if queries.miner(store, q) is not None:
-            results.append({"kind": "miner", "id": q, "path": f"/miners/{q}"})
+            results.append({"kind": "miner", "id": q, "path": f"/miners/{quote(q, safe='')}"})
     if not results:
         raise NotFound(f"nothing on this chain matches '{q[:80]}'", error_code="not_found")
     return {"query": q, "results": results}

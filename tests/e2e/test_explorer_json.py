@@ -268,6 +268,16 @@ def test_search_goes_straight_to_the_one_thing_it_finds(api: Api) -> None:
         page(api, target)
 
 
+def test_search_encodes_the_id_it_puts_into_location(api: Api) -> None:
+    odd = "gpu 1/é?x=1#top"
+    api.register(miner_id=odd)
+    resp = api.anon.http.get("/search", params={"q": odd})
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/miners/gpu%201%2F%C3%A9%3Fx%3D1%23top"
+    assert resp.headers["location"].isascii()
+    page(api, resp.headers["location"])
+
+
 def test_search_lists_every_match_when_a_query_names_several_things(api: Api) -> None:
     api.register(miner_id="3")
     found = api.anon.get("/explorer/search", params={"q": "3"})
