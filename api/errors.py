@@ -82,9 +82,14 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, detail, HTTP_CODES.get(exc.status_code, "error"), exc.headers)
 
 
+def internal_error() -> Response:
+    """The answer to an unexpected error; it says nothing of the error."""
+    return error_response(500, "internal error", "internal_error")
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error serving %s %s", request.method, request.url.path)
-    return error_response(500, "internal error", "internal_error")
+    return internal_error()
 
 
 EXCEPTION_HANDLERS = {

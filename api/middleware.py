@@ -4,8 +4,6 @@ The id comes from the caller's X-Request-Id when it is a sane token, else it is 
 it is sent back in X-Request-Id and carried by every log record of the request. The access
 log line holds the method, the path (never the query string), the status and the time.
 Metrics are labelled by route template (/v1/jobs/{job_id}), never by raw path.
-api.dispatch.FastDispatch, in front of the stack, does the same for the routes it serves
-through the helpers below (request_id_of, add_own_headers, record_request).
 """
 
 from __future__ import annotations
@@ -15,9 +13,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -117,13 +116,23 @@ def record_request(metrics: NodeMetrics | None, scope: Scope, status: int, start
 
 class RequestMiddleware:
     """The one outer middleware: request id, access log, metrics, and the response headers every
-    answer carries (security headers; on /v1, the height the answer was read at). Requests that
-    api.dispatch.FastDispatch serves get the same from it, without this layer."""
+    answer carries (security headers; on /v1, the height the answer was read at).
 
-    def __init__(self, app: ASGIApp, metrics: NodeMetrics | None = None, node: Any = None) -> None:
+    An unexpected error is answered here with `error_answer()`, so that the 500 carries those
+    headers too; the error then goes on up to Starlette's ServerErrorMiddleware, which runs the
+    app's 500 handler (the log line) and, the answer being sent, sends nothing more."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: NodeMetrics | None = None,
+        node: Any = None,
+        error_answer: Callable[[], Response] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.node = node
+        self.error_answer = error_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,17 +145,25 @@ class RequestMiddleware:
         raw_rid = rid.encode("latin-1")
         versioned = scope["path"].startswith("/v1/")
 
+        started_answer = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_answer
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_answer = True
                 headers: list[tuple[bytes, bytes]] = list(message.get("headers", ()))
                 add_own_headers(headers, raw_rid, versioned, self.node)
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                if self.error_answer is not None and not started_answer:
+                    await self.error_answer()(scope, receive, send_with_id)
+                raise
         finally:
             record_request(self.metrics, scope, status, started)
         # Reset only on success: an unhandled error is logged (by Starlette's outer error

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from api.errors import ApiError
 from chain.encoding import parse_strict
@@ -24,23 +25,17 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
             raise ApiError(400, "Content-Length is not a number") from None
         if declared_size > max_bytes:
             raise ApiError(413, f"request body is larger than {max_bytes} bytes")
-    # The ASGI messages themselves, rather than Request.stream(): one async generator less per request.
+    # Read through Request.stream() rather than Request.body(), so that a body without a
+    # Content-Length (chunked) is refused as soon as it passes the cap, not once it is all in memory.
     chunks = []
     size = 0
-    receive = request.receive
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, f"request body is larger than {max_bytes} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    request._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # what request.body() gives from now on
-    return request._body
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > max_bytes:
+                raise ApiError(413, f"request body is larger than {max_bytes} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> Any:

@@ -7,17 +7,15 @@ from typing import Any
 
 import swagger_ui_bundle
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
 
-from api import admin, chain, docs, explorer, forward, jobs, miners, operations, proofs, receipts, system
-from api.dispatch import FastDispatch
+from api import admin, chain, docs, errors, explorer, forward, jobs, miners, operations, proofs, receipts, system
 from api.middleware import RequestMiddleware
 from api.ratelimit import RateLimiter
+from node.framework_internals import FastRouter
 from node.ledger.accounts import AccountCache
 from node.runtime import Node
 
@@ -64,37 +62,12 @@ ROUTES = [
 ]
 
 
-class AppState(State):
-    """Starlette's State, whose entries also read as plain attributes. (State answers every
-    read through __getattr__, a Python call, and each request reads a few: the node, the
-    account cache, the rate limiter.) Every write, as attribute or item, keeps both in step."""
-
-    def __setattr__(self, key: Any, value: Any) -> None:
-        self._state[key] = value
-        self.__dict__[key] = value
-
-    def __delattr__(self, key: Any) -> None:
-        del self._state[key]
-        self.__dict__.pop(key, None)
-
-    __setitem__ = __setattr__
-    __delitem__ = __delattr__
-
-
 class NodeApp(Starlette):
-    """Starlette, with api.dispatch.FastDispatch in front of its middleware stack, and AppState."""
+    """Starlette, routing through node.framework_internals.FastRouter."""
 
-    fast: dict[str, Any] | None = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = AppState()
-
-    def build_middleware_stack(self) -> ASGIApp:
-        stack = super().build_middleware_stack()
-        if self.fast is None:
-            return stack
-        return FastDispatch(stack, self.routes, self.exception_handlers, **self.fast)
+    def __init__(self, *, routes: list[BaseRoute], lifespan: Any = None, **kwargs: Any) -> None:
+        super().__init__(routes=routes, lifespan=lifespan, **kwargs)
+        self.router = FastRouter(routes, lifespan=lifespan)
 
 
 def api_routes() -> list[BaseRoute]:
@@ -106,7 +79,7 @@ def api_routes() -> list[BaseRoute]:
 def api_middleware(node: Node) -> list[Middleware]:
     """One outer middleware (request id, access log, metrics, security and height headers), and
     CORS when --cors-origins names any."""
-    middleware = [Middleware(RequestMiddleware, metrics=node.metrics, node=node)]
+    middleware = [Middleware(RequestMiddleware, metrics=node.metrics, node=node, error_answer=errors.internal_error)]
     if node.config.cors_origins:
         middleware.append(
             Middleware(

@@ -27,7 +27,7 @@ RATE_HZ = 250
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "HTTP server (uvicorn, httptools, Starlette)",
-        ("uvicorn/", "httptools/", "starlette/", "h11/", "node/http_protocol.py"),
+        ("uvicorn/", "httptools/", "starlette/", "h11/", "node/framework_internals.py"),
     ),
     ("API handlers (api/)", ("api/",)),
     ("chain/ (state transition, canonical JSON, hashes, signatures)", ("chain/",)),

@@ -49,8 +49,6 @@ def create_app(node: Node, on_started: Callable[[], None] | None = None) -> Star
         exception_handlers=handlers,
         lifespan=lifespan,
     )
-    # In front of it all: plain routes go straight to their endpoint (api/dispatch.py); the rest to the stack.
-    app.fast = {"metrics": node.metrics, "node": node, "cors": bool(node.config.cors_origins)}
     node.metrics.registry.register(NodeStateCollector(node))
     app.state.node = node
     app.state.commands = Commands(node)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from node.config import Config
-from node.http_protocol import protocol_with_deadline
+from node.framework_internals import protocol_with_deadline
 from node.runtime import Node
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LOOP = "thread (101): MainThread;_run_module_as_main (<frozen runpy>:198);run (asyncio/runners.py:118)"
 SAMPLES = textwrap.dedent(f"""\
     {LOOP};send (uvicorn/protocols/http/httptools_impl.py:561) 30
-    {LOOP};__call__ (api/dispatch.py:217);submit_job (api/jobs.py:76) 20
+    {LOOP};__call__ (api/middleware.py:160);submit_job (api/jobs.py:76) 20
     {LOOP};_run (node/producer.py:162);apply_tx (chain/transition.py:45);canonical (chain/encoding.py:43) 25
     {LOOP};_run (node/producer.py:162);write (node/store.py:435) 5
-    {LOOP};flush (node/http_protocol.py:80) 10
+    {LOOP};flush (node/framework_internals.py:80) 10
     {LOOP} 5
     {LOOP};parse (yaml/parser.py:10) 5
     thread (102): uvloop_0;_bootstrap (threading.py:1002);write_block (node/store.py:435) 7

@@ -1,4 +1,4 @@
-"""Request bodies read from the ASGI messages (api/parsing.py) and responses built directly (api/responses.py)."""
+"""Request bodies read under a size cap (api/parsing.py) and JSON responses rendered by orjson (api/responses.py)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ def _request(messages: list[dict[str, Any]], headers: list[tuple[bytes, bytes]] 
     return Request(scope, receive)
 
 
-def test_a_body_in_several_messages_is_read_whole_and_stays_readable() -> None:
+def test_a_body_in_several_messages_is_read_whole() -> None:
     parts = [b'{"a":', b' 1, "b"', b": [2, 3]}"]
     request = _request([{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)])
     body = asyncio.run(read_body(request, 1024))
     assert json.loads(body) == {"a": 1, "b": [2, 3]}
-    assert asyncio.run(request.body()) == body  # what Starlette's own reader would give now
+
+
+def test_an_empty_body_is_empty_bytes() -> None:
+    assert asyncio.run(read_body(_request([{"type": "http.request", "body": b""}]), 1024)) == b""
 
 
 def test_a_body_over_the_cap_is_413_even_without_content_length() -> None:

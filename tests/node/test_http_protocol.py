@@ -13,7 +13,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from node.http_protocol import CoalescingTransport, protocol_with_deadline
+from node.framework_internals import CoalescingTransport, protocol_with_deadline
 
 
 class FakeTransport:

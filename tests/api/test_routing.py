@@ -1,4 +1,5 @@
-"""FastDispatch (api/dispatch.py) picks the route Starlette would, and answers the same way."""
+"""FastRouter (node/framework_internals.py) picks the route Starlette would, answers the same
+way, and runs every middleware of the app."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pytest
 from starlette.routing import BaseRoute, Match
 from starlette.testclient import TestClient
 
-from api.dispatch import FastDispatch, RouteTable
+from api.routes import NodeApp
 from node.composition import create_app
 from node.config import Config
+from node.framework_internals import FastRouter, RouteTable
 from node.runtime import Node
 from tests.support import ADMIN, CLIENT_A, MINER_1
 
@@ -130,20 +132,20 @@ def test_hot_paths_take_the_direct_way(workdir: Path) -> None:
 
 
 class Both:
-    """One app, asked twice: once dispatching directly, once with an empty table (the Router only)."""
+    """One app, asked twice: once through the table, once with an empty table (Router.app only)."""
 
-    def __init__(self, client: TestClient, dispatch: FastDispatch) -> None:
+    def __init__(self, client: TestClient, router: FastRouter) -> None:
         self.client = client
-        self.dispatch = dispatch
-        self.table = dispatch.table
+        self.router = router
+        self.table = router.table
 
     def request(self, method: str, path: str, **kwargs: Any) -> tuple[Any, Any]:
         fast = self.client.request(method, path, **kwargs)
-        self.dispatch.table = RouteTable([])
+        self.router.table = RouteTable([])
         try:
             slow = self.client.request(method, path, **kwargs)
         finally:
-            self.dispatch.table = self.table
+            self.router.table = self.table
         return fast, slow
 
 
@@ -152,11 +154,9 @@ def both(workdir: Path) -> Iterator[tuple[Both, Node]]:
     node = Node(Config(data_dir=workdir / "data", api_keys=workdir / "keys.json", rate_limit=0))
     node.open()
     app = create_app(node)
+    assert isinstance(app.router, FastRouter)
     with TestClient(app, raise_server_exceptions=False) as client:
-        stack: Any = app.middleware_stack
-        while not isinstance(stack, FastDispatch):
-            stack = stack.app
-        yield Both(client, stack), node
+        yield Both(client, app.router), node
 
 
 def _comparable(response: Any) -> tuple[int, dict[str, str], Any]:
@@ -217,8 +217,9 @@ def test_unexpected_errors_are_500_on_both_ways(both: tuple[Both, Node], monkeyp
     a, b = ways.request("GET", "/health")
     assert a.status_code == b.status_code == 500
     assert a.json() == b.json() == {"detail": "internal error", "error_code": "internal_error"}
-    # Answered directly, the 500 carries what every answer carries, as any other answer does.
-    assert "x-request-id" in a.headers and a.headers["x-content-type-options"] == "nosniff"
+    # The 500 carries what every answer carries, as any other answer does, either way.
+    for answer in (a, b):
+        assert "x-request-id" in answer.headers and answer.headers["x-content-type-options"] == "nosniff"
 
 
 def test_metrics_name_the_route_template(both: tuple[Both, Node]) -> None:
@@ -227,3 +228,28 @@ def test_metrics_name_the_route_template(both: tuple[Both, Node]) -> None:
     text = fast.get("/metrics").text
     assert 'route="/v1/jobs/{job_id}/claim"' in text
     assert "/v1/jobs/someone/claim" not in text
+
+
+def test_a_middleware_added_to_the_app_runs_on_a_fast_path_route(workdir: Path) -> None:
+    seen: list[str] = []
+
+    class Witness:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    node = Node(Config(data_dir=workdir / "witness", api_keys=workdir / "keys.json", rate_limit=0))
+    node.open()
+    app = create_app(node)
+    app.add_middleware(Witness)
+    assert isinstance(app, NodeApp) and isinstance(app.router, FastRouter)
+    assert app.router.table.find(_scope("GET", "/health")) is not None  # a route the table serves
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        job = client.post("/v1/jobs", json={"prompt": "p"}, headers={"X-Api-Key": CLIENT_A["key"]})
+        assert job.status_code == 201 and "x-request-id" in job.headers  # and ours ran too
+    assert seen == ["/health", "/v1/jobs"]
