@@ -31,7 +31,7 @@ import blake3
 
 from chain.errors import InvalidGenesis
 from chain.genesis import parse_genesis
-from node.datadir import DataDir, DataDirError, write_private
+from node.datadir import DataDir, DataDirError, fsync_dir, make_dir, write_private
 from node.store import Store, StoreSnapshot, load_raw
 
 MAGIC = b"AITBC-BACKUP 1\n"
@@ -105,7 +105,7 @@ def write_backup(store: Store, genesis_raw: dict[str, Any], target: Path) -> Bac
 
 
 class _atomic_file:
-    """Write to FILE.part, fsync, then rename over FILE; remove the part on failure."""
+    """Write to FILE.part, fsync, rename over FILE, fsync FILE's directory; remove the part on failure."""
 
     def __init__(self, target: Path) -> None:
         self.target = target
@@ -125,6 +125,7 @@ class _atomic_file:
             self.f.close()
         if exc_type is None:
             os.replace(self.part, self.target)
+            fsync_dir(self.target.parent)  # the rename itself must survive a power cut
         else:
             self.part.unlink(missing_ok=True)
 
@@ -216,8 +217,7 @@ def restore(
             key_text = NodeKey.from_seed_hex(node_key_file.read_text(encoding="ascii")).seed.hex() + "\n"
         except (ValueError, OSError) as exc:
             raise DataDirError(f"{node_key_file} is not a valid node key (64 hex characters): {exc}") from None
-    created = not datadir.path.exists()
-    datadir.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = make_dir(datadir.path)
     work = datadir.path / "chain.restoring"
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -244,6 +244,9 @@ def restore(
         if report.height != header["height"] or report.tip_hash != header.get("tip_hash"):
             raise BackupError("the restored tip differs from the one the backup's header names")
         work.rename(datadir.chain_path)
+        # The chain's new name is durable before genesis.json (written last) can mark the dir
+        # as initialised: a power cut must never leave an initialised dir without its chain.
+        fsync_dir(datadir.path)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         if created:

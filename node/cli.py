@@ -171,6 +171,9 @@ def cli() -> None:
     "cors_origins", str, flag="--cors-origin", multiple=True, extra="Repeatable; in the environment, space-separated."
 )
 @limit_option("request_timeout", click.FloatRange(1), extra="(Slowloris.)")
+@limit_option("header_timeout", click.FloatRange(1))
+@limit_option("max_header_bytes", click.IntRange(1024, 1024 * 1024))
+@limit_option("max_pending_per_ip", click.IntRange(1))
 @limit_option("max_body_bytes", click.IntRange(1024))
 @limit_option("max_page_size", click.IntRange(1, 10_000))
 @limit_option("keep_alive_timeout", click.FloatRange(0.1))

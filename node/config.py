@@ -50,6 +50,13 @@ class Config:
     """Origins allowed to call the JSON API from a browser; none by default (CORS closed)."""
     request_timeout: float = 30.0
     """Seconds a client has to send a whole request (headers and body); slow senders are cut off."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a request's line and headers (at most --request-timeout)."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request line and headers, in bytes (431 beyond)."""
+    max_pending_per_ip: int = 256
+    """Most connections one client address may have receiving a request at once (more are
+    closed at once); clients with keys mostly hold few, as a request is in within milliseconds."""
     ws_per_ip: int = 32
     """Most live WebSocket connections (explorer and chain feeds) from one client address."""
     ws_max: int = 1024

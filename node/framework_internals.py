@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -242,19 +243,58 @@ class CoalescingTransport:
         return getattr(self.transport, name)
 
 
+LINGER_S = 2.0
+LINGER_BYTES = 4 * 1024 * 1024
+"""After answering a request that was not all in (a 413 on its Content-Length, a 431), the
+connection reads and drops at most LINGER_BYTES for at most LINGER_S: a client still sending
+reads the answer instead of a reset (nginx's lingering close), and cannot hold the connection.
+A body that ends within that leaves the connection kept alive for the next request."""
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
 class DeadlineHttpToolsProtocol(HttpToolsProtocol):
+    """Per connection: the request line and headers must arrive within header_timeout of their
+    first byte (or of the connection), and the whole request within request_timeout; the head
+    may hold max_header_bytes (431 past it). Per client address: at most max_pending_per_ip
+    connections may be receiving a request at once (a connection counts from its opening, and
+    from each request's first byte, until that request is in); one more is closed at once,
+    before uvicorn's global --max-connections counts it, so one address cannot take the
+    node's capacity from everyone else."""
+
     request_timeout: float = 30.0
+    header_timeout: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    max_pending_per_ip: int = 256
+    pending_by_ip: Counter[str] = Counter()
+    """Connections receiving a request, by client address (one Counter per server)."""
     _due: float | None = None
     """When the request being received must be complete (loop time); None when none is."""
+    _started: float = 0.0
+    """When the request being received started (loop time)."""
     _deadline: asyncio.TimerHandle | None = None
     """The connection's one timer, at or before _due. A request that ends does not cancel it:
     when it fires it closes the connection only if a request is then overdue, and otherwise
     re-arms for the request in progress, if any, so a request costs no timer of its own."""
+    _in_head = True
+    """The request line and headers of a request are being received (or are next)."""
+    _head_bytes = 0
+    _tail = b""
+    """The last bytes of the head seen so far, where the blank line ending it may begin."""
+    _pending_ip: str | None = None
+    """The address this connection is counted under in pending_by_ip, while it is."""
+    _lingering: int | None = None
+    """Bytes still to drop before closing, once the answer went out ahead of its request's head."""
+    _draining: int | None = None
+    """Bytes of an answered request's body still allowed in before the connection is closed."""
 
     def _arm(self) -> None:
         if self._due is not None:
             return  # a deadline runs already (the connection's, for its first request)
-        self._due = self.loop.time() + self.request_timeout
+        self._started = self.loop.time()
+        self._due = self._started + self.header_timeout
         if self._deadline is None:
             self._deadline = self.loop.call_at(self._due, self._expire)
 
@@ -270,36 +310,143 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
             return
         self._due = None
         if not self.transport.is_closing():
-            log.warning("closing a connection that did not send its request within %.0f s", self.request_timeout)
+            part, limit = ("headers", self.header_timeout) if self._in_head else ("request", self.request_timeout)
+            log.info("closing a connection that did not send its %s within %.0f s", part, limit)
             self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+    def _count_pending(self) -> bool:
+        """Count this connection as receiving a request; False if its address is at its cap."""
+        if self._pending_ip is not None:
+            return True
+        ip = self.client[0] if self.client else ""
+        if self.pending_by_ip[ip] >= self.max_pending_per_ip:
+            return False
+        self.pending_by_ip[ip] += 1
+        self._pending_ip = ip
+        return True
+
+    def _uncount_pending(self) -> None:
+        ip, self._pending_ip = self._pending_ip, None
+        if ip is not None:
+            self.pending_by_ip[ip] -= 1
+            if self.pending_by_ip[ip] <= 0:
+                del self.pending_by_ip[ip]
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn declares BaseTransport
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]  # it quacks as a Transport
+        if not self._count_pending():
+            log.debug("refusing a connection: its address has %d receiving a request", self.max_pending_per_ip)
+            self.transport.close()
+            return
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._uncount_pending()
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        if self._lingering is not None:
+            self._lingering -= len(data)
+            if self._lingering <= 0 and not self.transport.is_closing():
+                self.transport.close()
+            return
+        if self._draining is not None:
+            self._draining -= len(data)
+            if self._draining < 0 and not self.transport.is_closing():
+                self.transport.close()
+                return
+        if self._in_head and self.parser is not None:
+            # The head's size, counted before the parser sees it: up to the blank line that
+            # ends it, which may straddle two reads.
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            size = len(data) if end < 0 else end + 4 - len(self._tail)
+            if self._head_bytes + size > self.max_header_bytes:
+                self._refuse_head()
+                return
+            self._head_bytes += size
+            self._tail = seen[-3:]
+        super().data_received(data)
+
+    def _refuse_head(self) -> None:
+        body = (
+            b'{"detail":"the request line and headers exceed %d bytes","error_code":"headers_too_large"}'
+            % self.max_header_bytes
+        )
+        self.transport.write(HEAD_TOO_LARGE % (len(body), body))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Stop parsing: drop what still arrives (LINGER_BYTES at most), close after LINGER_S."""
+        self._disarm()
+        self._uncount_pending()
+        self._lingering = LINGER_BYTES
+        if self.flow is not None:
+            self.flow.resume_reading()
+        self.loop.call_later(LINGER_S, self._end_linger)
+
+    def _end_linger(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
     def on_message_begin(self) -> None:
+        if not self._count_pending():
+            log.debug("closing a connection: its address has %d receiving a request", self.max_pending_per_ip)
+            self.transport.close()
         self._arm()
         super().on_message_begin()
 
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes, self._tail = False, 0, b""
+        if self._due is not None:
+            self._due = self._started + self.request_timeout  # the timer re-arms for it when it fires
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         self._disarm()
+        self._uncount_pending()
+        self._draining = None
+        self._in_head = True  # what comes next is the next request's head
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not self.transport.is_closing():
+            # Answered before its body was all in (413): the rest of the body is parsed and
+            # dropped, within LINGER_BYTES and LINGER_S, or the connection is closed.
+            self._draining = LINGER_BYTES
+            self.loop.call_later(LINGER_S, self._end_drain)
+        super().on_response_complete()
+
+    def _end_drain(self) -> None:
+        if self._draining is not None and not self.transport.is_closing():
+            self.transport.close()
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
+        self._uncount_pending()
         if isinstance(self.transport, CoalescingTransport):  # the WebSocket protocol gets the real one
             self.transport.flush()
             self.transport = self.transport.transport
         super().handle_websocket_upgrade()
 
 
-def protocol_with_deadline(request_timeout: float) -> type[DeadlineHttpToolsProtocol]:
-    attrs: dict[str, Any] = {"request_timeout": request_timeout}
+def protocol_with_deadline(
+    request_timeout: float,
+    header_timeout: float = 10.0,
+    max_header_bytes: int = 64 * 1024,
+    max_pending_per_ip: int = 256,
+) -> type[DeadlineHttpToolsProtocol]:
+    """The protocol class for one server, with its limits and its own per-address count."""
+    attrs: dict[str, Any] = {
+        "request_timeout": request_timeout,
+        "header_timeout": min(header_timeout, request_timeout),
+        "max_header_bytes": max_header_bytes,
+        "max_pending_per_ip": max_pending_per_ip,
+        "pending_by_ip": Counter(),
+    }
     return type("DeadlineHttpToolsProtocol", (DeadlineHttpToolsProtocol,), attrs)

@@ -162,7 +162,12 @@ class Server:
             log_level=self.config.log_level,
             log_config=None,
             access_log=False,
-            http=protocol_with_deadline(self.config.request_timeout),
+            http=protocol_with_deadline(
+                self.config.request_timeout,
+                self.config.header_timeout,
+                self.config.max_header_bytes,
+                self.config.max_pending_per_ip,
+            ),
             timeout_keep_alive=self.config.keep_alive_timeout,
             limit_concurrency=self.config.max_connections,
             ws_max_size=self.config.ws_max_message_bytes,

@@ -86,11 +86,11 @@ def test_a_py_spy_that_cannot_trace_the_server_is_reported_with_its_own_words(
 
 
 def test_python_m_bench_lists_the_benchmarks_not_their_helpers() -> None:
-    assert available() == ["bench_sync", "ceiling", "load", "logs_and_progress", "scale"]
+    assert available() == ["abuse", "bench_sync", "ceiling", "load", "logs_and_progress", "scale"]
     listed = subprocess.run(
         [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )
-    assert listed.returncode == 0 and "bench_sync, ceiling, load, logs_and_progress, scale" in listed.stdout
+    assert listed.returncode == 0 and "abuse, bench_sync, ceiling, load, logs_and_progress, scale" in listed.stdout
     helper = subprocess.run(
         [sys.executable, "-m", "bench", "pyspy"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
     )

@@ -11,7 +11,7 @@ import httpx
 
 from tests.support import ALL_KEYS, NodeProcess
 
-PEER = {"key": "peer-key-000000000000000000000", "role": "peer", "name": "follower"}
+PEER = {"key": "peer-key-replica-000000000000", "role": "peer", "name": "follower"}
 DEADLINE_S = 60.0
 
 

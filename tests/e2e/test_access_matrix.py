@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import ADMIN, CLIENT_A, CLIENT_B, MINER_1, MINER_2, NodeProcess
 
-PEER = {"key": "peer-key-00000000000000000000", "role": "peer", "name": "replica"}
+PEER = {"key": "peer-key-matrix-0000000000000", "role": "peer", "name": "replica"}
 CALLERS = {
     "none": None,
     "bad": "not-a-key-0000000000000000000",

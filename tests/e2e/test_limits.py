@@ -210,3 +210,84 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(limited: Node
                 break  # the server closed the idle connection
             received += chunk
         assert received.startswith(b"HTTP/1.1 200")
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    node = NodeProcess(
+        tmp_path_factory.mktemp("guarded") / "data",
+        api_keys=[CLIENT_A, ADMIN],
+        extra_args=(
+            "--header-timeout",
+            "1",
+            "--request-timeout",
+            "6",
+            "--max-header-bytes",
+            "8192",
+            "--max-pending-per-ip",
+            "8",
+        ),
+    )
+    with node:
+        yield node
+
+
+def _connect_from(address: str, node: NodeProcess) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", node.port), timeout=10, source_address=(address, 0))
+    return sock
+
+
+def test_a_head_over_the_cap_gets_431_with_the_error_body(guarded: NodeProcess) -> None:
+    with _connect_from("127.0.0.5", guarded) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert b'"error_code":"headers_too_large"' in answer and b"8192" in answer
+    with guarded.client() as http:
+        long_but_fine = http.get("/health", headers={"X-Fine": "b" * 4000})
+        assert long_but_fine.status_code == 200
+
+
+def test_headers_have_a_shorter_deadline_than_the_body(guarded: NodeProcess) -> None:
+    body = b'{"prompt": "slow body"}'
+    head = (
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Api-Key: "
+        + CLIENT_A["key"].encode()
+        + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with _connect_from("127.0.0.6", guarded) as slow_head:  # 2 s on the head: over the 1 s cap
+        assert _closed_by_server(slow_head, head, limit_s=5)
+    with _connect_from("127.0.0.6", guarded) as slow_body:  # the head at once, the body over 2 s
+        slow_body.sendall(head)
+        for byte in body:
+            slow_body.sendall(bytes([byte]))
+            time.sleep(2 / len(body))  # pacing the trickle itself, not waiting for the node
+        answer = slow_body.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:100]
+
+
+def test_one_address_cannot_hold_more_than_its_share_of_connections(guarded: NodeProcess) -> None:
+    held = [_connect_from("127.0.0.7", guarded) for _ in range(20)]
+    try:
+        for sock in held:
+            sock.sendall(b"GET /health HTTP/1.1\r\n")  # a request begun, never finished
+        closed = 0
+        for sock in held:
+            sock.settimeout(0.5)
+            try:
+                closed += sock.recv(1) == b""
+            except TimeoutError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 12  # all but the 8 the address may hold were closed at once
+        with guarded.client() as http:  # everyone else is served
+            assert http.get("/health").status_code == 200
+        with _connect_from("127.0.0.8", guarded) as other:  # and another address has its own share
+            other.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert other.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for sock in held:
+            sock.close()
