@@ -8,7 +8,8 @@ from starlette.responses import Response
 
 from api.parsing import node_of, page_limit
 from api.responses import JSONResponse
-from node.ledger import params
+from chain.encoding import canonical
+from node.ledger import params, standings
 from node.ledger.activity import activity_for
 from node.ledger.explorer import (
     block_data,
@@ -97,3 +98,33 @@ async def overview(request: Request) -> JSONResponse:
 
 async def search(request: Request) -> JSONResponse:
     return JSONResponse(search_data(_store(request), request.query_params.get("q", "")))
+
+
+async def genesis(request: Request) -> Response:
+    """The chain's effective genesis document, public: anyone verifying a receipt or a block
+    needs its authorities, and it holds nothing secret (account keys appear only as hashes)."""
+    return Response(canonical(_store(request).genesis.raw), media_type="application/json")
+
+
+async def miners(request: Request) -> JSONResponse:
+    by = params.query_choice(request.query_params, "by", standings.RANKINGS) or "receipts"
+    limit = page_limit(request, 50)
+    return JSONResponse(standings.standings_data(_store(request), now(request), by, min(limit, standings.MAX_MINERS)))
+
+
+async def miner_receipts(request: Request) -> Response:
+    """A miner's receipts, newest first, paged with `before`; `format=csv` for a spreadsheet."""
+    miner_id = request.path_params["miner_id"]
+    kind = params.query_choice(request.query_params, "format", ("json", "csv")) or "json"
+    items, older = standings.miner_receipts_page(
+        _store(request), miner_id, page_limit(request, 100), params.before(request.query_params)
+    )
+    headers = next_link(request, "before", older) if older is not None else {}
+    if kind == "json":
+        return JSONResponse(items, headers=headers or None)
+    headers["Content-Disposition"] = f'attachment; filename="{_csv_name(miner_id)}-receipts.csv"'
+    return Response(standings.receipts_csv(items), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _csv_name(miner_id: str) -> str:
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "_" for c in miner_id)[:80] or "miner"

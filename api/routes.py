@@ -54,6 +54,10 @@ ROUTES = [
     Route("/explorer/receipts/{receipt_id:path}", explorer.receipt, methods=["GET"]),
     Route("/explorer/jobs/{job_id:path}", explorer.job, methods=["GET"]),
     Route("/explorer/miners/{miner_id:path}", explorer.miner, methods=["GET"]),
+    # Beside /explorer/miners/{miner_id:path}, which takes every path below it.
+    Route("/explorer/miners", explorer.miners, methods=["GET"]),
+    Route("/explorer/miner-receipts/{miner_id:path}", explorer.miner_receipts, methods=["GET"]),
+    Route("/explorer/genesis", explorer.genesis, methods=["GET"]),
     Route("/openapi.json", docs.openapi_json, methods=["GET"]),
     Route("/docs", docs.swagger_ui, methods=["GET"]),
     Route("/redoc", docs.redoc, methods=["GET"]),

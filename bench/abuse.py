@@ -23,10 +23,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
@@ -71,15 +72,14 @@ async def probe(base: str, pid: int, seconds: float) -> Probe:
     """/health and an authenticated job submission every PROBE_EVERY_S, from 127.0.0.1."""
     result = Probe()
     deadline = time.monotonic() + seconds
+    writer = {"X-Api-Key": WRITER_KEY["key"]}
     async with httpx.AsyncClient(base_url=base, timeout=LIVENESS_S) as http:
         while time.monotonic() < deadline:
-            for kind, call in (
+            calls: tuple[tuple[str, Callable[[], Awaitable[httpx.Response]]], ...] = (
                 ("health", lambda: http.get("/health")),
-                (
-                    "write",
-                    lambda: http.post("/v1/jobs", json={"prompt": "p"}, headers={"X-Api-Key": WRITER_KEY["key"]}),
-                ),
-            ):
+                ("write", lambda: http.post("/v1/jobs", json={"prompt": "p"}, headers=writer)),
+            )
+            for kind, call in calls:
                 started = time.monotonic()
                 try:
                     answer = await call()
@@ -207,7 +207,7 @@ async def wrong_keys(host: str, port: int, seconds: float) -> str:
     return f"answers to random keys: {dict(sorted(codes.items()))}"
 
 
-ATTACKS: dict[str, Callable[[str, int, float], Awaitable[str]]] = {
+ATTACKS: dict[str, Callable[[str, int, float], Coroutine[Any, Any, str]]] = {
     "ws-large-messages": ws_large_messages,
     "huge-header": huge_header,
     "slow-headers": slow_headers,

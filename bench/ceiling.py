@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         app,
         log_level="warning",
         lifespan="off",
-        **settings,  # type: ignore[arg-type]  # node.server types UVICORN_SETTINGS as a dict[str, object]
+        **settings,
     )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -126,3 +126,34 @@ def block_size_chart(recent: list[dict[str, int]]) -> Chart:
     return bar_chart(
         "Block sizes (transactions), latest blocks", columns, label_every=1, legend=[("s-blocks", "transactions")]
     )
+
+
+class PeriodTally(TypedDict):
+    """What the activity chart shows of a period (node.ledger.standings.Period has more)."""
+
+    start: str
+    """ISO 8601 UTC."""
+    hours: int
+    jobs: int
+    receipts: int
+
+
+def period_chart(periods: Sequence[PeriodTally], title: str) -> Chart:
+    """Jobs submitted and receipts issued in each period (hours or groups of hours), oldest first."""
+    columns = []
+    every = max(len(periods) // 6, 1)
+    for i, p in enumerate(periods):
+        ago = len(periods) - 1 - i
+        start = f"{p['start'][5:10]} {p['start'][11:16]}" if p["hours"] > 1 or ago > 23 else p["start"][11:16]
+        label = "now" if ago == 0 else f"-{ago * p['hours']}h"
+        jobs, receipts = p["jobs"], p["receipts"]
+        columns.append(
+            (
+                label if ago % every == 0 else "",
+                [
+                    ("s-jobs", jobs, f"from {start} UTC ({p['hours']} h): {jobs} jobs submitted"),
+                    ("s-receipts", receipts, f"from {start} UTC ({p['hours']} h): {receipts} receipts"),
+                ],
+            )
+        )
+    return bar_chart(title, columns, label_every=1, legend=[("s-jobs", "jobs"), ("s-receipts", "receipts")])

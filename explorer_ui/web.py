@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -18,10 +19,11 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from chain.encoding import canonical_text
 from chain.errors import LedgerError, NotFound
 from explorer_ui import charts
 from explorer_ui.live import feed_endpoint
-from node.ledger import explorer, params
+from node.ledger import explorer, params, standings
 from node.ledger.activity import activity_for
 
 HERE = Path(__file__).resolve().parent
@@ -173,13 +175,32 @@ def _json_path(request: Request, path: str) -> str:
 # -- pages --------------------------------------------------------------------------------
 
 
+ACTIVITY_RANGES = {"1h": None, "24h": (24, 1), "7d": (28, 6)}
+"""The home page's activity chart: the last hour per minute (in memory, node.ledger.activity),
+or the last 24 h per hour and 7 d per 6 hours (the store's hourly counters)."""
+
+
 def _overview(request: Request) -> dict[str, Any]:
     node = request.app.state.node
-    data = explorer.overview_data(node.store, activity_for(request.app), node.clock())
+    now_ms = node.clock()
+    data = explorer.overview_data(node.store, activity_for(request.app), now_ms)
     stats = data["stats"]
+    span = params.query_choice(request.query_params, "activity", ACTIVITY_RANGES) or "1h"
+    shape = ACTIVITY_RANGES[span]
+    if shape is None:
+        chart = charts.activity_chart(stats["last_hour"])
+    else:
+        periods, hours = shape
+        each = "hour" if hours == 1 else f"{hours} hours"
+        chart = charts.period_chart(
+            standings.hourly_activity(node.store, now_ms, periods, hours),
+            f"Jobs and receipts per {each}, last {span[:-1]} {'hours' if span.endswith('h') else 'days'}",
+        )
     return {
         **data,
-        "activity_chart": charts.activity_chart(stats["last_hour"]),
+        "activity_span": span,
+        "activity_spans": list(ACTIVITY_RANGES),
+        "activity_chart": chart,
         "size_chart": charts.block_size_chart(stats["recent_block_sizes"]),
     }
 
@@ -246,7 +267,14 @@ def receipt(request: Request) -> Response:
     receipt_id = request.path_params["receipt_id"]
     data = explorer.receipt_data(_store(request), receipt_id)
     raw = explorer.receipt_json(data["receipt"])
-    return render(request, "receipt.html", f"/explorer/receipts/{id_path(receipt_id)}", data=data, raw=raw)
+    return render(
+        request,
+        "receipt.html",
+        f"/explorer/receipts/{id_path(receipt_id)}",
+        data=data,
+        raw=raw,
+        origin=_origin(request),
+    )
 
 
 @page
@@ -261,6 +289,58 @@ def miner(request: Request) -> Response:
     miner_id = request.path_params["miner_id"]
     data = explorer.miner_data(_store(request), miner_id, request.app.state.node.clock())
     return render(request, "miner.html", f"/explorer/miners/{id_path(miner_id)}", miner=data)
+
+
+@page
+def miners(request: Request) -> Response:
+    """Miners' standings over the last 24 h, 7 d and 30 d."""
+    by = params.query_choice(request.query_params, "by", standings.RANKINGS) or "receipts"
+    data = standings.standings_data(_store(request), request.app.state.node.clock(), by, 25)
+    return render(request, "miners.html", _json_path(request, "/explorer/miners"), standings=data)
+
+
+# -- the in-browser verifier -------------------------------------------------------------
+
+
+def _origin(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def genesis_json(request: Request) -> Markup:
+    """The chain's genesis as canonical JSON, safe inside a <script type="application/json">
+    element: '<' only occurs inside JSON strings, where \\u003c parses back to the same text."""
+    text = canonical_text(_store(request).genesis.raw).replace("<", "\\u003c")
+    return Markup(text)  # noqa: S704 -- JSON made safe for a script element above, not HTML
+
+
+@page
+def verify(request: Request) -> Response:
+    return render(
+        request, "verify.html", "/explorer/genesis", genesis_json=genesis_json(request), origin=_origin(request)
+    )
+
+
+def _inline(name: str, closing: str) -> Markup:
+    """A static file's text for an inline <script> or <style>; refused if it could close it early."""
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    if closing in text.lower():
+        raise RuntimeError(f"{name} holds '{closing}' and cannot be inlined")
+    return Markup(text)  # noqa: S704 -- our own static file, checked above not to close its element
+
+
+def offline_verifier() -> str:
+    """The verifier as one self-contained HTML file: stylesheet, libraries and script inline."""
+    return env.get_template("verify_offline.html").render(
+        offline=True,
+        css=_inline("explorer.css", "</style"),
+        noble_js=_inline("vendor/noble.js", "</script"),
+        verify_js=_inline("verify.js", "</script"),
+    )
+
+
+async def verify_offline(request: Request) -> Response:
+    headers = {"Content-Disposition": 'attachment; filename="aitbc-verify.html"'}
+    return Response(offline_verifier(), media_type="text/html; charset=utf-8", headers=headers)
 
 
 @page
@@ -281,7 +361,10 @@ ROUTES: list[BaseRoute] = [
     Route("/receipts", receipts, methods=["GET"]),
     Route("/receipts/{receipt_id:path}", receipt, methods=["GET"]),
     Route("/jobs/{job_id:path}", job, methods=["GET"]),
+    Route("/miners", miners, methods=["GET"]),
     Route("/miners/{miner_id:path}", miner, methods=["GET"]),
+    Route("/verify", verify, methods=["GET"]),
+    Route("/verify/aitbc-verify.html", verify_offline, methods=["GET"]),
     Route("/search", search, methods=["GET"]),
     WebSocketRoute("/explorer/ws", feed_endpoint),
     Mount("/static/explorer", StaticFiles(directory=STATIC_DIR), name="explorer-static"),

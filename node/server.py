@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from node.metrics import MetricsListener
 
 
-UVICORN_SETTINGS: dict[str, object] = {
+UVICORN_SETTINGS: dict[str, Any] = {
     "lifespan": "on",
     "server_header": False,
     "timeout_graceful_shutdown": 10,
@@ -135,9 +135,9 @@ class Server:
             base = f"http://[{self.config.host}]:{self.config.port}"
 
         def announce() -> None:
-            tip = node.store.tip() if node.store else None
+            height = node.store.tip().height
             lines = [
-                f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {tip.height if tip else 0}, role {node.role.name}",
+                f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {height}, role {node.role.name}",
                 f"  data dir:  {node.datadir.path}",
                 f"  API:       {base}/v1",
                 f"  docs:      {base}/docs",
@@ -168,7 +168,8 @@ class Server:
                 self.config.max_header_bytes,
                 self.config.max_pending_per_ip,
             ),
-            timeout_keep_alive=self.config.keep_alive_timeout,
+            # uvicorn annotates an int but uses it as a delay (loop.call_later), so fractions work.
+            timeout_keep_alive=self.config.keep_alive_timeout,  # type: ignore[arg-type]  # see above
             limit_concurrency=self.config.max_connections,
             ws_max_size=self.config.ws_max_message_bytes,
             **UVICORN_SETTINGS,

@@ -13,6 +13,12 @@ Key prefixes (heights are 8 bytes big-endian, so they sort numerically):
   mreindex             -> present only while `aitbc-node reindex` is rebuilding what blocks derive
   M<level:1><index:8>  -> hash of a perfect subtree of the Merkle tree over block hashes
                           (checkpoints; see chain.merkle.perfect_nodes_for_append)
+  Dh<hour:4><miner>    -> receipts and units of a miner in one UTC hour (8 + 8 bytes)
+  Dd<day:4><miner>     -> the same per UTC day
+  Dn<hour:4>           -> blocks, transactions, jobs submitted, receipts in one UTC hour
+  mactivityfrom        -> the first height the D counters count (decimal)
+  (The D counters are the explorer's activity aggregate: derived node-side data, never
+  state, so state roots and old chains are untouched. See Store._activity_counts.)
 
 Each block is written in one WriteBatch(sync=True) with its state changes, indexes and
 the new tip, so after a crash the store ends at some block boundary, never inside one.
@@ -39,6 +45,7 @@ from chain.indexes import INDEXES, PENDING_QUEUES
 from chain.merkle import consistency_path, inclusion_path, leaf_hash, perfect_nodes_for_append, range_hash, tree_root
 from chain.state import SEP, EmptyState
 from chain.transition import genesis_block
+from node.datadir import fsync_dir
 
 BLOCK = b"b"
 HEADER = b"H"
@@ -51,6 +58,13 @@ META_TIP = META + b"tip"
 META_TXS = META + b"txcount"
 BLOCK_TREE = b"M"
 META_REINDEX = META + b"reindex"
+ACTIVITY = b"D"
+MINER_HOURS = ACTIVITY + b"h"
+MINER_DAYS = ACTIVITY + b"d"
+NETWORK_HOURS = ACTIVITY + b"n"
+META_ACTIVITY_FROM = META + b"activityfrom"
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
 
 
 class StoreError(Exception):
@@ -324,6 +338,7 @@ class Store:
         if not create and not self.path.is_dir():
             raise StoreError(f"the store at {self.path} holds no chain")
         self._threads_before_open = None if _compaction_thread is not None else _thread_ids()
+        creating = create and not self.path.exists()
         try:
             self._db: _LevelDB = plyvel.DB(str(self.path), create_if_missing=create, **LEVELDB_OPTIONS)
         except plyvel.IOError as exc:
@@ -336,8 +351,16 @@ class Store:
             raise StoreError(f"the store at {self.path} is corrupt: {exc}") from None
         self.genesis = genesis
         try:
+            if creating:
+                # LevelDB syncs the files inside the chain dir, not the chain dir's own entry in
+                # the data dir: without this, a power cut could lose the whole new store.
+                fsync_dir(self.path.parent)
             self._adopt_genesis(genesis, create)
             self._complete_block_tree()
+            if self._db.get(META_ACTIVITY_FROM) is None:
+                # A store written before the activity counters existed: they count from the
+                # next block on (`aitbc-node reindex` counts every block).
+                self._db.put(META_ACTIVITY_FROM, str(self.tip().height + 1).encode(), sync=True)
         except BaseException:
             self.close()
             raise
@@ -348,7 +371,8 @@ class Store:
             raise StoreError(f"the store at {self.path} holds no chain")
         if stored is None:
             block, state = genesis_block(genesis, EmptyState())
-            self.write_block(block, state.changes(), extra={META_GENESIS: genesis.hash.encode()})
+            extra = {META_GENESIS: genesis.hash.encode(), META_ACTIVITY_FROM: b"0"}
+            self.write_block(block, state.changes(), extra=extra)
         elif stored.decode() != genesis.hash:
             raise ChainMismatch(
                 f"the data dir {self.path.parent} belongs to another chain "
@@ -614,7 +638,56 @@ class Store:
             else:
                 batch.put(STATE + k, v)
         batch.put(META_TXS, str(self.tx_count() + len(block.transactions)).encode())
+        for k, v in self._activity_counts(block).items():
+            batch.put(k, v)
         return index_deletions
+
+    # -- the explorer's activity aggregate (miners' standings, hourly charts) ---------
+    # Counters per UTC hour and day, added to in each block's own batch, so a window of days is
+    # a short range read (buckets x miners), never a chain scan, and the counters are exactly as
+    # durable as the blocks. They are read-modify-write like the tx count above: a block's
+    # batch is prepared only once the block below is written (Store.prepare_block), so the
+    # stored values are current. A block is counted by its header timestamp.
+    def _activity_counts(self, block: Block) -> dict[bytes, bytes]:
+        hour = block.header.timestamp // HOUR_MS
+        day = block.header.timestamp // DAY_MS
+        per_miner: dict[str, list[int]] = {}
+        jobs = 0
+        for tx in block.transactions:
+            if tx.type == "job.submit":
+                jobs += 1
+            elif tx.type == "job.complete":
+                receipt = tx.payload.get("receipt")
+                if isinstance(receipt, dict) and isinstance(receipt.get("provider"), str):
+                    units = receipt.get("units")
+                    counts = per_miner.setdefault(receipt["provider"], [0, 0])
+                    counts[0] += 1
+                    counts[1] += units if isinstance(units, int) and units >= 0 else 0
+        out: dict[bytes, bytes] = {}
+        for miner_id, (receipts, units) in per_miner.items():
+            name = miner_id.encode("utf-8", "surrogatepass")
+            for key in (MINER_HOURS + _bucket(hour) + name, MINER_DAYS + _bucket(day) + name):
+                out[key] = _add_counts(self._db.get(key), (receipts, units))
+        network = NETWORK_HOURS + _bucket(hour)
+        out[network] = _add_counts(
+            self._db.get(network), (1, len(block.transactions), jobs, sum(c[0] for c in per_miner.values()))
+        )
+        return out
+
+    def activity(self, prefix: bytes, first: int, last: int) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
+        """(bucket, name, counters) of the activity counters under prefix (MINER_HOURS,
+        MINER_DAYS or NETWORK_HOURS) in buckets first..last, in key order."""
+        start, stop = prefix + _bucket(max(first, 0)), prefix + _bucket(max(last + 1, 0))
+        for k, v in self._db.iterator(start=start, stop=stop):
+            bucket = struct.unpack(">I", k[len(prefix) : len(prefix) + 4])[0]
+            yield bucket, k[len(prefix) + 4 :], struct.unpack(f">{len(v) // 8}Q", v)
+
+    @property
+    def activity_from(self) -> int:
+        """The first height the activity counters count (later than 0 on a store written
+        before they existed, until `aitbc-node reindex`)."""
+        raw = self._db.get(META_ACTIVITY_FROM)
+        return 0 if raw is None else int(raw)
 
     def compact_indexes(self) -> None:
         """Compact the secondary-index key range (drops the tombstones that churn leaves)."""
@@ -632,7 +705,7 @@ class Store:
         self._cache.clear()
         self._queues.clear()
         self._db.put(META_REINDEX, b"clearing", sync=True)
-        for prefix in (STATE, TX, HASH):
+        for prefix in (STATE, TX, HASH, ACTIVITY):
             while True:
                 keys = list(itertools.islice(self._db.iterator(prefix=prefix, include_value=False), batch_size))
                 if not keys:
@@ -643,6 +716,7 @@ class Store:
         with self._db.write_batch(sync=True) as batch:
             batch.put(META_TXS, b"0")
             batch.put(META_REINDEX, b"0")
+            batch.put(META_ACTIVITY_FROM, b"0")
 
     def write_derived(self, block: Block, changes: Changes) -> None:
         """Write what a stored block derives (state changes, hash and tx index) and the reindex mark."""
@@ -697,6 +771,16 @@ def load_raw(path: Path, items: Iterator[tuple[bytes, bytes]], batch_bytes: int 
     finally:
         db.close()
     return count
+
+
+def _bucket(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def _add_counts(stored: bytes | None, add: tuple[int, ...]) -> bytes:
+    """Counters (8-byte big-endian each) plus add."""
+    old = (0,) * len(add) if stored is None else struct.unpack(f">{len(add)}Q", stored)
+    return struct.pack(f">{len(add)}Q", *(a + b for a, b in zip(old, add, strict=True)))
 
 
 def _tree_key(level: int, index: int) -> bytes:

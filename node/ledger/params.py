@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from chain.errors import ValidationError
 from node.offers import MAX_WAIT_S
 
-
 MAX_QUERY_INT = 2**63 - 1
 """No query integer goes beyond this (heights, offsets, counts: each fits every key it builds)."""
 INTEGER = re.compile(r"-?[0-9]{1,20}")

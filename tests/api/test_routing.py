@@ -113,7 +113,7 @@ def test_the_table_picks_the_route_starlette_picks(workdir: Path, follow: str | 
             expected = _starlette_choice(routes, scope)
             assert expected is not None, (method, path)
             assert found[0] is expected[0] and found[2] == expected[1], (method, path)
-            assert found[1] is expected[0].endpoint  # type: ignore[attr-defined]
+            assert found[1] is expected[0].endpoint
 
 
 def test_hot_paths_take_the_direct_way(workdir: Path) -> None:

@@ -114,6 +114,9 @@ CASES = [
     ),
     _case("GET", "/explorer/jobs/{job_id}", PUBLIC, _get(lambda w: f"/explorer/jobs/{w.job_a}")),
     _case("GET", "/explorer/miners/{miner_id}", PUBLIC, _get(lambda w: "/explorer/miners/m1")),
+    _case("GET", "/explorer/miners", PUBLIC, _get(lambda w: "/explorer/miners")),
+    _case("GET", "/explorer/miner-receipts/{miner_id}", PUBLIC, _get(lambda w: "/explorer/miner-receipts/m1")),
+    _case("GET", "/explorer/genesis", PUBLIC, _get(lambda w: "/explorer/genesis")),
     _case("GET", "/explorer/stats", PUBLIC, _get(lambda w: "/explorer/stats")),
     _case("GET", "/explorer/search", PUBLIC, _get(lambda w: "/explorer/search?q=m1")),
     # Jobs: clients and admins; another client's job is a 404, as if it did not exist.

@@ -100,7 +100,7 @@ def test_a_route_without_route_middleware_runs_request_responses_one_wrapper() -
         def __init__(self, app: Any) -> None:
             self.app = app
 
-    wrapped = Route("/a", _endpoint, methods=["GET"], middleware=[Middleware(Passing)])  # type: ignore[arg-type]
+    wrapped = Route("/a", _endpoint, methods=["GET"], middleware=[Middleware(Passing)])  # type: ignore[arg-type]  # a minimal middleware class, not the ASGI Protocol
     assert segments_of(wrapped) is None, f"a Route with route middleware would skip it; {REVIEW}"
 
 

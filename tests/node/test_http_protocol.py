@@ -74,7 +74,8 @@ def test_each_response_head_and_body_leave_in_one_write() -> None:
     async def scenario() -> list[bytes]:
         config = uvicorn.Config(hello, http=protocol_with_deadline(5), lifespan="off", log_config=None)
         config.load()
-        protocol = config.http_protocol_class(
+        protocol_class: Any = config.http_protocol_class  # uvicorn types it as asyncio.Protocol
+        protocol = protocol_class(
             config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
         )
         transport = FakeTransport()
@@ -97,7 +98,7 @@ def test_writes_in_one_turn_go_out_together_and_in_order_before_a_close() -> Non
     async def scenario() -> tuple[FakeTransport, FakeTransport]:
         loop = asyncio.get_running_loop()
         kept, closed = FakeTransport(), FakeTransport()
-        a, b = CoalescingTransport(kept, loop), CoalescingTransport(closed, loop)  # type: ignore[arg-type]
+        a, b = CoalescingTransport(kept, loop), CoalescingTransport(closed, loop)  # type: ignore[arg-type]  # a fake transport
         a.write(b"one ")
         a.write(b"two")
         assert kept.writes == [] and a.get_write_buffer_size() == 7
@@ -118,7 +119,7 @@ def test_writes_in_one_turn_go_out_together_and_in_order_before_a_close() -> Non
 def test_an_abort_drops_what_was_not_sent() -> None:
     async def scenario() -> FakeTransport:
         real = FakeTransport()
-        t = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+        t = CoalescingTransport(real, asyncio.get_running_loop())  # type: ignore[arg-type]  # a fake transport
         t.write(b"never")
         t.abort()
         await callbacks_already_scheduled_have_run()
