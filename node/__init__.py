@@ -1,3 +1,3 @@
 """The AITBC node process: configuration, CLI, LevelDB store, block producer."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
