@@ -263,7 +263,8 @@ def restore(
 
 
 def write_node_url(datadir: DataDir, url: str) -> None:
-    write_private(datadir.path / NODE_URL_FILE, url + "\n", 0o600)
+    """Where the running node serves, and its PID (second line), for commands run beside it."""
+    write_private(datadir.path / NODE_URL_FILE, f"{url}\n{os.getpid()}\n", 0o600)
 
 
 def remove_node_url(datadir: DataDir) -> None:
@@ -271,10 +272,31 @@ def remove_node_url(datadir: DataDir) -> None:
 
 
 def read_node_url(datadir: DataDir) -> str | None:
+    return _node_url_lines(datadir)[0]
+
+
+def _node_url_lines(datadir: DataDir) -> tuple[str | None, int | None]:
     try:
-        return (datadir.path / NODE_URL_FILE).read_text(encoding="utf-8").strip() or None
+        lines = (datadir.path / NODE_URL_FILE).read_text(encoding="utf-8").split()
     except OSError:
-        return None
+        return None, None
+    url = lines[0] if lines else None
+    pid = int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
+    return url, pid
+
+
+def holder_of(datadir: DataDir) -> str:
+    """Who holds the data dir's lock and what to do about it, for the error that says it is in use."""
+    url, pid = _node_url_lines(datadir)
+    if url is None or pid is None:
+        return (
+            "another process holds it (an `aitbc-node start`, or a backup, verify or reindex that is running); "
+            "wait for it to finish, or stop it"
+        )
+    return (
+        f"`aitbc-node start` (PID {pid}) serves it at {url}; stop it with `kill {pid}` (it shuts down cleanly), "
+        f"or run this command against the running node with --node {url}"
+    )
 
 
 def local_url(host: str, port: int) -> str:

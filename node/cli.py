@@ -233,6 +233,7 @@ def init(data_dir: Path, genesis: Path | None, node_key: Path | None) -> None:
         if result.admin_key:
             click.echo(f"admin key: {result.admin_key}")
             click.echo(f"           (shown once; saved with mode 0600 in {datadir.admin_key_path})")
+            datadir.announced()
 
     run_guarded(go)
 
@@ -430,6 +431,7 @@ def keys_create(role: str, name: str, data_dir: Path, node_url: str | None, admi
 
 def create_key_offline(data_dir: Path, role: str, name: str) -> dict[str, Any]:
     from chain.transactions import Transaction
+    from node.backup import holder_of
     from node.clock import now_ms
     from node.datadir import DataDir, DataDirError, api_key_hash, new_api_key
     from node.runtime import commit_offline
@@ -443,7 +445,9 @@ def create_key_offline(data_dir: Path, role: str, name: str) -> dict[str, Any]:
     try:
         store = Store(datadir.chain_path, genesis, create=False)
     except StoreLocked as exc:
-        raise DataDirError(f"{exc}; while it runs, use --node URL --admin-key KEY") from None
+        raise DataDirError(
+            f"{exc}: {holder_of(datadir)}; while a node runs, create keys through it: --node URL --admin-key KEY"
+        ) from None
     try:
         api_key = new_api_key()
         payload = {"name": name, "role": role, "key_hash": api_key_hash(api_key)}

@@ -111,7 +111,21 @@ def apply(ctx: click.Context, path: Path) -> None:
         own = scoped.get((c.info_name or "").replace("-", "_"))
         scoped = own if isinstance(own, dict) else {}
         inherited.update({k: v for k, v in scoped.items() if not isinstance(v, dict)})
-    ctx.default_map = {**(ctx.default_map or {}), **default_map(ctx.command, scoped, path.parent.resolve(), inherited)}
+    defaults = default_map(ctx.command, scoped, path.parent.resolve(), inherited)
+    _check_values(ctx, defaults, path)
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+
+
+def _check_values(ctx: click.Context, defaults: dict[str, Any], path: Path) -> None:
+    """Convert each value the file gives this command as its flag would, so that a bad one is
+    reported as the file's key (click would name the flag and its environment variable)."""
+    for param in ctx.command.params:
+        if param.name is None or param.name not in defaults or isinstance(defaults[param.name], dict):
+            continue
+        try:
+            param.type_cast_value(ctx, defaults[param.name])
+        except click.BadParameter as exc:
+            raise click.ClickException(f"config file {path}: key '{key_of(param)}': {exc.message}") from None
 
 
 def _callback(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:

@@ -136,6 +136,23 @@ class DataDir:
         return self.path / "admin_key"
 
     @property
+    def unannounced_path(self) -> Path:
+        return self.path / "admin_key.unannounced"
+
+    def unannounced_admin_key(self) -> str | None:
+        """The admin key, while no start has shown it yet (then `announced()` is called)."""
+        if not self.unannounced_path.exists():
+            return None
+        try:
+            return self.admin_key_path.read_text(encoding="ascii").strip() or None
+        except OSError:
+            return None
+
+    def announced(self) -> None:
+        """A start has shown the admin key: later starts do not."""
+        self.unannounced_path.unlink(missing_ok=True)
+
+    @property
     def chain_path(self) -> Path:
         return self.path / "chain"
 
@@ -170,7 +187,7 @@ class DataDir:
             effective = self.genesis()
             if source is not None:
                 self._check_same_chain(load_genesis_file(source), effective)
-            return InitResult(effective, created=False, admin_key=None)
+            return InitResult(effective, created=False, admin_key=self.unannounced_admin_key())
 
         if follower and source is None:
             raise DataDirError(
@@ -203,6 +220,9 @@ class DataDir:
             write_private(self.node_key_path, key.seed.hex() + "\n")
             admin_key = new_api_key()
             write_private(self.admin_key_path, admin_key + "\n")
+            # Until a start announces it, the key is shown again: a first start that fails after
+            # this point (a port in use, say) must not leave an admin key no one has seen.
+            write_private(self.unannounced_path, "")
             admin = {"name": ADMIN_NAME, "role": "admin", "key_hash": api_key_hash(admin_key)}
             try:
                 effective = base.with_authorities([key.public_hex], [admin])
@@ -221,8 +241,7 @@ class DataDir:
         write_private(self.node_key_path, key.seed.hex() + "\n")
         return key
 
-    @staticmethod
-    def _check_same_chain(source: Genesis, effective: Genesis) -> None:
+    def _check_same_chain(self, source: Genesis, effective: Genesis) -> None:
         def core(g: Genesis) -> dict[str, Any]:
             return {k: v for k, v in g.raw.items() if k not in ("authorities", "accounts")}
 
@@ -230,8 +249,9 @@ class DataDir:
             return
         if source.authorities or core(source) != core(effective):
             raise DataDirError(
-                f"the data dir belongs to chain '{effective.chain_id}' (genesis {effective.hash[:16]}…), "
-                f"not to the given genesis '{source.chain_id}' ({source.hash[:16]}…)"
+                f"the data dir {self.path} belongs to chain '{effective.chain_id}' (genesis hash {effective.hash}), "
+                f"not to the given genesis '{source.chain_id}' (genesis hash {source.hash}); start it without "
+                f"--genesis (it keeps its own {self.genesis_path}), or give this genesis another --data-dir"
             )
 
 

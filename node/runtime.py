@@ -13,6 +13,7 @@ from chain.errors import LedgerError
 from chain.state import WorkingState
 from chain.transactions import Transaction
 from node import __version__
+from node.backup import holder_of
 from node.clock import Clock, now_ms
 from node.compaction import IndexCompactor
 from node.config import Config
@@ -21,7 +22,7 @@ from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.producer import Producer, seal_now
 from node.roles import AuthorityRole, FollowerRole, Role
-from node.store import Store
+from node.store import Store, StoreLocked
 from node.sync import Follower, validate_upstream
 
 log = logging.getLogger("aitbc.node")
@@ -59,12 +60,24 @@ class Node:
         """Fire-and-forget tasks (miner heartbeats, the explorer's warm-up), kept referenced until done."""
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
         """Awaited first when the node stops, while it can still take writes (the --demo miner)."""
+        self.failure: str | None = None
+        """Why the node cannot go on (a follower whose peer key the upstream refuses); set, the
+        failure hooks are called and the process exits non-zero once stopped."""
+        self.failure_hooks: list[Callable[[], None]] = []
+        """Called when a failure is set (the server stops on it)."""
         self._started = False
 
     # -- synchronous opening: errors surface before any server starts ---------------
     def open(self) -> InitResult:
         if self.config.follow is not None:
             return self._open_follower(self.config.follow)
+        if self.config.peer_key:
+            raise DataDirError(
+                "--peer-key (or AITBC_PEER_KEY) is for a follower, with --follow URL; this node would be an "
+                "authority: drop it, or add --follow"
+            )
+        # Read before the data dir is touched: a bad file leaves a fresh data dir as it was.
+        provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
         init = self.datadir.initialise(self.config.genesis, self.config.node_key)
         key = self.datadir.node_key()
         if key is None or key.public_hex not in init.genesis.authorities:
@@ -72,7 +85,6 @@ class Node:
                 f"this node holds no authority key for its chain (expected {self.datadir.node_key_path}); "
                 "to replicate the chain instead, start it with --follow URL --peer-key KEY"
             )
-        provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
         self._open_store(init)
         if self.store.lower_compaction_priority() is None:
             log.debug("LevelDB's compaction thread keeps the node's CPU priority")
@@ -114,10 +126,22 @@ class Node:
         )
 
     def _replica(self, upstream: str, peer_key: str) -> Follower:
-        return Follower(self.store, self.feed, upstream, peer_key, clock=self.clock, metrics=self.metrics)
+        replica = Follower(self.store, self.feed, upstream, peer_key, clock=self.clock, metrics=self.metrics)
+        replica.on_refused = self.fail
+        return replica
+
+    def fail(self, reason: str) -> None:
+        """Stop the node for a reason it cannot recover from by itself."""
+        if self.failure is None:
+            self.failure = reason
+            for hook in self.failure_hooks:
+                hook()
 
     def _open_store(self, init: InitResult) -> None:
-        self.store = Store(self.datadir.chain_path, init.genesis)
+        try:
+            self.store = Store(self.datadir.chain_path, init.genesis)
+        except StoreLocked as exc:
+            raise DataDirError(f"{exc}: {holder_of(self.datadir)}") from None
         if self.store.reindex_pending is not None:
             self.close()
             raise DataDirError(

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -20,6 +21,13 @@ from node.runtime import Node
 if TYPE_CHECKING:
     from node.metrics import MetricsListener
 
+
+MANUAL = (
+    str(Path(__file__).resolve().parent.parent / "docs" / "index.md")
+    if (Path(__file__).resolve().parent.parent / "mkdocs.yml").exists()
+    else "docs/ in the node's source"
+)
+"""Where the operator's manual is: the source tree's docs/ (mkdocs serve renders it)."""
 
 UVICORN_SETTINGS: dict[str, Any] = {
     "lifespan": "on",
@@ -140,7 +148,7 @@ class Server:
                 f"aitbc-node {node.version}: chain '{init.genesis.chain_id}' at height {height}, role {node.role.name}",
                 f"  data dir:  {node.datadir.path}",
                 f"  API:       {base}/v1",
-                f"  docs:      {base}/docs",
+                f"  docs:      {base}/docs (the API), {MANUAL} (the manual)",
                 f"  explorer:  {base}/",
                 f"  health:    {base}/health",
             ]
@@ -150,6 +158,7 @@ class Server:
                     f"             (shown once; saved with mode 0600 in {node.datadir.admin_key_path})",
                 ]
             print("\n".join(lines), flush=True)
+            node.datadir.announced()
             settle_heap()
             if demo_key is not None:
                 start_demo(node, app, demo_key)
@@ -175,6 +184,7 @@ class Server:
             **UVICORN_SETTINGS,
         )
         server = _Uvicorn(uv_config)
+        node.failure_hooks.append(lambda: setattr(server, "should_exit", True))
         try:
             metrics_listener = start_metrics_listener(node)
         except ServerError:
@@ -192,4 +202,7 @@ class Server:
             sock.close()
         if not server.started:
             print("aitbc-node: the server failed to start (see the log above)", file=sys.stderr)
+            raise SystemExit(1)
+        if node.failure is not None:
+            print(f"aitbc-node: {node.failure}", file=sys.stderr)
             raise SystemExit(1)

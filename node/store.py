@@ -375,8 +375,9 @@ class Store:
             self.write_block(block, state.changes(), extra=extra)
         elif stored.decode() != genesis.hash:
             raise ChainMismatch(
-                f"the data dir {self.path.parent} belongs to another chain "
-                f"(its genesis hash is {stored.decode()[:16]}…, this genesis is {genesis.hash[:16]}…)"
+                f"the data dir {self.path.parent} belongs to another chain: its genesis hash is {stored.decode()}, "
+                f"the genesis given is {genesis.hash}; start it without --genesis (it keeps its own "
+                f"{self.path.parent / 'genesis.json'}), or give this genesis another --data-dir"
             )
 
     def close(self) -> None:

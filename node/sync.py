@@ -21,6 +21,7 @@ import logging
 import random
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,10 @@ WAIT_FOR_WRITE_S = 5.0
 
 class UpstreamError(Exception):
     """The upstream cannot be reached or answered something unusable; nothing was stored."""
+
+
+class PeerKeyRefused(UpstreamError):
+    """The upstream refused this follower's --peer-key (401 or 403)."""
 
 
 def display_url(url: str) -> str:
@@ -153,6 +158,12 @@ class Follower:
         self.degraded_since: int | None = None
         self.last_contact: int | None = None
         self.blocks_stored = 0
+        self.reached = False
+        """The upstream has answered one of this follower's requests since it started."""
+        self.on_refused: Callable[[str], None] | None = None
+        """Called, and replication ends, when the upstream refuses the peer key before ever
+        answering: a wrong --peer-key, which retrying will not fix. (Refused later, as when
+        the key is revoked, the follower keeps retrying and says why in /health.)"""
         self._http: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -267,6 +278,13 @@ class Follower:
                     exc.detail,
                     exc.check,
                 )
+            except PeerKeyRefused as exc:
+                self._degrade(str(exc), "upstream")
+                if not self.reached and self.on_refused is not None:
+                    log.error("upstream %s: %s; check --peer-key", self.upstream_display, exc)
+                    self.on_refused(f"the upstream {self.upstream_display} refused --peer-key: {exc}")
+                    return
+                log.warning("upstream %s: %s", self.upstream_display, exc)
             except UpstreamError as exc:
                 self._degrade(str(exc), "upstream")
                 log.warning("upstream %s: %s", self.upstream_display, exc)
@@ -367,7 +385,7 @@ class Follower:
         except websockets.InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
-                raise UpstreamError(f"the upstream refused the peer key on its websocket ({status})") from None
+                raise PeerKeyRefused(f"the upstream refused the peer key on its websocket ({status})") from None
             log.info("websocket refused by %s (%d); long-polling instead", self.upstream_display, status)
             await self._live_long_poll()
         except (websockets.InvalidHandshake, websockets.InvalidURI) as exc:
@@ -450,7 +468,9 @@ class Follower:
                             detail = json.loads(detail).get("detail", detail)
                         except (ValueError, AttributeError):
                             pass
-                        raise UpstreamError(f"the upstream answered {resp.status_code} to {path}: {str(detail)[:200]}")
+                        refused = PeerKeyRefused if resp.status_code in (401, 403) else UpstreamError
+                        raise refused(f"the upstream answered {resp.status_code} to {path}: {str(detail)[:200]}")
+                    self.reached = True
                     return await _read_capped(resp, cap)
         except TimeoutError:
             raise UpstreamError(f"the upstream did not answer {path} within {deadline:.0f} s") from None

@@ -135,8 +135,8 @@ def test_fresh_start_prints_admin_key_once_and_urls_and_restart_does_not(tmp_pat
     admin_key = (data_dir / "admin_key").read_text().strip()
     assert first.count(admin_key) == 1
     assert re.search(rf"admin key:\s+{re.escape(admin_key)}$", first, re.MULTILINE)
-    for label, url in [("API", f"{base}/v1"), ("docs", f"{base}/docs"), ("explorer", f"{base}/")]:
-        assert re.search(rf"^\s*{label}:\s+{re.escape(url)}$", first, re.MULTILINE), first
+    for label, url in [("API", f"{base}/v1"), ("docs", f"{base}/docs (the API)"), ("explorer", f"{base}/")]:
+        assert re.search(rf"^\s*{label}:\s+{re.escape(url)}", first, re.MULTILINE), first
 
     with NodeProcess(data_dir) as node:
         second = output(node)

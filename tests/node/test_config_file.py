@@ -111,10 +111,13 @@ def test_a_malformed_file_is_a_clear_error(tmp_path: Path, captured_start: list[
     assert captured_start == []
 
 
-def test_a_wrongly_typed_value_is_refused_naming_the_flag(tmp_path: Path, captured_start: list[dict[str, Any]]) -> None:
+def test_a_wrongly_typed_value_is_refused_naming_the_file_and_key(
+    tmp_path: Path, captured_start: list[dict[str, Any]]
+) -> None:
     cfg = write(tmp_path, 'port = "eighty"\n')
     result = invoke("start", "--config", str(cfg))
-    assert result.exit_code != 0 and "--port" in result.output
+    assert result.exit_code != 0 and f"config file {cfg}: key 'port'" in result.output
+    assert "AITBC_PORT" not in result.output
     assert captured_start == []
 
 
