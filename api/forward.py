@@ -10,14 +10,16 @@ height the answer reflects, which is how the follower knows which block to wait 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.errors import ApiError
 from api.parsing import node_of, read_body
-from node.roles import FollowerRole
-from node.sync import Follower, ForwardBadAnswer, ForwardTimeout, ForwardUnavailable
+from node.roles import FollowerRole, StandbyRole
+from node.sync import ForwardBadAnswer, Forwarded, ForwardTimeout, ForwardUnavailable
 
 HEIGHT_HEADER = "X-Aitbc-Height"
 WRITE_METHODS = {"POST", "DELETE"}
@@ -47,13 +49,24 @@ def role_aware(route: BaseRoute) -> BaseRoute:
         role = node_of(request).role
         if isinstance(role, FollowerRole):
             return await forward(request, role.replica)
+        if isinstance(role, StandbyRole):
+            return await forward(request, role.relay)
         return await local(request)  # type: ignore[no-any-return]  # a Route's endpoint is a request handler
 
     endpoint.__name__ = getattr(local, "__name__", "endpoint")
     return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
 
 
-async def forward(request: Request, replica: Follower) -> Response:
+class Upstream(Protocol):
+    """Where a write is forwarded: a follower's upstream (node.sync.Follower) or a group's
+    sequencer (node.group.Relay)."""
+
+    async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded: ...
+
+    async def wait_for_height(self, height: int, timeout: float = ...) -> bool: ...
+
+
+async def forward(request: Request, replica: Upstream) -> Response:
     node = node_of(request)
     body = await read_body(request, node.config.max_body_bytes)
     headers = {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}
