@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.errors import ApiError
+from api.idempotency import keyed
 from api.parsing import node_of, read_body
 from node.roles import FollowerRole, StandbyRole
 from node.sync import ForwardBadAnswer, Forwarded, ForwardTimeout, ForwardUnavailable
@@ -27,7 +28,7 @@ ANSWERED_LOCALLY = {"/v1/receipts/verify"}
 """POSTs that change nothing: a follower answers them from its own chain."""
 FORWARDED_READS = {"/v1/jobs/available"}
 """GETs with a side effect on the authority (the poll is a miner's heartbeat)."""
-PASSED_HEADERS = ("x-api-key", "content-type", "accept")
+PASSED_HEADERS = ("x-api-key", "content-type", "accept", "idempotency-key")
 
 
 def forwarded(route: BaseRoute) -> bool:
@@ -43,7 +44,7 @@ def role_aware(route: BaseRoute) -> BaseRoute:
     follower its writes go to the authority (forward), on an authority to its own endpoint."""
     if not isinstance(route, Route) or not forwarded(route):
         return route
-    local = route.endpoint
+    local = keyed(route.path, route.endpoint) if (route.methods or set()) & WRITE_METHODS else route.endpoint
 
     async def endpoint(request: Request) -> Response:
         role = node_of(request).role
@@ -51,7 +52,7 @@ def role_aware(route: BaseRoute) -> BaseRoute:
             return await forward(request, role.replica)
         if isinstance(role, StandbyRole):
             return await forward(request, role.relay)
-        return await local(request)  # type: ignore[no-any-return]  # a Route's endpoint is a request handler
+        return await local(request)
 
     endpoint.__name__ = getattr(local, "__name__", "endpoint")
     return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)

@@ -10,6 +10,7 @@ node seals nothing, except lease expiries when due.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import logging
 import time
@@ -56,6 +57,13 @@ class NodeUnavailable(Exception):
 
 
 Finalize = Callable[[dict[str, Any]], dict[str, Any]]
+
+IDEMPOTENCY: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("aitbc_idempotency", default=None)
+"""Set by the API (api/idempotency.py) while it serves a write sent with an Idempotency-Key:
+the record {"account", "key", "request"} that submit() puts into the write's transaction
+(chain.idempotency), so that the key is stored on chain with what it produced."""
+UNKEYED = frozenset(("miner.heartbeat", "job.requeue"))
+"""Transactions a request causes on the side (a poll's heartbeat): they never carry its key."""
 
 
 class BlockLog(Protocol):
@@ -184,6 +192,9 @@ class Producer:
         if len(mempool) >= self.mempool_limit:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        idempotency = IDEMPOTENCY.get()
+        if idempotency is not None and tx_type not in UNKEYED:
+            payload = {**payload, "idempotency": idempotency}
         tx = Transaction(tx_type, payload, self.clock())
         mempool.append(_Pending(tx, future, signers, finalize))
         if self._idle or len(mempool) >= self.params.max_block_txs:
