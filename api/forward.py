@@ -88,4 +88,6 @@ async def forward(request: Request, replica: Upstream) -> Response:
     headers_out = {HEIGHT_HEADER: str(answer.height)} if answer.height is not None else {}
     if answer.retry_after is not None:
         headers_out["Retry-After"] = answer.retry_after
+    if answer.replayed:
+        headers_out["Idempotent-Replayed"] = "true"
     return Response(answer.content, status_code=answer.status, media_type=answer.content_type, headers=headers_out)

@@ -180,7 +180,14 @@ class Relay:
         height_header = resp.headers.get("x-aitbc-height", "")
         height = int(height_header) if height_header.isdigit() else None
         content_type = resp.headers.get("content-type", "application/json")
-        return Forwarded(resp.status_code, content, content_type, height, resp.headers.get("retry-after"))
+        return Forwarded(
+            resp.status_code,
+            content,
+            content_type,
+            height,
+            resp.headers.get("retry-after"),
+            resp.headers.get("idempotent-replayed") == "true",
+        )
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this standby has applied block `height` (a forwarded write's block)."""
