@@ -3,6 +3,7 @@ and a bounded fault-injection run (kill -9 and SIGSTOP of the sequencer under a 
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -160,6 +161,10 @@ class Load:
             t.join(timeout=90)
 
 
+def is_standby(node: NodeProcess) -> bool:
+    return role_of(node) == "standby"
+
+
 def probe_write(group: Group, exclude: NodeProcess) -> float:
     """Seconds until a write is acknowledged again, through the members other than `exclude`."""
     started = time.monotonic()
@@ -196,8 +201,7 @@ def test_faults_lose_no_acknowledged_write_duplicate_none_and_never_fork(group: 
             lead.proc.send_signal(signal.SIGSTOP)
             outages.append(probe_write(group, lead))  # another member is elected and serving
             lead.proc.send_signal(signal.SIGCONT)  # the paused one wakes up deposed
-            paused = lead
-            wait_until(lambda: role_of(paused) == "standby", "the paused sequencer to step down", 30)
+            wait_until(functools.partial(is_standby, lead), "the paused sequencer to step down", 30)
         before = len(load.acked)
         wait_until(lambda: len(load.acked) >= before + 10, "writes after the faults")
     assert len(group.live()) == 3
