@@ -1,4 +1,4 @@
-"""Idempotency keys (from 0.4.0): a write sent with an Idempotency-Key header carries, in its
+"""Idempotency keys (from 0.3.0): a write sent with an Idempotency-Key header carries, in its
 transaction's payload, the record {"account", "key", "request"}: the account the key is scoped
 to, the key, and the BLAKE3 of the request (method, path, body). Applying the transaction
 stores, under the account and key, the request's hash, the transaction's hash, the block time
@@ -14,7 +14,7 @@ from chain.errors import Conflict, ValidationError
 from chain.state import RecordReader, WorkingState, key
 
 FIELD = "idempotency"
-"""The payload field holding the record; transactions without it are as before 0.4.0."""
+"""The payload field holding the record; transactions without it are as before 0.3.0."""
 TTL_MS = 24 * 3600 * 1000
 MAX_KEY_CHARS = 255
 

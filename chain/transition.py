@@ -48,7 +48,7 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
     scratch = state.child()
     payload = tx.payload
     parsed = None
-    if idempotency.FIELD in payload:  # from 0.4.0: the write's idempotency key, recorded with it
+    if idempotency.FIELD in payload:  # from 0.3.0: the write's idempotency key, recorded with it
         parsed = idempotency.check_unused(scratch, payload[idempotency.FIELD], ctx.time_ms)
         payload = {k: v for k, v in payload.items() if k != idempotency.FIELD}
     tx_hash = tx.hash.hex()

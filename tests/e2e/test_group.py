@@ -231,3 +231,23 @@ def test_faults_lose_no_acknowledged_write_duplicate_none_and_never_fork(group: 
     assert lost == [] and duplicates == 0 and forks == 0
     assert all(v.returncode == 0 for v in verified), [v.stderr for v in verified]
     assert all(seen[m.url] == prompts for m in group.members)
+
+
+def test_the_python_client_retries_a_write_through_a_failover(group: Group) -> None:
+    import asyncio
+
+    from node.client import Client
+
+    lead = sequencer(group.members)
+    urls = ",".join([lead.url, *(m.url for m in group.members if m is not lead)])
+    lead.kill9()  # the client's first node is gone and no sequencer is elected yet
+
+    async def go() -> dict[str, object]:
+        async with Client(urls, CLIENT_A["key"], timeout=5, write_retry_s=60) as client:
+            return await client.submit("through the failover")
+
+    job = asyncio.run(go())
+    others = [m for m in group.members if m is not lead]
+    with others[0].client(CLIENT_A["key"]) as http:
+        jobs = http.get("/v1/jobs", params={"limit": 100}).json()
+    assert [j["job_id"] for j in jobs if j["prompt"] == "through the failover"] == [job["job_id"]]
