@@ -10,14 +10,17 @@ height the answer reflects, which is how the follower knows which block to wait 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from api.errors import ApiError
+from api.idempotency import keyed
 from api.parsing import node_of, read_body
-from node.roles import FollowerRole
-from node.sync import Follower, ForwardBadAnswer, ForwardTimeout, ForwardUnavailable
+from node.roles import FollowerRole, StandbyRole
+from node.sync import ForwardBadAnswer, Forwarded, ForwardTimeout, ForwardUnavailable
 
 HEIGHT_HEADER = "X-Aitbc-Height"
 WRITE_METHODS = {"POST", "DELETE"}
@@ -25,7 +28,7 @@ ANSWERED_LOCALLY = {"/v1/receipts/verify"}
 """POSTs that change nothing: a follower answers them from its own chain."""
 FORWARDED_READS = {"/v1/jobs/available"}
 """GETs with a side effect on the authority (the poll is a miner's heartbeat)."""
-PASSED_HEADERS = ("x-api-key", "content-type", "accept")
+PASSED_HEADERS = ("x-api-key", "content-type", "accept", "idempotency-key")
 
 
 def forwarded(route: BaseRoute) -> bool:
@@ -41,19 +44,30 @@ def role_aware(route: BaseRoute) -> BaseRoute:
     follower its writes go to the authority (forward), on an authority to its own endpoint."""
     if not isinstance(route, Route) or not forwarded(route):
         return route
-    local = route.endpoint
+    local = keyed(route.path, route.endpoint) if (route.methods or set()) & WRITE_METHODS else route.endpoint
 
     async def endpoint(request: Request) -> Response:
         role = node_of(request).role
         if isinstance(role, FollowerRole):
             return await forward(request, role.replica)
-        return await local(request)  # type: ignore[no-any-return]  # a Route's endpoint is a request handler
+        if isinstance(role, StandbyRole):
+            return await forward(request, role.relay)
+        return await local(request)
 
     endpoint.__name__ = getattr(local, "__name__", "endpoint")
     return Route(route.path, endpoint, methods=sorted(route.methods or ()), name=route.name)
 
 
-async def forward(request: Request, replica: Follower) -> Response:
+class Upstream(Protocol):
+    """Where a write is forwarded: a follower's upstream (node.sync.Follower) or a group's
+    sequencer (node.group.Relay)."""
+
+    async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded: ...
+
+    async def wait_for_height(self, height: int, timeout: float = ...) -> bool: ...
+
+
+async def forward(request: Request, replica: Upstream) -> Response:
     node = node_of(request)
     body = await read_body(request, node.config.max_body_bytes)
     headers = {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}
@@ -74,4 +88,6 @@ async def forward(request: Request, replica: Follower) -> Response:
     headers_out = {HEIGHT_HEADER: str(answer.height)} if answer.height is not None else {}
     if answer.retry_after is not None:
         headers_out["Retry-After"] = answer.retry_after
+    if answer.replayed:
+        headers_out["Idempotent-Replayed"] = "true"
     return Response(answer.content, status_code=answer.status, media_type=answer.content_type, headers=headers_out)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from chain import accounts, jobs, miners
+from chain import accounts, idempotency, jobs, miners
 from chain.blocks import Block, BlockHeader, check_seal, seal_header, tx_root
 from chain.context import NOTHING_CHECKED, ApplyContext, Signers
 from chain.crypto import NodeKey
@@ -46,11 +46,19 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
     if tx.timestamp > ctx.time_ms:
         raise LedgerError("transaction timestamp is after its block's", error_code="tx_from_future")
     scratch = state.child()
+    payload = tx.payload
+    parsed = None
+    if idempotency.FIELD in payload:  # from 0.3.0: the write's idempotency key, recorded with it
+        parsed = idempotency.check_unused(scratch, payload[idempotency.FIELD], ctx.time_ms)
+        payload = {k: v for k, v in payload.items() if k != idempotency.FIELD}
+    tx_hash = tx.hash.hex()
     result = HANDLERS[tx.type](
         scratch,
-        tx.payload,
-        ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx.hash.hex(), checked=ctx.checked),
+        payload,
+        ApplyContext(time_ms=ctx.time_ms, genesis=ctx.genesis, tx_hash=tx_hash, checked=ctx.checked),
     )
+    if parsed is not None:
+        idempotency.record(scratch, parsed, tx.type, tx_hash, ctx.time_ms, result)
     scratch.merge_into_parent()
     return result
 

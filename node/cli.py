@@ -152,8 +152,11 @@ def cli() -> None:
     default=None,
     envvar="AITBC_PEER_KEY",
     show_envvar=True,
-    help="With --follow: an API key with the role peer (or admin) on the upstream.",
+    help="With --follow or --etcd: an API key with the role peer (or admin) on the upstream or the group's members.",
 )
+@limit_option("etcd", str, metavar="URL[,URL…]")
+@limit_option("lease_ttl", click.IntRange(2, 600))
+@limit_option("advertise_url", str, metavar="URL")
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from types import TracebackType
 from typing import Any
 
@@ -33,13 +34,32 @@ class ApiCallFailed(Exception):
         self.detail = detail
 
 
+RETRIED_STATUSES = frozenset((502, 503, 504))
+"""Answers after which a write is retried (with its Idempotency-Key): the node or its group could
+not take it right now (no sequencer elected, a failover under way)."""
+
+
 class Client:
+    """A client of the API. `base_url` may list several nodes, comma-separated (the members of an
+    authority group): every write is sent with an Idempotency-Key and retried, on the next node,
+    through connection failures and 502/503/504 answers for up to `write_retry_s` seconds, so a
+    failover neither loses it nor applies it twice."""
+
     def __init__(
-        self, base_url: str, api_key: str, *, timeout: float = 30, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30,
+        transport: httpx.AsyncBaseTransport | None = None,
+        write_retry_s: float = 30,
     ) -> None:
         self.timeout = timeout
+        self.urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]
+        self.write_retry_s = write_retry_s
+        self._at = 0
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers={"X-Api-Key": api_key}, timeout=timeout, transport=transport
+            base_url=self.urls[0], headers={"X-Api-Key": api_key}, timeout=timeout, transport=transport
         )
 
     async def __aenter__(self) -> Client:
@@ -55,7 +75,7 @@ class Client:
 
     async def _answer(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """The status and the JSON body of a successful call; ApiCallFailed with the node's reason if not."""
-        response = await self._http.request(method, path, **kwargs)
+        response = await self._send(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -66,6 +86,26 @@ class Client:
         if response.status_code == 204:
             return 204, None
         return response.status_code, response.json()
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A read goes to the current node once; a write carries an Idempotency-Key and is retried
+        with it, across the nodes, until it gets an answer other than 502/503/504 or time is up."""
+        if method not in ("POST", "DELETE"):
+            return await self._http.request(method, self.urls[self._at] + path, **kwargs)
+        headers = {"Idempotency-Key": str(uuid.uuid4())}
+        deadline = time.monotonic() + self.write_retry_s
+        pause = 0.1
+        while True:
+            try:
+                response = await self._http.request(method, self.urls[self._at] + path, headers=headers, **kwargs)
+                if response.status_code not in RETRIED_STATUSES or time.monotonic() >= deadline:
+                    return response
+            except httpx.TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+            self._at = (self._at + 1) % len(self.urls)  # another member may be the new sequencer's neighbour
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 1.0)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         """A call whose answer is a JSON object (every one but the poll for an available job)."""
@@ -102,7 +142,7 @@ class Client:
 
     async def proof_bytes(self, receipt_id: str) -> bytes:
         """The proof bundle exactly as served (what `aitbc-node verify-receipt` reads)."""
-        response = await self._http.get(f"/v1/receipts/{receipt_id}/proof")
+        response = await self._http.get(f"{self.urls[self._at]}/v1/receipts/{receipt_id}/proof")
         if response.status_code >= 400:
             body = response.json()
             raise ApiCallFailed(response.status_code, body.get("error_code", "error"), body.get("detail", ""))

@@ -74,6 +74,15 @@ class Config:
     offer_ms: int = 2000
     """Milliseconds a pending job shown to one polling miner (GET /v1/jobs/available) is held
     for it before it may be shown to another."""
+    etcd: str | None = None
+    """Comma-separated etcd client URLs: run as a member of an authority group, elected through
+    etcd (one sequencer, the others hot standbys). Needs --node-key."""
+    lease_ttl: int = 3
+    """Seconds of the etcd lease that holds a sequencer's leadership: a sequencer that stops
+    renewing it is replaced after about this long."""
+    advertise_url: str | None = None
+    """The URL the other group members forward writes to while this node is the sequencer
+    (default http://HOST:PORT)."""
     demo: bool = False
     """Also run an in-process echo miner and submit a sample job every few seconds."""
 

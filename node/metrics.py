@@ -65,6 +65,21 @@ class NodeMetrics:
             "Blocks that could not be stored (their transactions were refused).",
             registry=r,
         )
+        # Fed by an authority group member (node.group).
+        self.sequencer_changes = Counter(
+            "aitbc_sequencer_changes", "Times this node became or stopped being its group's sequencer.", registry=r
+        )
+        self.group_term = Gauge(
+            "aitbc_group_term",
+            "The election term this node last saw: the etcd revision at which the sequencer was elected.",
+            registry=r,
+        )
+        self.etcd_commit = Histogram(
+            "aitbc_etcd_commit_duration_seconds",
+            "Time to append one block to etcd (the sequencer's fenced transaction).",
+            buckets=COMMIT_BUCKETS,
+            registry=r,
+        )
         self.http = HttpCollector()
         r.register(self.http)
         # Fed by the replication engine on followers.

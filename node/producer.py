@@ -10,13 +10,14 @@ node seals nothing, except lease expiries when due.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from chain import indexes
 from chain.blocks import Block, BlockHeader
@@ -33,7 +34,7 @@ from node.clock import Clock, now_ms
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.offers import DEFAULT_OFFER_MS, MAKES_PENDING, Offers
-from node.store import Store
+from node.store import Changes, Store
 
 log = logging.getLogger("aitbc.producer")
 
@@ -56,6 +57,34 @@ class NodeUnavailable(Exception):
 
 
 Finalize = Callable[[dict[str, Any]], dict[str, Any]]
+
+IDEMPOTENCY: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("aitbc_idempotency", default=None)
+"""Set by the API (api/idempotency.py) while it serves a write sent with an Idempotency-Key:
+the record {"account", "key", "request"} that submit() puts into the write's transaction
+(chain.idempotency), so that the key is stored on chain with what it produced."""
+UNKEYED = frozenset(("miner.heartbeat", "job.requeue"))
+"""Transactions a request causes on the side (a poll's heartbeat): they never carry its key."""
+
+
+class BlockLog(Protocol):
+    """The sequencer's commit step: makes a sealed block durable before any write in it is
+    answered. LocalLog writes it to the store; node.group.EtcdLog first appends it to etcd,
+    fenced by the leadership the node was elected with, then writes it to the store."""
+
+    async def commit(self, block: Block, changes: Changes) -> None:
+        """Make the block durable, or raise (NodeUnavailable: nothing of it is acknowledged)."""
+        ...
+
+
+class LocalLog:
+    """A single authority: the block is durable once its synced LevelDB batch is written."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def commit(self, block: Block, changes: Changes) -> None:
+        await asyncio.to_thread(self.store.write_block, block, changes)
+
 
 CLAIMS = frozenset(("job.claim", "job.claim_next"))
 """Transaction types that start a lease, which this sequencer expires when it is due."""
@@ -88,8 +117,11 @@ class Producer:
         metrics: NodeMetrics | None = None,
         quiet_s: float = QUIET_S,
         offer_ms: int = DEFAULT_OFFER_MS,
+        log: BlockLog | None = None,
     ) -> None:
         self.store = store
+        self.log: BlockLog = log or LocalLog(store)
+        """Where a sealed block is made durable (the store; in a group, etcd first)."""
         self.metrics = metrics
         self.feed = feed or BlockFeed()
         self.clock = clock
@@ -160,6 +192,9 @@ class Producer:
         if len(mempool) >= self.mempool_limit:
             raise NodeUnavailable("the mempool is full; retry shortly", error_code="mempool_full")
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        idempotency = IDEMPOTENCY.get()
+        if idempotency is not None and tx_type not in UNKEYED:
+            payload = {**payload, "idempotency": idempotency}
         tx = Transaction(tx_type, payload, self.clock())
         mempool.append(_Pending(tx, future, signers, finalize))
         if self._idle or len(mempool) >= self.params.max_block_txs:
@@ -220,16 +255,19 @@ class Producer:
         self, batch: list[_Pending], outcomes: list[Any], block: Block, state: WorkingState, started: float
     ) -> bool:
         try:
-            await asyncio.to_thread(self.store.write_block, block, state.changes())
-        except Exception as exc:  # storage failure: nothing of this block was acknowledged
+            await self.log.commit(block, state.changes())
+        except Exception as exc:  # storage failure or fenced: nothing of this block was acknowledged
             if self.metrics is not None:
                 self.metrics.block_write_failures.inc()
-            log.exception("writing block %d failed; %d transactions refused", block.height, len(batch))
+            if isinstance(exc, NodeUnavailable):  # the group refused the block (deposed, etcd unreachable)
+                log.warning("block %d not committed: %s; %d transactions refused", block.height, exc, len(batch))
+                refusal = exc
+            else:
+                log.exception("writing block %d failed; %d transactions refused", block.height, len(batch))
+                refusal = NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error")
             for p in batch:
                 if p.future is not None and not p.future.done():
-                    p.future.set_exception(
-                        NodeUnavailable(f"the block could not be stored: {exc}", error_code="storage_error")
-                    )
+                    p.future.set_exception(refusal)
             return False
         log.debug("sealed block %d with %d transactions", block.height, block.header.tx_count)
         self._answer(batch, outcomes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chain.accounts import account_for_key_hash, get_account
 from chain.crypto import NodeKey
@@ -20,10 +20,13 @@ from node.config import Config
 from node.datadir import DataDir, DataDirError, InitResult, ProvisionedKey, load_api_keys
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
-from node.producer import Producer, seal_now
-from node.roles import AuthorityRole, FollowerRole, Role
+from node.producer import BlockLog, Producer, seal_now
+from node.roles import AuthorityRole, FollowerRole, Role, SequencerRole, StandbyRole
 from node.store import Store, StoreLocked
 from node.sync import Follower, validate_upstream
+
+if TYPE_CHECKING:
+    from node.group import Group
 
 log = logging.getLogger("aitbc.node")
 
@@ -66,15 +69,22 @@ class Node:
         self.failure_hooks: list[Callable[[], None]] = []
         """Called when a failure is set (the server stops on it)."""
         self._started = False
+        self._group: Group | None = None
+        """This node's membership of an authority group (--etcd); None outside one."""
+        self.url = f"http://{config.host}:{config.port}"
+        """Where this node's API is reached (the server sets it once bound); a group member
+        advertises it to the others while it is the sequencer."""
 
     # -- synchronous opening: errors surface before any server starts ---------------
     def open(self) -> InitResult:
         if self.config.follow is not None:
+            if self.config.etcd is not None:
+                raise DataDirError("--follow and --etcd exclude each other: a group member follows etcd's log")
             return self._open_follower(self.config.follow)
-        if self.config.peer_key:
+        if self.config.peer_key and self.config.etcd is None:
             raise DataDirError(
-                "--peer-key (or AITBC_PEER_KEY) is for a follower, with --follow URL; this node would be an "
-                "authority: drop it, or add --follow"
+                "--peer-key (or AITBC_PEER_KEY) is for a follower (with --follow URL) or a group member (with "
+                "--etcd); this node would be an authority: drop it, or add --follow"
             )
         # Read before the data dir is touched: a bad file leaves a fresh data dir as it was.
         provisioned = load_api_keys(self.config.api_keys) if self.config.api_keys else []
@@ -84,6 +94,13 @@ class Node:
             raise DataDirError(
                 f"this node holds no authority key for its chain (expected {self.datadir.node_key_path}); "
                 "to replicate the chain instead, start it with --follow URL --peer-key KEY"
+            )
+        if self.config.etcd is not None:
+            return self._open_member(init, key)
+        if len(init.genesis.authorities) > 1:
+            raise DataDirError(
+                f"the genesis lists {len(init.genesis.authorities)} authorities: sealing needs an election, or two "
+                "sealers would fork the chain; start every authority with --etcd URL[,URL…]"
             )
         self._open_store(init)
         if self.store.lower_compaction_priority() is None:
@@ -95,6 +112,29 @@ class Node:
             self.close()
             raise
         self.role = AuthorityRole(key, self._sequencer(key))
+        return init
+
+    def _open_member(self, init: InitResult, key: NodeKey) -> InitResult:
+        """A member of an authority group: a standby until etcd elects it (node.group)."""
+        from node.etcd import EtcdClient
+        from node.group import Group
+
+        assert self.config.etcd is not None
+        urls = [u.strip().rstrip("/") for u in self.config.etcd.split(",") if u.strip()]
+        bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+        if not urls or bad:
+            raise DataDirError(
+                f"--etcd takes http:// URLs of etcd's client endpoints, comma-separated, got {bad or urls}"
+            )
+        if self.config.api_keys is not None:
+            raise DataDirError(
+                "--api-keys is for a single authority; in a group, create accounts through the sequencer "
+                "(aitbc-node keys create --node URL) or list them in the genesis"
+            )
+        self._open_store(init)
+        self.init = init
+        self._group = Group(self, key, EtcdClient(urls), self.config.lease_ttl)
+        self.role = StandbyRole(key, self._group.relay, self._group)
         return init
 
     def _open_follower(self, upstream: str) -> InitResult:
@@ -120,9 +160,15 @@ class Node:
         self.role = FollowerRole(self._replica(upstream, self.config.peer_key))
         return init
 
-    def _sequencer(self, key: NodeKey) -> Producer:
+    def _sequencer(self, key: NodeKey, log: BlockLog | None = None) -> Producer:
         return Producer(
-            self.store, key, feed=self.feed, clock=self.clock, metrics=self.metrics, offer_ms=self.config.offer_ms
+            self.store,
+            key,
+            feed=self.feed,
+            clock=self.clock,
+            metrics=self.metrics,
+            offer_ms=self.config.offer_ms,
+            log=log,
         )
 
     def _replica(self, upstream: str, peer_key: str) -> Follower:
@@ -177,12 +223,16 @@ class Node:
         self.compactor.maybe_start()
         self._start_role(self.role)
         self._started = True
+        if self._group is not None:
+            self._group.start()
 
     async def stop(self) -> None:
         for hook in self.stop_hooks:
             await hook()
         if self.background:
             await asyncio.gather(*self.background, return_exceptions=True)
+        if self._group is not None:
+            await self._group.stop()  # a sequencer steps down and hands its lease back
         if self._started:
             await self._stop_role(self.role)
             self._started = False
@@ -192,15 +242,19 @@ class Node:
 
     @staticmethod
     def _start_role(role: Role) -> None:
-        if isinstance(role, AuthorityRole):
+        if isinstance(role, AuthorityRole | SequencerRole):
             role.sequencer.start()
+        elif isinstance(role, StandbyRole):
+            role.relay.start()
         else:
             role.replica.start()
 
     @staticmethod
     async def _stop_role(role: Role) -> None:
-        if isinstance(role, AuthorityRole):
+        if isinstance(role, AuthorityRole | SequencerRole):
             await role.sequencer.stop()
+        elif isinstance(role, StandbyRole):
+            pass  # its relay serves the next standby role too; the group closes it
         else:
             await role.replica.stop()
 
@@ -210,6 +264,8 @@ class Node:
         this node's tip. Writes sent meanwhile get 503 (the sequencer is not yet running)."""
         if key.public_hex not in self.store.genesis.authorities:
             raise DataDirError(f"key {key.public_hex} is not an authority of chain '{self.store.genesis.chain_id}'")
+        if self._group is not None or len(self.store.genesis.authorities) > 1:
+            raise DataDirError("a chain with several authorities changes its sealer only by election (--etcd)")
         if isinstance(self.role, AuthorityRole):
             return
         await self._change_role(AuthorityRole(key, self._sequencer(key)))
@@ -224,6 +280,18 @@ class Node:
             raise DataDirError(str(exc)) from None
         await self._change_role(FollowerRole(self._replica(upstream, peer_key)))
         log.info("demoted to follower of %s at height %d", upstream, self.store.tip().height)
+
+    async def become_sequencer(self, key: NodeKey, log: BlockLog) -> None:
+        """In a group, once etcd elected this node: seal from this node's tip (which holds every
+        block in etcd), committing each block through `log` (node.group.EtcdLog)."""
+        assert self._group is not None
+        await self._change_role(SequencerRole(key, self._sequencer(key, log), self._group))
+
+    async def become_standby(self, key: NodeKey) -> None:
+        """In a group, after losing (or giving up) the election: finish the block being
+        committed, refuse what is still queued (503), forward writes to the next sequencer."""
+        assert self._group is not None
+        await self._change_role(StandbyRole(key, self._group.relay, self._group))
 
     async def _change_role(self, new: Role) -> None:
         old, self.role = self.role, new
@@ -249,7 +317,7 @@ class Node:
 
     def mempool_size(self) -> int:
         """Writes waiting for a block (always 0 on a follower, which seals none)."""
-        return self.role.sequencer.mempool_size if isinstance(self.role, AuthorityRole) else 0
+        return self.role.sequencer.mempool_size if isinstance(self.role, AuthorityRole | SequencerRole) else 0
 
     def health(self) -> dict[str, Any]:
         tip = self.store.tip()
@@ -265,6 +333,11 @@ class Node:
             health.update(replica.health())
             if replica.degraded:
                 health["status"] = "degraded"
+        if isinstance(self.role, SequencerRole | StandbyRole):
+            group = self.role.group.health()
+            health["group"] = group
+            if "halted" in group or group["etcd"] != "ok":
+                health["status"] = "degraded"
         return health
 
 
@@ -274,6 +347,11 @@ def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[d
     from chain.state import WorkingState
     from chain.transition import apply_tx
 
+    if len(store.genesis.authorities) > 1:
+        raise DataDirError(
+            "the chain has several authorities: blocks are sealed only by the group's elected sequencer; "
+            "ask it with --node URL"
+        )
     dry_run = WorkingState(store)
     ctx = ApplyContext(time_ms=max(tx.timestamp for tx in txs), genesis=store.genesis)
     for tx in txs:

@@ -191,6 +191,7 @@ class Server:
             node.close()
             sock.close()
             raise
+        node.url = self.config.advertise_url or local_url(self.config.host, sock.getsockname()[1])
         write_node_url(node.datadir, local_url(self.config.host, sock.getsockname()[1]))
         try:
             server.run(sockets=[sock])

@@ -125,6 +125,8 @@ class Forwarded:
     height: int | None
     """The chain height the upstream reported with its answer (X-Aitbc-Height)."""
     retry_after: str | None = None
+    replayed: bool = False
+    """The upstream answered an idempotent retry with the original answer (Idempotent-Replayed)."""
 
 
 class Follower:
@@ -531,7 +533,14 @@ class Follower:
         height_header = resp.headers.get("x-aitbc-height", "")
         height = int(height_header) if height_header.isdigit() else None
         content_type = resp.headers.get("content-type", "application/json")
-        return Forwarded(resp.status_code, content, content_type, height, resp.headers.get("retry-after"))
+        return Forwarded(
+            resp.status_code,
+            content,
+            content_type,
+            height,
+            resp.headers.get("retry-after"),
+            resp.headers.get("idempotent-replayed") == "true",
+        )
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this follower has stored block `height` (a forwarded write's block)."""

@@ -9,7 +9,7 @@ from chain.errors import NotFound, ValidationError
 from chain.jobs import receipt_tx_key
 from chain.proofs import build_bundle, sign_checkpoint
 from node.producer import NodeUnavailable
-from node.roles import AuthorityRole, Role
+from node.roles import AuthorityRole, Role, SequencerRole, StandbyRole
 from node.store import Store
 
 
@@ -28,7 +28,11 @@ def receipt_bundle(store: Store, receipt_id: str) -> dict[str, Any]:
 def checkpoint(store: Store, role: Role) -> dict[str, Any]:
     """The latest checkpoint: chain_id, size (blocks), root, and the note signed by this node,
     which must hold an authority key of the chain."""
-    if not isinstance(role, AuthorityRole) or role.key.public_hex not in store.genesis.authorities:
+    # Any member of an authority group holds an authority key and may sign what its chain holds.
+    if (
+        not isinstance(role, AuthorityRole | SequencerRole | StandbyRole)
+        or role.key.public_hex not in store.genesis.authorities
+    ):
         raise NodeUnavailable("this node holds no authority key to sign checkpoints; ask the authority")
     size = store.tip().height + 1
     root = store.block_tree_root(size)
