@@ -67,10 +67,11 @@ def test_fuzzing_the_openapi_document_finds_no_5xx_and_no_schema_violation(
         "--request-timeout",
         "30",
         "--phases",
-        "coverage,fuzzing",
+        "coverage,fuzzing,stateful",
     ]
     if ROLES[role] is not None:
         args += ["--header", f"X-Api-Key: {ROLES[role]}"]
     run = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "passed" in run.stdout
+    assert "Stateful (in" in run.stdout and "Scenarios:" in run.stdout, run.stdout[-3000:]  # the phase ran
