@@ -248,6 +248,15 @@ def test_the_python_client_retries_a_write_through_a_failover(group: Group) -> N
 
     job = asyncio.run(go())
     others = [m for m in group.members if m is not lead]
-    with others[0].client(CLIENT_A["key"]) as http:
-        jobs = http.get("/v1/jobs", params={"limit": 100}).json()
-    assert [j["job_id"] for j in jobs if j["prompt"] == "through the failover"] == [job["job_id"]]
+
+    def submitted() -> list[str]:
+        """The ids of the jobs with this prompt that every live member serves (a standby applies
+        the sequencer's blocks moments after they are acknowledged)."""
+        seen = []
+        for other in others:
+            with other.client(CLIENT_A["key"]) as http:
+                jobs = http.get("/v1/jobs", params={"limit": 100}).json()
+            seen.append([j["job_id"] for j in jobs if j["prompt"] == "through the failover"])
+        return seen[0] if all(s == seen[0] and s for s in seen) else []
+
+    assert wait_until(submitted, "both live members to serve the job", 30) == [job["job_id"]]
