@@ -213,7 +213,7 @@ class Node:
             payload = {"name": k.name, "role": k.role, "key_hash": k.key_hash}
             txs.append(Transaction("account.create", payload, max(self.clock(), self.store.tip().timestamp)))
         if txs:
-            commit_offline(self.store, key, txs)
+            commit_offline(self.store, key, txs, self.clock)
             log.info("provisioned %d account(s) from %s", len(txs), self.config.api_keys)
 
     # -- the async part, inside the server's event loop ------------------------------
@@ -341,8 +341,9 @@ class Node:
         return health
 
 
-def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[dict[str, Any]]:
-    """Seal txs into one block with no server running; all are accepted, or none is written."""
+def commit_offline(store: Store, key: NodeKey, txs: list[Transaction], clock: Clock = now_ms) -> list[dict[str, Any]]:
+    """Seal txs into one block with no server running; all are accepted, or none is written.
+    clock: the block's time, as the node that commits reads it."""
     from chain.context import ApplyContext
     from chain.state import WorkingState
     from chain.transition import apply_tx
@@ -359,7 +360,7 @@ def commit_offline(store: Store, key: NodeKey, txs: list[Transaction]) -> list[d
             apply_tx(dry_run, tx, ctx)
         except LedgerError as exc:
             raise DataDirError(exc.detail) from None
-    outcomes, _ = seal_now(store, key, txs)
+    outcomes, _ = seal_now(store, key, txs, clock)
     accepted = []
     for outcome in outcomes:
         if isinstance(outcome, LedgerError):
