@@ -10,7 +10,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 RECEIPTS_PAGE = ROOT / "docs" / "api" / "receipts.md"
 README_MAX_BYTES = 12 * 1024
 TEST_COMMAND = (
-    "(command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)) && "
+    "(command -v chromium && command -v strace && command -v etcd || "
+    "(apt-get update && apt-get install -y chromium strace etcd-server)) >/dev/null && "
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest"
 )
 RUN_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/aitbc-node start"
