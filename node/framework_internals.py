@@ -362,14 +362,15 @@ class DeadlineHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self.parser is not None:
             # The head's size, counted before the parser sees it: up to the blank line that
             # ends it, which may straddle two reads.
-            seen = self._tail + data
-            end = seen.find(b"\r\n\r\n")
-            size = len(data) if end < 0 else end + 4 - len(self._tail)
+            tail = self._tail
+            across = (tail + data[:3]).find(b"\r\n\r\n") if tail else -1
+            end = across - len(tail) if across >= 0 else data.find(b"\r\n\r\n")
+            size = len(data) if end < 0 else end + 4
             if self._head_bytes + size > self.max_header_bytes:
                 self._refuse_head()
                 return
             self._head_bytes += size
-            self._tail = seen[-3:]
+            self._tail = data[-3:] if len(data) >= 3 else (tail + data)[-3:]
         super().data_received(data)
 
     def _refuse_head(self) -> None:

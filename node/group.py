@@ -40,7 +40,14 @@ from node.catchup import BlockPipeline
 from node.etcd import Compare, Delete, EtcdClient, EtcdError, EtcdUnavailable, Get, KeyValue, Put, prefix_end
 from node.producer import NodeUnavailable
 from node.store import Changes, Store
-from node.sync import FORWARD_TIMEOUT, MAX_FORWARD_BYTES, Forwarded, ForwardTimeout, ForwardUnavailable
+from node.sync import (
+    FORWARD_TIMEOUT,
+    MAX_FORWARD_BYTES,
+    Forwarded,
+    ForwardTimeout,
+    ForwardUnavailable,
+    forwarded_answer,
+)
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -177,17 +184,7 @@ class Relay:
         content = resp.content[: MAX_FORWARD_BYTES + 1]
         if len(content) > MAX_FORWARD_BYTES:
             raise ForwardTimeout()
-        height_header = resp.headers.get("x-aitbc-height", "")
-        height = int(height_header) if height_header.isdigit() else None
-        content_type = resp.headers.get("content-type", "application/json")
-        return Forwarded(
-            resp.status_code,
-            content,
-            content_type,
-            height,
-            resp.headers.get("retry-after"),
-            resp.headers.get("idempotent-replayed") == "true",
-        )
+        return forwarded_answer(resp, content)
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this standby has applied block `height` (a forwarded write's block)."""

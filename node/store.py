@@ -310,14 +310,16 @@ class QueueHeads:
                 entries.pop()
                 self.queues[prefix] = (entries, False)
 
-    def held(self, prefix: bytes) -> tuple[list[tuple[bytes, bytes]] | None, bool, int]:
-        """(a copy of the queue's first entries if it is held, whether they are all of it, the
-        epoch to keep a fresh read at)"""
+    def held(self, prefix: bytes, limit: int | None = None) -> tuple[list[tuple[bytes, bytes]] | None, bool, int]:
+        """(a copy of the queue's first entries, at most `limit` of them, if it is held; whether
+        they are all of it; the epoch to keep a fresh read at)"""
         with self._lock:
             held = self.queues.get(prefix)
             if held is None:
                 return None, False, self.epoch
-            return list(held[0]), held[1], self.epoch
+            entries, whole = held
+            copied = entries if limit is None else entries[:limit]
+            return list(copied), whole and len(copied) == len(entries), self.epoch
 
     def clear(self) -> None:
         with self._lock:
@@ -434,16 +436,17 @@ class Store:
     def queue_head(self, name: str) -> tuple[bytes, bytes] | None:
         """The first entry (its key after the queue's prefix, its value) of the queue `name` of
         chain.indexes.PENDING_QUEUES (the oldest pending job of model `name`), or None if it is empty."""
-        return next(self.queue(name), None)
+        return next(self._queue(self._queues.family + name.encode("utf-8") + SEP, limit=1), None)
 
     def queue(self, name: str) -> Iterator[tuple[bytes, bytes]]:
         """The entries of the queue `name` of chain.indexes.PENDING_QUEUES in order (the pending
         jobs of model `name`, oldest first): those held in memory, then on from LevelDB."""
         return self._queue(self._queues.family + name.encode("utf-8") + SEP)
 
-    def _queue(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def _queue(self, prefix: bytes, limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """The queue's entries; `limit`: how many a caller takes at most (the head alone copies one)."""
         heads = self._queues
-        entries, whole, epoch = heads.held(prefix)
+        entries, whole, epoch = heads.held(prefix, limit)
         if entries is None:
             entries = list(itertools.islice(self.iter_state(prefix), heads.DEPTH + 1))
             whole = len(entries) <= heads.DEPTH

@@ -129,6 +129,19 @@ class Forwarded:
     """The upstream answered an idempotent retry with the original answer (Idempotent-Replayed)."""
 
 
+def forwarded_answer(resp: httpx.Response, content: bytes) -> Forwarded:
+    """The answer to a forwarded request, as relayed: its status, body and the headers that matter."""
+    height_header = resp.headers.get("x-aitbc-height", "")
+    return Forwarded(
+        resp.status_code,
+        content,
+        resp.headers.get("content-type", "application/json"),
+        int(height_header) if height_header.isdigit() else None,
+        resp.headers.get("retry-after"),
+        resp.headers.get("idempotent-replayed") == "true",
+    )
+
+
 class Follower:
     def __init__(
         self,
@@ -530,17 +543,7 @@ class Follower:
             raise ForwardBadAnswer(str(exc)) from None
         except httpx.HTTPError:
             raise ForwardTimeout() from None
-        height_header = resp.headers.get("x-aitbc-height", "")
-        height = int(height_header) if height_header.isdigit() else None
-        content_type = resp.headers.get("content-type", "application/json")
-        return Forwarded(
-            resp.status_code,
-            content,
-            content_type,
-            height,
-            resp.headers.get("retry-after"),
-            resp.headers.get("idempotent-replayed") == "true",
-        )
+        return forwarded_answer(resp, content)
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this follower has stored block `height` (a forwarded write's block)."""

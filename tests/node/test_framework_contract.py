@@ -19,6 +19,8 @@ import uvicorn
 from packaging.requirements import Requirement
 from uvicorn.server import ServerState
 
+from tests.node.test_http_protocol import FakeTransport
+
 ROOT = Path(__file__).resolve().parents[2]
 REVIEW = "review node/framework_internals.py against this version before widening its pin in pyproject.toml"
 
@@ -177,39 +179,6 @@ def test_the_overridden_hooks_exist_with_the_parameters_relied_on(hook: str) -> 
         f"uvicorn {uvicorn.__version__}: HttpToolsProtocol.{hook}{inspect.signature(method)} no longer takes "
         f"{HOOKS[hook]}; {REVIEW}"
     )
-
-
-class FakeTransport:
-    """An asyncio transport that records writes, closes and protocol switches."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.protocol: Any = None
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def set_protocol(self, protocol: Any) -> None:
-        self.protocol = protocol
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8001)}.get(name, default)
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None: ...
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:

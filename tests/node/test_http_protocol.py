@@ -17,13 +17,18 @@ from node.framework_internals import CoalescingTransport, protocol_with_deadline
 
 
 class FakeTransport:
-    """An asyncio transport that records what is written, and when the connection is closed."""
+    """An asyncio transport that records what is written, when the connection is closed, and
+    which protocol it was handed to (a WebSocket upgrade)."""
 
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
         self.aborted = False
         self.written = asyncio.Event()
+        self.protocol: Any = None
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
 
     def write(self, data: bytes) -> None:
         assert not self.closed, "written after close"
@@ -70,16 +75,21 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b'{"ok":true}'})
 
 
+def connected(protocol_class: Any) -> tuple[Any, FakeTransport]:
+    """A connection of the protocol uvicorn would serve `hello` with, on a fake transport (within a
+    running event loop)."""
+    config = uvicorn.Config(hello, http=protocol_class, lifespan="off", log_config=None)
+    config.load()
+    served: Any = config.http_protocol_class  # uvicorn types it as asyncio.Protocol
+    protocol = served(config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop())
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
 def test_each_response_head_and_body_leave_in_one_write() -> None:
     async def scenario() -> list[bytes]:
-        config = uvicorn.Config(hello, http=protocol_with_deadline(5), lifespan="off", log_config=None)
-        config.load()
-        protocol_class: Any = config.http_protocol_class  # uvicorn types it as asyncio.Protocol
-        protocol = protocol_class(
-            config=config, server_state=ServerState(), app_state={}, _loop=asyncio.get_running_loop()
-        )
-        transport = FakeTransport()
-        protocol.connection_made(transport)
+        protocol, transport = connected(protocol_with_deadline(5))
         for _ in range(2):  # two requests on one kept-alive connection
             transport.written.clear()
             protocol.data_received(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -194,3 +204,18 @@ def test_after_settling_a_few_thousand_live_objects_set_off_no_collection_and_cy
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
+
+
+def test_a_head_arriving_a_byte_at_a_time_is_counted_to_its_end_and_answered() -> None:
+    """The blank line that ends a head may straddle reads; the head is still measured to it."""
+
+    async def scenario() -> list[bytes]:
+        protocol, transport = connected(protocol_with_deadline(5, max_header_bytes=1024))
+        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n":
+            protocol.data_received(bytes([byte]))
+        await transport.written.wait()
+        protocol.connection_lost(None)
+        return transport.writes
+
+    (answer,) = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
