@@ -69,7 +69,7 @@ class Upstream(Protocol):
 
 async def forward(request: Request, replica: Upstream) -> Response:
     node = node_of(request)
-    body = await read_body(request, node.config.max_body_bytes)
+    body = await read_body(request, node.config.body_limit)
     headers = {name: request.headers[name] for name in PASSED_HEADERS if name in request.headers}
     try:
         answer = await replica.forward(request.method, request.url.path, request.url.query, headers, body)

@@ -65,7 +65,7 @@ def keyed(path: str, local: Endpoint) -> Endpoint:
             raise ApiError(400, "Idempotency-Key must be 1-255 printable ASCII characters", "validation_error")
         node = node_of(request)
         principal = authenticate(request)
-        body = await read_body(request, node.config.max_body_bytes)
+        body = await read_body(request, node.config.body_limit)
         # The handler reads the body again: Request.stream() replays a cached _body.
         request._body = body
         fingerprint = hash_hex(request.method.encode() + b" " + request.url.path.encode() + b"\n" + body)

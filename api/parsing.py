@@ -68,7 +68,7 @@ def commands_of(request: Request) -> Commands:
 async def read_object(request: Request, allowed: Iterable[str]) -> dict[str, Any]:
     """The body as a JSON object with only the allowed top-level fields."""
     node = node_of(request)
-    body = parse_json(await read_body(request, node.config.max_body_bytes))
+    body = parse_json(await read_body(request, node.config.body_limit))
     if not isinstance(body, dict):
         raise ApiError(400, "request body must be a JSON object", "invalid_json")
     allowed_set = set(allowed)

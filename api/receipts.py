@@ -28,5 +28,5 @@ async def get_receipt(request: Request) -> JSONResponse:
 async def verify_receipt(request: Request) -> JSONResponse:
     authenticate(request)
     node = request.app.state.node
-    body = parse_json(await read_body(request, node.config.max_body_bytes))
+    body = parse_json(await read_body(request, node.config.body_limit))
     return JSONResponse(verify_receipt_document(node.store, body))

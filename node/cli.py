@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 PathArg = click.Path(path_type=Path)
 ExistingFile = click.Path(path_type=Path, exists=True, dir_okay=False)
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+MIN_TAIL_BLOCKS = 10
+"""The fewest blocks a group keeps in etcd: fewer, and a standby that pauses for a moment would have
+to catch up over HTTP."""
+MIN_BLOCK_BYTES = 128 * 1024
+"""The smallest --max-block-bytes: a block must hold the largest transaction of a small request."""
 
 data_dir_option = click.option(
     "--data-dir",
@@ -156,6 +161,7 @@ def cli() -> None:
 )
 @limit_option("etcd", str, metavar="URL[,URL…]")
 @limit_option("lease_ttl", click.IntRange(2, 600))
+@limit_option("etcd_tail_blocks", click.IntRange(MIN_TAIL_BLOCKS), metavar="N")
 @limit_option("advertise_url", str, metavar="URL")
 @click.option(
     "--log-level",
@@ -178,6 +184,7 @@ def cli() -> None:
 @limit_option("max_header_bytes", click.IntRange(1024, 1024 * 1024))
 @limit_option("max_pending_per_ip", click.IntRange(1))
 @limit_option("max_body_bytes", click.IntRange(1024))
+@limit_option("max_block_bytes", click.IntRange(MIN_BLOCK_BYTES))
 @limit_option("max_page_size", click.IntRange(1, 10_000))
 @limit_option("keep_alive_timeout", click.FloatRange(0.1))
 @limit_option("ws_per_ip", click.IntRange(1), extra="Closed with 1013 beyond.")

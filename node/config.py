@@ -10,6 +10,18 @@ from typing import Literal
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
+BODY_BYTES = 2 * 1024 * 1024
+"""--max-body-bytes outside a group."""
+BLOCK_FRAME_BYTES = 1024
+"""A block's encoding besides its transactions and the commas between them (header, signature,
+brackets) stays under this, whatever its heights and hashes."""
+TX_ROOM_BYTES = 64 * 1024
+"""What a write's transaction may hold beyond its request body: the fields the node fills in (ids,
+times, a completion's receipt and signatures, the idempotency record, a claim's skipped offers).
+A field taken from the body is no longer in canonical form than in the body's JSON (UTF-8 is
+kept, the escapes are the same), except a number spelled short (`1e15`); a transaction that still
+does not fit in a block is refused (node.producer)."""
+
 
 @dataclass(frozen=True)
 class Config:
@@ -35,8 +47,12 @@ class Config:
     """The largest `limit` a listing accepts (400 beyond)."""
     keep_alive_timeout: float = 5.0
     """Seconds an idle keep-alive connection stays open."""
-    max_body_bytes: int = 2 * 1024 * 1024
-    """Largest request body accepted, in bytes (413 beyond)."""
+    max_body_bytes: int | None = None
+    """Largest request body accepted, in bytes (413 beyond). Default: 2097152 (2 MiB); in a group
+    (--etcd), --max-block-bytes less 66560, so that the transaction any write makes fits in a block."""
+    max_block_bytes: int = 1_400_000
+    """Largest encoded block the sequencer seals, in bytes: transactions beyond it wait for the next
+    block. The default keeps a block's etcd transaction under etcd's default request limit (1.5 MiB)."""
     rate_limit: float = 100.0
     """Requests per second each API key may make, sustained (0 turns the limit off; 429 beyond)."""
     rate_burst: int = 200
@@ -80,11 +96,36 @@ class Config:
     lease_ttl: int = 3
     """Seconds of the etcd lease that holds a sequencer's leadership: a sequencer that stops
     renewing it is replaced after about this long."""
+    etcd_tail_blocks: int = 1000
+    """With --etcd: blocks the group keeps in etcd (older ones are deleted as blocks are appended).
+    A member further behind catches up over HTTP from the others, with --peer-key."""
     advertise_url: str | None = None
     """The URL the other group members forward writes to while this node is the sequencer
     (default http://HOST:PORT)."""
     demo: bool = False
     """Also run an in-process echo miner and submit a sample job every few seconds."""
+
+    @property
+    def body_limit(self) -> int:
+        """The largest request body accepted: --max-body-bytes, or its default (see the field)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        if self.etcd is None:
+            return BODY_BYTES
+        return self.max_block_bytes - BLOCK_FRAME_BYTES - TX_ROOM_BYTES
+
+    def block_room_problem(self) -> str | None:
+        """In a group, why a write could make a transaction too large for a block (None: none can).
+        Outside a group a block has no hard limit: such a transaction is sealed alone."""
+        largest = self.max_block_bytes - BLOCK_FRAME_BYTES - TX_ROOM_BYTES
+        if self.etcd is None or self.body_limit <= largest:
+            return None
+        return (
+            f"--max-body-bytes {self.body_limit} would let one write make a transaction of up to "
+            f"{self.body_limit + TX_ROOM_BYTES} bytes, over what a block of --max-block-bytes {self.max_block_bytes} "
+            f"holds ({self.max_block_bytes - BLOCK_FRAME_BYTES}): lower --max-body-bytes to at most {largest} (or "
+            "leave it out), or raise --max-block-bytes (and etcd's --max-request-bytes above it)"
+        )
 
 
 def _field_docs() -> dict[str, str]:

@@ -5,8 +5,10 @@ Every member holds an authority key of the chain. Keys live under /aitbc/<genesi
 - `leader`: {"key", "url"} of the sequencer, bound to its lease. A member campaigns by creating
   it (a transaction that succeeds only while it does not exist); the etcd revision that
   created it is the election's term.
-- `blocks/<height>`: the last TAIL_BLOCKS committed blocks (canonical bytes), and `head`: the
-  height of the last one.
+- `blocks/<height>`: the last --etcd-tail-blocks committed blocks (canonical bytes), and `head`:
+  the height of the last one.
+- `members/<key>`: each member's URL, written as it starts, for a member that has to catch up
+  over HTTP.
 
 The sequencer commits block h with one transaction (EtcdLog.commit) that succeeds only if the
 leader key is still the one it created (same create_revision and value: its lease has not
@@ -20,6 +22,12 @@ follower does (node.catchup.BlockPipeline), serves reads, and forwards writes to
 leader key advertises (Relay). When the leader key disappears (its lease expired or was
 revoked), standbys campaign; the winner applies every block in etcd beyond its tip before it
 seals from there.
+
+A member whose tip is below etcd's oldest block (it was stopped while the others sealed more than
+the tail) fetches what it lacks over HTTP from the other members, with --peer-key, verifying
+every block as a follower does (node.sync.catch_up_from), then applies from etcd again. Until then
+it cannot seal, so it does not campaign; why it cannot catch up (no peer key, no member
+answering) is in /health (group.halted) and the log, and it retries.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from node.sync import (
     Forwarded,
     ForwardTimeout,
     ForwardUnavailable,
+    UpstreamError,
+    catch_up_from,
     forwarded_answer,
 )
 
@@ -56,13 +66,14 @@ log = logging.getLogger("aitbc.group")
 
 POLL_S = 0.05
 """How often a standby looks for new blocks and for the leader key in etcd."""
-TAIL_BLOCKS = 1000
-"""Blocks kept in etcd; older ones are deleted as new ones are appended. A member further
-behind than this catches up from the others over HTTP."""
 APPLY_BATCH = 100
 """Blocks read from etcd per range request."""
 COMPACT_EVERY = 200
-"""Every this many blocks, the sequencer compacts etcd's history (keeping TAIL_BLOCKS revisions)."""
+"""Every this many blocks, the sequencer compacts etcd's history (keeping as many revisions as
+the tail has blocks)."""
+CATCH_UP_RETRY_S = 1.0
+"""After a failed catch-up over HTTP, the first wait before the next; it doubles up to CATCH_UP_RETRY_MAX_S."""
+CATCH_UP_RETRY_MAX_S = 15.0
 WAIT_FOR_WRITE_S = 5.0
 """How long a forwarded write waits for its block to reach this standby."""
 
@@ -115,8 +126,8 @@ class EtcdLog:
             Put(block_key(group.prefix, h), block.encode()),
             Put(group.prefix + b"head", b"%d" % h),
         ]
-        if h > TAIL_BLOCKS:
-            ops.append(Delete(block_key(group.prefix, h - TAIL_BLOCKS)))
+        if h > group.tail_blocks:  # everything below the tail (one key, or more if the tail was shortened)
+            ops.append(Delete(block_key(group.prefix, 0), block_key(group.prefix, h - group.tail_blocks + 1)))
         started = time.perf_counter()
         try:
             result = await group.etcd.txn(compare, ops)
@@ -134,8 +145,8 @@ class EtcdLog:
                 "retry shortly",
                 error_code="unavailable",
             )
-        if h % COMPACT_EVERY == 0 and result.revision > TAIL_BLOCKS:
-            group.spawn(group.etcd.compact(result.revision - TAIL_BLOCKS))
+        if h % COMPACT_EVERY == 0 and result.revision > group.tail_blocks:
+            group.spawn(group.etcd.compact(result.revision - group.tail_blocks))
         await asyncio.to_thread(group.store.write_block, block, changes)
 
     def lose(self, reason: str) -> None:
@@ -211,6 +222,15 @@ class Group:
         self.etcd_ok = False
         self.halted: str | None = None
         """Why this member stopped applying blocks (a block it cannot verify or decode)."""
+        self.tail_blocks: int = node.config.etcd_tail_blocks
+        """Blocks kept in etcd; older ones are deleted as blocks are appended."""
+        self.behind: str | None = None
+        """Set while this member's tip is below etcd's oldest block: it catches up over HTTP."""
+        self.catch_up_error: str | None = None
+        """Why the last catch-up over HTTP failed (no peer key, no member answering)."""
+        self._catch_up_at = 0.0
+        self._catch_up_wait = CATCH_UP_RETRY_S
+        self._registered = False
         self._pipeline = BlockPipeline(node.store, node.store.genesis)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -286,11 +306,16 @@ class Group:
                 await self._sleep(POLL_S * 4)
 
     async def _standby_round(self) -> None:
+        if not self._registered:
+            await self.etcd.put(self.prefix + b"members/" + self.key.public_hex.encode(), self.node.url.encode())
+            self._registered = True
         await self._apply_from_etcd()
+        if self.behind is not None:
+            await self._catch_up_over_http()
         found = await self.etcd.get(self.prefix + b"leader")
         self.etcd_ok = True
         self._see_leader(found)
-        if found is None and self.halted is None:
+        if found is None and self.halted is None and self.behind is None:
             await self._campaign()
         elif found is not None and self.leader is not None and self.leader.key == self.key.public_hex:
             # This node's own leadership from before a restart: give it up at once.
@@ -365,7 +390,7 @@ class Group:
         """Apply every block in etcd beyond this node's tip; the head must then be the tip."""
         while await self._apply_from_etcd():
             pass
-        if self.halted is not None:
+        if self.halted is not None or self.behind is not None:
             return False
         head_key = self.prefix + b"head"
         tip = self.store.tip().height
@@ -376,14 +401,16 @@ class Group:
                 [Put(head_key, b"%d" % tip)],
             )
             return started.succeeded
-        if int(head.value) != tip:
-            log.error(
-                "elected at height %d but etcd's head is %s: this member is behind etcd's tail and cannot "
-                "seal; it stays a standby",
-                tip,
-                head.value.decode("ascii", "replace"),
+        etcd_head = int(head.value)
+        if etcd_head > tip:  # the blocks between are gone from etcd: the other members have them
+            self._fell_behind(f"behind etcd (height {tip}, etcd's head {etcd_head}, the blocks between gone from it)")
+            return False
+        if etcd_head < tip:
+            self.halted = (
+                f"etcd's head ({etcd_head}) is below this member's tip ({tip}): etcd lost blocks this member "
+                "holds; it stays a standby"
             )
-            self.halted = f"behind etcd's tail (height {tip}, etcd head {head.value.decode('ascii', 'replace')})"
+            log.error("elected, but %s", self.halted)
             return False
         return True
 
@@ -410,12 +437,17 @@ class Group:
             block_key(self.prefix, tip + 1), prefix_end(self.prefix + b"blocks/"), limit=APPLY_BATCH
         )
         if not found:
+            if self.behind is not None:  # level with etcd's head (not merely past its last block key)?
+                head = await self.etcd.get(self.prefix + b"head")
+                if head is not None and int(head.value) > tip:
+                    return False
+            self.behind = self.catch_up_error = None
             return False
         first = int(found[0].key.rsplit(b"/", 1)[1])
         if first != tip + 1:
-            self.halted = f"behind etcd's tail: tip {tip}, etcd's oldest block {first}"
-            log.error("this member is %s; catch it up from a member over HTTP", self.halted)
+            self._fell_behind(f"behind etcd's tail (height {tip}, etcd's oldest block {first})")
             return False
+        self.behind = self.catch_up_error = None
         try:
             blocks = [Block.decode(kv.value) for kv in found]
         except LedgerError as exc:
@@ -439,6 +471,62 @@ class Group:
             return False
         return len(found) == APPLY_BATCH
 
+    # -- catching up over HTTP from the other members ---------------------------------
+    def _fell_behind(self, reason: str) -> None:
+        if self.behind is None:
+            log.warning("this member is %s: it catches up over HTTP from the other members", reason)
+            self._catch_up_at = 0.0
+            self._catch_up_wait = CATCH_UP_RETRY_S
+        self.behind = reason
+
+    async def _catch_up_over_http(self) -> None:
+        """Fetch the blocks this member lacks from another member over HTTP (the sequencer first),
+        verifying each as a follower does; on failure, say why and retry later."""
+        if time.monotonic() < self._catch_up_at:
+            return
+        peer_key = self.node.config.peer_key
+        if not peer_key:
+            self._cannot_catch_up(
+                "catching up over HTTP from the other members needs --peer-key (AITBC_PEER_KEY), which is not set: "
+                "restart this member with --peer-key KEY (an API key with the role peer on the group)"
+            )
+            return
+        urls = await self._member_urls()
+        if not urls:
+            self._cannot_catch_up("no other member has registered a URL in etcd to catch up from")
+            return
+        try:
+            served = await catch_up_from(self.store, self.node.feed, urls, peer_key, self._pipeline)
+        except UpstreamError as exc:
+            self._cannot_catch_up(f"no member could serve the blocks it lacks: {exc}")
+            return
+        finally:
+            self._advanced.set()  # forwarded writes waiting for a height look again
+            self._advanced = asyncio.Event()
+        self.catch_up_error = None
+        self._catch_up_wait = CATCH_UP_RETRY_S
+        log.info("caught up over HTTP from %s to height %d; applying from etcd", served, self.store.tip().height)
+
+    def _cannot_catch_up(self, detail: str) -> None:
+        if detail != self.catch_up_error:
+            log.error("this member is %s and cannot catch up: %s; retrying", self.behind, detail)
+        self.catch_up_error = detail
+        self._catch_up_at = time.monotonic() + self._catch_up_wait
+        self._catch_up_wait = min(self._catch_up_wait * 2, CATCH_UP_RETRY_MAX_S)
+
+    async def _member_urls(self) -> list[str]:
+        """The other members' URLs: the sequencer's first (it holds every block), then the rest."""
+        self._see_leader(await self.etcd.get(self.prefix + b"leader"))
+        urls = []
+        if self.leader is not None and self.leader.key != self.key.public_hex:
+            urls.append(self.leader.url)
+        members = self.prefix + b"members/"
+        for kv in await self.etcd.range(members, prefix_end(members)):
+            url = kv.value.decode("utf-8", "replace").rstrip("/")
+            if kv.key[len(members) :] != self.key.public_hex.encode() and url not in urls:
+                urls.append(url)
+        return urls
+
     async def wait_for_height(self, height: int, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -460,8 +548,12 @@ class Group:
             "term": None if leader is None else leader.term,
             "etcd": "ok" if self.etcd_ok else "unreachable",
         }
+        if self.behind is not None:
+            info["catching_up"] = self.behind
         if self.halted is not None:
             info["halted"] = self.halted
+        elif self.behind is not None and self.catch_up_error is not None:
+            info["halted"] = f"{self.behind}; cannot catch up: {self.catch_up_error}"
         return info
 
 

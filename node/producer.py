@@ -5,6 +5,9 @@ concurrent submissions share one block, bounded by params.max_block_txs and
 params.block_max_wait_ms; a block is sealed sooner once submissions pause (QUIET_S) while
 no other block is being written, since waiting longer would only delay its answers. An idle
 node seals nothing, except lease expiries when due.
+
+A block's encoding is also kept within max_block_bytes (a group's blocks must fit in one etcd
+request): the transactions that would take it beyond wait, in order, for the next block.
 """
 
 from __future__ import annotations
@@ -24,13 +27,14 @@ from chain.blocks import Block, BlockHeader
 from chain.context import NOTHING_CHECKED, ApplyContext, Signers
 from chain.crypto import NodeKey
 from chain.encoding import decode
-from chain.errors import LedgerError
+from chain.errors import LedgerError, TooLarge
 from chain.genesis import Genesis
 from chain.jobs import job_key
 from chain.state import ReadableState, WorkingState
 from chain.transactions import Transaction
 from chain.transition import apply_tx, seal_block
 from node.clock import Clock, now_ms
+from node.config import BLOCK_FRAME_BYTES
 from node.events import BlockFeed
 from node.metrics import NodeMetrics
 from node.offers import DEFAULT_OFFER_MS, MAKES_PENDING, Offers
@@ -118,6 +122,8 @@ class Producer:
         quiet_s: float = QUIET_S,
         offer_ms: int = DEFAULT_OFFER_MS,
         log: BlockLog | None = None,
+        max_block_bytes: int | None = None,
+        refuse_oversize: bool = False,
     ) -> None:
         self.store = store
         self.log: BlockLog = log or LocalLog(store)
@@ -130,6 +136,11 @@ class Producer:
         self.params = store.genesis.params
         self.mempool_limit = mempool_limit
         self.quiet_s = quiet_s
+        self.block_budget = None if max_block_bytes is None else max_block_bytes - BLOCK_FRAME_BYTES
+        """Bytes a block's transactions may take (None: no limit)."""
+        self.refuse_oversize = refuse_oversize
+        """A transaction that alone is over block_budget is refused (in a group, whose blocks
+        etcd would refuse); otherwise it is sealed in a block of its own."""
         self._mempool: deque[_Pending] | None = None
         """Submitted, not yet taken into a block; None until started."""
         self._waiter: asyncio.Future[None] | None = None
@@ -222,7 +233,9 @@ class Producer:
             if not batch:
                 continue
             started = time.perf_counter()
-            _finalize(batch)
+            batch = self._within_budget(batch, mempool)
+            if not batch:
+                continue
             txs, checked = [p.tx for p in batch], checked_at_signing(batch)
             outcomes, block, state = apply_and_seal(
                 inflight_state or self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
@@ -277,6 +290,27 @@ class Producer:
         if not MAKES_PENDING.isdisjoint(tx.type for tx in block.transactions):
             self.offers.notify()
         return True
+
+    def _within_budget(self, batch: list[_Pending], mempool: deque[_Pending]) -> list[_Pending]:
+        """The head of batch that fits in one block, finalized; the rest goes back to the head of
+        the mempool (a lease expiry to the lease heap), in order, for the next block."""
+        taken, waiting = take_within(batch, self.block_budget)
+        for p in reversed(waiting):
+            if p.future is None:
+                heapq.heappush(self._leases, (p.tx.payload["lease_deadline"], p.tx.payload["job_id"]))
+            else:
+                mempool.appendleft(p)
+        if self.refuse_oversize and len(taken) == 1 and not fits(taken[0].tx, self.block_budget):
+            lone = taken[0]
+            if lone.future is not None and not lone.future.done():
+                lone.future.set_exception(
+                    TooLarge(
+                        f"this write's transaction takes {len(lone.tx.encoded)} bytes, more than a block holds "
+                        f"({self.block_budget}); send a smaller one"
+                    )
+                )
+            return []
+        return taken
 
     def _answer(self, batch: list[_Pending], outcomes: list[Any]) -> None:
         for p, outcome in zip(batch, outcomes, strict=True):
@@ -383,13 +417,23 @@ class Producer:
             self.metrics.block_committed(block, seconds, self.params.max_block_txs)
 
 
-def _finalize(batch: list[_Pending]) -> None:
-    """Give the transactions that asked for it their final payload, from what the sequencer
-    knows as their block is built (job.claim_next: the jobs on offer to polling miners)."""
-    for p in batch:
-        if p.finalize is not None:
-            p.tx = Transaction(p.tx.type, p.finalize(p.tx.payload), p.tx.timestamp)
-            p.finalize = None
+def take_within(batch: list[_Pending], budget: int | None) -> tuple[list[_Pending], list[_Pending]]:
+    """Split batch, in order, into the transactions that fit in budget bytes of a block (at least
+    the first) and those that wait. Those taken get their final payload, from what the sequencer
+    knows as their block is built (job.claim_next: the jobs on offer to polling miners); those
+    that wait keep theirs to make when their block is built."""
+    used = 0
+    for i, p in enumerate(batch):
+        tx = p.tx if p.finalize is None else Transaction(p.tx.type, p.finalize(p.tx.payload), p.tx.timestamp)
+        used += len(tx.encoded) + 1  # and the comma before the next one
+        if i and budget is not None and used > budget:
+            return batch[:i], batch[i:]
+        p.tx, p.finalize = tx, None
+    return batch, []
+
+
+def fits(tx: Transaction, budget: int | None) -> bool:
+    return budget is None or len(tx.encoded) + 1 <= budget
 
 
 def checked_at_signing(batch: list[_Pending]) -> Mapping[str, Signers]:

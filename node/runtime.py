@@ -131,6 +131,9 @@ class Node:
                 "--api-keys is for a single authority; in a group, create accounts through the sequencer "
                 "(aitbc-node keys create --node URL) or list them in the genesis"
             )
+        problem = self.config.block_room_problem()
+        if problem is not None:
+            raise DataDirError(problem)
         self._open_store(init)
         self.init = init
         self._group = Group(self, key, EtcdClient(urls), self.config.lease_ttl)
@@ -169,6 +172,8 @@ class Node:
             metrics=self.metrics,
             offer_ms=self.config.offer_ms,
             log=log,
+            max_block_bytes=self.config.max_block_bytes,
+            refuse_oversize=self._group is not None,
         )
 
     def _replica(self, upstream: str, peer_key: str) -> Follower:

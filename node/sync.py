@@ -152,6 +152,7 @@ class Follower:
         *,
         clock: Clock = now_ms,
         metrics: Any = None,
+        pipeline: BlockPipeline | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -185,7 +186,9 @@ class Follower:
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
         self._backoff = BACKOFF_FIRST_S
-        self._pipeline = BlockPipeline(store, self.genesis)
+        self._owns_pipeline = pipeline is None
+        """A pipeline passed in is the caller's (a group member's): it starts and closes it."""
+        self._pipeline = pipeline or BlockPipeline(store, self.genesis)
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -194,9 +197,14 @@ class Follower:
         self._stopping = False
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
-        if self._pipeline.closed:  # started again after stop()
-            self._pipeline = BlockPipeline(self.store, self.genesis)
-        self._pipeline.start()
+        if self._owns_pipeline:
+            if self._pipeline.closed:  # started again after stop()
+                self._pipeline = BlockPipeline(self.store, self.genesis)
+            self._pipeline.start()
+        self._open_http()
+        self._task = asyncio.create_task(self._run(), name="aitbc-sync")
+
+    def _open_http(self) -> None:
         self._http = httpx.AsyncClient(
             base_url=self.upstream,
             timeout=REQUEST_TIMEOUT,
@@ -205,7 +213,14 @@ class Follower:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
             follow_redirects=False,
         )
-        self._task = asyncio.create_task(self._run(), name="aitbc-sync")
+
+    async def catch_up_once(self) -> None:
+        """Fetch, verify and store the upstream's blocks until level with its head, then return,
+        without staying live. Raises UpstreamError (PeerKeyRefused) or BlockRejected; stop()
+        closes the connections."""
+        if self._http is None:
+            self._open_http()
+        await self._catch_up()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -220,7 +235,8 @@ class Follower:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
-        self._pipeline.close()
+        if self._owns_pipeline:
+            self._pipeline.close()
 
     # -- health ----------------------------------------------------------------------
     @property
@@ -559,6 +575,29 @@ class Follower:
             except TimeoutError:
                 return self.store.tip().height >= height
         return True
+
+
+async def catch_up_from(
+    store: Store, feed: BlockFeed, upstreams: list[str], peer_key: str, pipeline: BlockPipeline
+) -> str:
+    """Catch up over HTTP, as a follower does (every block verified, then stored and published on
+    feed), from the first of upstreams that brings this store level with its head; the one that
+    did. UpstreamError says why each failed."""
+    failures = []
+    for upstream in upstreams:
+        try:
+            replica = Follower(store, feed, upstream, peer_key, pipeline=pipeline)
+        except ValueError as exc:
+            failures.append(str(exc))
+            continue
+        try:
+            await replica.catch_up_once()
+            return replica.upstream_display
+        except (UpstreamError, BlockRejected) as exc:
+            failures.append(f"{replica.upstream_display}: {exc}")
+        finally:
+            await replica.stop()
+    raise UpstreamError("; ".join(failures) or "no upstream to catch up from")
 
 
 class ForwardUnavailable(Exception):

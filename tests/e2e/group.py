@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from chain.crypto import NodeKey, hash_hex
+from chain.genesis import parse_genesis
 from tests.e2e.replication import PEER, wait_until
 from tests.support import ALL_KEYS, REPO_GENESIS, NodeProcess, free_port
 
@@ -21,7 +26,8 @@ LEASE_TTL = 2
 
 
 class EtcdCluster:
-    """n etcd members on free loopback ports, each with its own data dir under base."""
+    """n etcd members on free loopback ports, each with its own data dir under base, with etcd's
+    default request limit (1.5 MiB): the group keeps its blocks under it (--max-block-bytes)."""
 
     def __init__(self, base: Path, n: int = 3) -> None:
         assert ETCD is not None
@@ -56,7 +62,6 @@ class EtcdCluster:
                     "--initial-cluster-token", "aitbc-test",
                     "--heartbeat-interval", "50",
                     "--election-timeout", "500",
-                    "--max-request-bytes", str(8 * 1024 * 1024),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -110,7 +115,10 @@ def group_genesis(base: Path, n: int = 3, **params: Any) -> tuple[Path, list[Pat
     return genesis, key_files
 
 
-def member(base: Path, i: int, genesis: Path, key_file: Path, etcd: EtcdCluster, *args: str) -> NodeProcess:
+def member(
+    base: Path, i: int, genesis: Path, key_file: Path, etcd: EtcdCluster, *args: str, peer_key: bool = True
+) -> NodeProcess:
+    """Group member i; peer_key=False starts it without --peer-key (it cannot catch up over HTTP)."""
     return NodeProcess(
         base / f"member-{i}",
         extra_args=(
@@ -118,13 +126,47 @@ def member(base: Path, i: int, genesis: Path, key_file: Path, etcd: EtcdCluster,
             "--node-key", str(key_file),
             "--etcd", ",".join(etcd.urls),
             "--lease-ttl", str(LEASE_TTL),
-            "--peer-key", PEER["key"],
+            *(("--peer-key", PEER["key"]) if peer_key else ()),
             "--rate-limit", "0",
             "--log-level", "info",
             *args,
         ),
         stderr_file=base / f"member-{i}.log",
     )  # fmt: skip
+
+
+def stop_all(members: list[NodeProcess], etcd: EtcdCluster) -> None:
+    """Stop the members (waking paused ones first; collecting those already ended), then etcd."""
+    for m in members:
+        if m.proc is not None and m.proc.poll() is None:
+            m.proc.send_signal(signal.SIGCONT)
+            m.stop()
+        else:
+            m.kill9()
+    etcd.stop()
+
+
+@dataclass
+class RunningGroup:
+    base: Path
+    etcd: EtcdCluster
+    genesis: Path
+    members: list[NodeProcess]
+
+
+@contextmanager
+def running_group(base: Path, *args: str, without_peer_key: int | None = None, **params: Any) -> Iterator[RunningGroup]:
+    """A 3-member etcd cluster and three group members started with args (genesis params
+    overridden by params; member `without_peer_key` started without --peer-key); all stopped after."""
+    etcd = EtcdCluster(base).start()
+    genesis, keys = group_genesis(base, **params)
+    members = [member(base, i, genesis, keys[i], etcd, *args, peer_key=i != without_peer_key) for i in range(3)]
+    try:
+        for m in members:
+            m.start()
+        yield RunningGroup(base, etcd, genesis, members)
+    finally:
+        stop_all(members, etcd)
 
 
 def role_of(node: NodeProcess) -> str | None:
@@ -157,3 +199,18 @@ def tip_hash(node: NodeProcess) -> tuple[int, str]:
 
 def monotonic_s() -> float:
     return time.monotonic()
+
+
+def etcd_block_heights(etcd: EtcdCluster, genesis: Path) -> list[int]:
+    """The heights of the blocks the group keeps in etcd (its tail), read through etcd's JSON gateway."""
+    digest = parse_genesis(json.loads(genesis.read_text(encoding="utf-8"))).hash
+    prefix = b"/aitbc/" + digest[:32].encode("ascii") + b"/blocks/"
+    end = prefix[:-1] + bytes([prefix[-1] + 1])
+    body = {"key": base64.b64encode(prefix).decode(), "range_end": base64.b64encode(end).decode(), "keys_only": True}
+    for url in etcd.urls:
+        try:
+            answer = httpx.post(url + "/v3/kv/range", json=body, timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        return [int(base64.b64decode(kv["key"]).rsplit(b"/", 1)[1]) for kv in answer.get("kvs", [])]
+    raise AssertionError("no etcd member answered")

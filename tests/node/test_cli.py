@@ -16,7 +16,7 @@ from chain.genesis import parse_genesis
 from chain.state import WorkingState
 from node import __version__
 from node.cli import cli
-from node.config import Config
+from node.config import BLOCK_FRAME_BYTES, TX_ROOM_BYTES, Config
 from node.datadir import DataDir, api_key_hash
 from node.store import Store
 from tests.support import REPO_GENESIS, run_cli
@@ -141,6 +141,35 @@ def test_start_defaults_with_no_arguments(captured_start: list[dict[str, Any]]) 
     assert result.exit_code == 0, result.output
     config = Config(**captured_start[0])
     assert config == Config()
+
+
+def test_group_settings_come_from_env_vars_and_a_too_short_tail_is_a_usage_error(
+    captured_start: list[dict[str, Any]],
+) -> None:
+    env: dict[str, str | None] = {"AITBC_ETCD_TAIL_BLOCKS": "20", "AITBC_MAX_BLOCK_BYTES": "500000"}
+    assert invoke("start", env=env).exit_code == 0
+    config = Config(**captured_start[0])
+    assert config.etcd_tail_blocks == 20 and config.max_block_bytes == 500_000
+
+    result = invoke("start", "--etcd-tail-blocks", "5")
+    assert result.exit_code == 2 and "--etcd-tail-blocks" in result.output and "x>=10" in result.output
+    assert len(captured_start) == 1
+
+
+def test_a_group_members_default_body_limit_keeps_any_write_within_a_block() -> None:
+    single, member = Config(), Config(etcd="http://127.0.0.1:2379")
+    assert single.body_limit == 2 * 1024 * 1024 and single.block_room_problem() is None
+    assert member.body_limit == member.max_block_bytes - BLOCK_FRAME_BYTES - TX_ROOM_BYTES
+    assert member.block_room_problem() is None
+    assert Config(etcd="http://127.0.0.1:2379", max_block_bytes=300_000).block_room_problem() is None
+
+
+def test_a_group_member_whose_body_limit_lets_a_write_outgrow_a_block_is_refused() -> None:
+    problem = Config(etcd="http://127.0.0.1:2379", max_body_bytes=2 * 1024 * 1024).block_room_problem()
+    assert problem is not None
+    assert "--max-body-bytes 2097152" in problem and "--max-block-bytes 1400000" in problem
+    assert "at most 1333440" in problem
+    assert Config(max_body_bytes=2 * 1024 * 1024).block_room_problem() is None  # no etcd, no hard limit
 
 
 def test_bad_port_env_var_is_a_usage_error(captured_start: list[dict[str, Any]]) -> None:

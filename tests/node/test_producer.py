@@ -13,10 +13,11 @@ import node.producer as producer_module
 from chain.accounts import account_key
 from chain.blocks import Block
 from chain.crypto import NodeKey, hash_hex
-from chain.errors import Conflict, ValidationError
+from chain.errors import Conflict, TooLarge, ValidationError
 from chain.genesis import Genesis
 from chain.jobs import job_key
 from chain.transactions import Transaction
+from node.config import BLOCK_FRAME_BYTES
 from node.producer import NodeUnavailable, Producer
 from node.store import Store
 from tests.support import make_genesis
@@ -64,13 +65,18 @@ def lease_store(tmp_path: Path, lease_genesis: Genesis) -> Iterator[Store]:
 
 def submit_together(store: Store, node_key: NodeKey, *accounts: dict[str, str]) -> list[Any]:
     """Submit account.create transactions at once to a fresh producer; each result or error."""
+    return submit_all(Producer(store, node_key), list(accounts))
+
+
+def submit_all(producer: Producer, payloads: list[dict[str, Any]]) -> list[Any]:
+    """Start producer, submit account.create transactions at once (all in the mempool before the
+    first block is built), stop it; each result or error, in order."""
 
     async def scenario() -> list[Any]:
-        producer = Producer(store, node_key)
         producer.start()
         try:
             outcomes: list[Any] = await asyncio.gather(
-                *(producer.submit("account.create", a) for a in accounts), return_exceptions=True
+                *(producer.submit("account.create", p) for p in payloads), return_exceptions=True
             )
             return outcomes
         finally:
@@ -114,6 +120,53 @@ def test_concurrent_submissions_share_blocks_within_max_block_txs(store: Store, 
     assert {h for h, _ in locations} == {b.height for b in blocks}
     assert [b.hash for b in announced] == [b.hash for b in blocks]
     assert store.tx_count() == len(names)
+
+
+def test_a_block_stays_within_max_block_bytes_and_what_does_not_fit_waits_for_the_next(
+    store: Store, node_key: NodeKey
+) -> None:
+    cap = BLOCK_FRAME_BYTES + 700  # room for four account.create transactions of about 150 bytes
+    names = [f"user-{i:03d}" for i in range(60)]
+    start_height = store.tip().height
+
+    outcomes = submit_all(Producer(store, node_key, max_block_bytes=cap), [account(n) for n in names])
+
+    assert [o["name"] for o in outcomes] == names  # every one answered with its result
+    blocks = stored_blocks(store, start_height)
+    assert [tx.payload["name"] for b in blocks for tx in b.transactions] == names  # none lost, in order
+    assert max(len(b.encode()) for b in blocks) <= cap
+    assert max(len(b.transactions) for b in blocks) >= 2  # blocks are still shared
+    assert len(blocks) > len(names) // store.genesis.params.max_block_txs  # more than the count alone needs
+
+
+def test_a_transaction_larger_than_a_block_is_sealed_alone_outside_a_group(store: Store, node_key: NodeKey) -> None:
+    cap = BLOCK_FRAME_BYTES + 700
+    big = {**account("big"), "note": "x" * 2000}
+    start_height = store.tip().height
+
+    outcomes = submit_all(Producer(store, node_key, max_block_bytes=cap), [account("before"), big, account("after")])
+
+    assert [o["name"] for o in outcomes] == ["before", "big", "after"]
+    blocks = stored_blocks(store, start_height)
+    assert [[tx.payload["name"] for tx in b.transactions] for b in blocks] == [["before"], ["big"], ["after"]]
+
+
+def test_in_a_group_a_transaction_larger_than_a_block_is_refused_and_the_others_commit(
+    store: Store, node_key: NodeKey
+) -> None:
+    cap = BLOCK_FRAME_BYTES + 700
+    big = {**account("big"), "note": "x" * 2000}
+    start_height = store.tip().height
+    producer = Producer(store, node_key, max_block_bytes=cap, refuse_oversize=True)
+
+    before, refused, after = submit_all(producer, [account("before"), big, account("after")])
+
+    assert before["name"] == "before" and after["name"] == "after"
+    assert isinstance(refused, TooLarge) and refused.error_code == "payload_too_large"
+    assert "more than a block holds" in refused.detail
+    blocks = stored_blocks(store, start_height)
+    assert [tx.payload["name"] for b in blocks for tx in b.transactions] == ["before", "after"]
+    assert store.get(account_key("big")) is None
 
 
 def test_rejected_tx_raises_its_error_while_the_rest_of_its_block_commits(store: Store, node_key: NodeKey) -> None:
