@@ -155,5 +155,15 @@ def tip_hash(node: NodeProcess) -> tuple[int, str]:
     return int(head["height"]), str(head["hash"])
 
 
+def stop_all(nodes: list[NodeProcess]) -> None:
+    """Stop every node (a paused one is resumed first), or collect one that already ended."""
+    for node in nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGCONT)
+            node.stop()
+        else:
+            node.kill9()
+
+
 def monotonic_s() -> float:
     return time.monotonic()

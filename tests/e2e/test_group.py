@@ -18,7 +18,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.group import ETCD, LEASE_TTL, EtcdCluster, group_genesis, member, role_of, sequencer, tip_hash
+from tests.e2e.group import (
+    ETCD,
+    LEASE_TTL,
+    EtcdCluster,
+    group_genesis,
+    member,
+    role_of,
+    sequencer,
+    stop_all,
+    tip_hash,
+)
 from tests.e2e.replication import wait_until
 from tests.support import CLIENT_A, NodeProcess, run_cli
 
@@ -48,12 +58,7 @@ def group(tmp_path: Path) -> Iterator[Group]:
             m.start()
         yield g
     finally:
-        for m in g.members:
-            if m.proc is not None and m.proc.poll() is None:
-                m.proc.send_signal(signal.SIGCONT)
-                m.stop()
-            else:
-                m.kill9()
+        stop_all(g.members)
         etcd.stop()
 
 
