@@ -81,6 +81,12 @@ class Genesis:
     def hash(self) -> str:
         return hash_hex(canonical(self.raw))
 
+    def authority_label(self, key: str) -> str | None:
+        """Where key stands in the genesis list, for people: "authority 2 of 3" (None: not an authority)."""
+        if key not in self.authorities:
+            return None
+        return f"authority {self.authorities.index(key) + 1} of {len(self.authorities)}"
+
     def with_authorities(self, authorities: list[str], accounts: list[dict[str, str]]) -> Genesis:
         """A copy with authorities and extra accounts filled in (devnet initialisation)."""
         raw = dict(self.raw)

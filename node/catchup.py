@@ -20,9 +20,11 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from chain.blocks import Block
-from chain.errors import LedgerError
+from chain.blocks import Block, check_seal
+from chain.errors import InvalidBlock, LedgerError
 from chain.genesis import Genesis
 from chain.state import ReadableState
 from chain.transactions import Transaction
@@ -40,11 +42,65 @@ CHECK_AHEAD_BLOCKS = 2
 class BlockRejected(Exception):
     """A block failed verification and was not stored."""
 
-    def __init__(self, height: int, check: str, detail: str) -> None:
+    def __init__(self, height: int, check: str, detail: str, block: Block | None = None) -> None:
         super().__init__(detail)
         self.height = height
         self.check = check
         self.detail = detail
+        self.block = block
+        """The refused block, when it decoded."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """One of two conflicting blocks: its hash and the authority that sealed it."""
+
+    hash: str
+    sealer: str
+    """The proposer's public key (hex)."""
+    authority: str
+    """Its place in the genesis list, e.g. "authority 2 of 3"."""
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Two different blocks at one height, each carrying a valid seal of a genesis authority:
+    proof that the chain forked (a group split, or an authority key that signed twice)."""
+
+    height: int
+    ours: Sealed
+    """The block this node holds at that height (it keeps it)."""
+    theirs: Sealed
+    """The conflicting block, refused."""
+
+    def describe(self) -> str:
+        return (
+            f"equivocation at height {self.height}: this node holds block {self.ours.hash} sealed by "
+            f"{self.ours.sealer} ({self.ours.authority}), the upstream serves block {self.theirs.hash} sealed by "
+            f"{self.theirs.sealer} ({self.theirs.authority})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "equivocation", "height": self.height, "ours": asdict(self.ours), "theirs": asdict(self.theirs)}
+
+
+def equivocation(store: Store, block: Block) -> Equivocation | None:
+    """The equivocation `block` proves against this store: it is at a height the store holds
+    (above 0), differs from the stored block there, and its seal verifies against the genesis
+    authorities. None otherwise (an unsealed or badly sealed block proves nothing)."""
+    genesis = store.genesis
+    ours = store.block(block.height) if 0 < block.height <= store.tip().height else None
+    if ours is None or ours.hash == block.hash:
+        return None
+    try:
+        check_seal(block, genesis.authorities)
+    except InvalidBlock:
+        return None
+
+    def sealed(b: Block) -> Sealed:
+        return Sealed(b.hash, b.header.proposer, genesis.authority_label(b.header.proposer) or "not an authority")
+
+    return Equivocation(block.height, sealed(ours), sealed(block))
 
 
 class BlockPipeline:
@@ -95,14 +151,17 @@ class BlockPipeline:
                     if self.store.height_of(block.hash) == block.height:
                         continue  # already stored (a websocket may repeat the block it started from)
                     return stored, BlockRejected(
-                        block.height, "bad_link", f"block {block.height} differs from the one this follower stored"
+                        block.height,
+                        "bad_link",
+                        f"block {block.height} differs from the one this follower stored",
+                        block,
                     )
                 try:
                     state = apply_block(base, prev, block, self.genesis, checked)
                 except LedgerError as exc:
                     cause = exc.__cause__
                     check = cause.error_code if isinstance(cause, LedgerError) else exc.error_code
-                    return stored, BlockRejected(block.height, check, exc.detail)
+                    return stored, BlockRejected(block.height, check, exc.detail, block)
                 if writing is not None:
                     self._settle(writing, stored)
                     state.rebase(self.store)  # the block below is in the store now

@@ -144,12 +144,13 @@ def cli() -> None:
 @node_key_option
 @click.option(
     "--follow",
-    metavar="URL",
+    metavar="URL[,URL…]",
     default=None,
     envvar="AITBC_FOLLOW",
     show_envvar=True,
     help="Run as a follower of the node at URL: replicate and verify its chain, serve reads, forward writes. "
-    "A fresh data dir needs --genesis (the authority's effective genesis).",
+    "Several URLs (e.g. the members of an authority group): it uses one and moves to the next when that one "
+    "fails. A fresh data dir needs --genesis (the authority's effective genesis).",
 )
 @click.option(
     "--peer-key",
@@ -606,7 +607,7 @@ def verify_proof_bundle(bundle: Path, genesis_file: Path) -> None:
     show_envvar=True,
     help=(
         "The chain's effective genesis: checkpoints must be signed by its authorities "
-        "(default: trust the first signer seen)."
+        "(default: trust on first use the authorities of the genesis the node serves)."
     ),
 )
 @click.option(

@@ -36,7 +36,8 @@ class Config:
     """A file holding the node's Ed25519 seed (hex), for an authority named in the genesis."""
     log_level: LogLevel = "info"
     follow: str | None = None
-    """Base URL of the upstream node to replicate; set, this node is a follower."""
+    """Base URL of the upstream node to replicate (or several, comma-separated: it replicates from
+    one and moves to the next when that one fails); set, this node is a follower."""
     peer_key: str | None = None
     """An API key with the role peer (or admin) on the upstream, for its sync endpoints."""
     log_format: Literal["text", "json"] = "text"

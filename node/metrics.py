@@ -97,6 +97,12 @@ class NodeMetrics:
             ["reason"],
             registry=r,
         )
+        self.equivocations = Counter(
+            "aitbc_equivocations",
+            "Conflicting blocks an upstream served: another block at a height this follower holds, "
+            "sealed by a genesis authority (each counted once; the follower refuses them).",
+            registry=r,
+        )
 
     def block_committed(self, block: Block, seconds: float, max_block_txs: int) -> None:
         self.blocks_sealed.inc()

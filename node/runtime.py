@@ -23,7 +23,7 @@ from node.metrics import NodeMetrics
 from node.producer import BlockLog, Producer, seal_now
 from node.roles import AuthorityRole, FollowerRole, Role, SequencerRole, StandbyRole
 from node.store import Store, StoreLocked
-from node.sync import Follower, validate_upstream
+from node.sync import Follower, validate_upstreams
 
 if TYPE_CHECKING:
     from node.group import Group
@@ -141,9 +141,10 @@ class Node:
         return init
 
     def _open_follower(self, upstream: str) -> InitResult:
-        """A follower: no key, no sequencer; a sync task replicates the upstream's chain."""
+        """A follower: no key, no sequencer; a sync task replicates the upstream's chain (from
+        one of the upstreams, when `upstream` lists several, comma-separated)."""
         try:
-            upstream = validate_upstream(upstream)
+            upstream = ",".join(validate_upstreams(upstream))
         except ValueError as exc:
             raise DataDirError(str(exc)) from None
         if not self.config.peer_key:
@@ -280,7 +281,7 @@ class Node:
         """Become a follower of upstream: finish the block being written, refuse what is still
         queued, then replicate from this node's tip."""
         try:
-            upstream = validate_upstream(upstream)
+            upstream = ",".join(validate_upstreams(upstream))
         except ValueError as exc:
             raise DataDirError(str(exc)) from None
         await self._change_role(FollowerRole(self._replica(upstream, peer_key)))

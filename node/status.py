@@ -39,6 +39,17 @@ def render_status(status: dict[str, Any], node_url: str) -> str:
             if sync.get("lag_seconds") is not None:
                 lag += f", {_age(float(sync['lag_seconds']))}"
             rows.append(("upstream", f"{sync['upstream']} (behind by {lag})"))
+        alarm = sync.get("alarm")
+        if isinstance(alarm, dict):
+            ours, theirs = alarm.get("ours") or {}, alarm.get("theirs") or {}
+            rows.append(
+                (
+                    "ALARM",
+                    f"{alarm.get('kind')} at height {alarm.get('height')}: block {str(theirs.get('hash'))[:16]}… "
+                    f"({theirs.get('authority')}) from {alarm.get('upstream')} conflicts with block "
+                    f"{str(ours.get('hash'))[:16]}… ({ours.get('authority')}); refused",
+                )
+            )
         for peer in sync.get("peers") or []:
             rows.append(
                 (

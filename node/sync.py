@@ -33,7 +33,7 @@ from websockets.asyncio.client import connect as ws_connect
 from chain.blocks import Block
 from chain.errors import LedgerError
 from chain.genesis import Genesis
-from node.catchup import BlockPipeline, BlockRejected
+from node.catchup import BlockPipeline, BlockRejected, Equivocation, equivocation
 from node.clock import Clock, now_ms
 from node.events import BlockFeed
 from node.offers import MAX_WAIT_S
@@ -91,6 +91,17 @@ def validate_upstream(url: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("--follow must be the node's base URL, without a query or fragment")
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def validate_upstreams(urls: str) -> list[str]:
+    """`--follow URL[,URL…]`: the upstreams' base URLs, normalised, in order; ValueError names
+    what is wrong."""
+    found = [validate_upstream(url) for url in urls.split(",") if url.strip()]
+    if not found:
+        raise ValueError("--follow needs the URL of at least one upstream node")
+    if len(set(found)) != len(found):
+        raise ValueError("--follow lists the same upstream twice")
+    return found
 
 
 def decode_blocks(items: Any) -> list[Block]:
@@ -159,8 +170,11 @@ class Follower:
         """node.metrics.NodeMetrics, fed with lag and rejected blocks (None: not measured)."""
         self.genesis: Genesis = store.genesis
         self.feed = feed
-        self.upstream = validate_upstream(upstream)
-        self.upstream_display = display_url(self.upstream)
+        self.upstreams = validate_upstreams(upstream)
+        """The nodes this follower may replicate from (--follow URL[,URL…]): it uses one at a
+        time and moves to the next when that one fails (cannot be reached, or sends a block it
+        refuses). Any member of an authority group will do: each serves the same chain."""
+        self._current = 0
         self._peer_key = peer_key
         self.clock = clock
         self.state = "starting"
@@ -174,6 +188,11 @@ class Follower:
         self.degraded_since: int | None = None
         self.last_contact: int | None = None
         self.blocks_stored = 0
+        self.alarm: dict[str, Any] | None = None
+        """Set when an upstream served an equivocation (node.catchup.Equivocation): it stays until
+        the node restarts, for an operator to look into."""
+        self._alarmed: set[str] = set()
+        """Hashes of the conflicting blocks already counted."""
         self.reached = False
         """The upstream has answered one of this follower's requests since it started."""
         self.on_refused: Callable[[str], None] | None = None
@@ -206,7 +225,6 @@ class Follower:
 
     def _open_http(self) -> None:
         self._http = httpx.AsyncClient(
-            base_url=self.upstream,
             timeout=REQUEST_TIMEOUT,
             # Raw bytes only: a compressed answer could expand past every cap.
             headers={"X-Api-Key": self._peer_key, "Accept-Encoding": "identity"},
@@ -238,15 +256,32 @@ class Follower:
         if self._owns_pipeline:
             self._pipeline.close()
 
+    # -- upstreams ---------------------------------------------------------------------
+    @property
+    def upstream(self) -> str:
+        """The upstream this follower replicates from now."""
+        return self.upstreams[self._current]
+
+    @property
+    def upstream_display(self) -> str:
+        return display_url(self.upstream)
+
+    def _next_upstream(self) -> None:
+        """After a failure: replicate from the next upstream listed (if several are)."""
+        if len(self.upstreams) > 1:
+            self._current = (self._current + 1) % len(self.upstreams)
+            log.info("replicating from %s now", self.upstream_display)
+
     # -- health ----------------------------------------------------------------------
     @property
     def degraded(self) -> bool:
-        return self.reason is not None
+        return self.reason is not None or self.alarm is not None
 
     def health(self) -> dict[str, Any]:
         height = self.store.tip().height
         out: dict[str, Any] = {
             "upstream": self.upstream_display,
+            "upstreams": [display_url(u) for u in self.upstreams],
             "upstream_height": self.upstream_height,
             "lag": None if self.upstream_height is None else max(0, self.upstream_height - height),
             "sync": self.state,
@@ -256,8 +291,9 @@ class Follower:
             out["reason"] = self.reason
             out["check"] = self.check
             if self.degraded_since is not None:
-                since = datetime.fromtimestamp(self.degraded_since / 1000, tz=UTC)
-                out["degraded_since"] = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                out["degraded_since"] = _iso(self.degraded_since)
+        if self.alarm is not None:
+            out["alarm"] = self.alarm
         return out
 
     def lag(self) -> tuple[int | None, float | None]:
@@ -275,7 +311,15 @@ class Follower:
     def status(self) -> dict[str, Any]:
         """What `aitbc-node status` shows of replication."""
         blocks, seconds = self.lag()
-        return {"upstream": self.upstream_display, "lag_blocks": blocks, "lag_seconds": seconds, "peers": []}
+        status: dict[str, Any] = {
+            "upstream": self.upstream_display,
+            "lag_blocks": blocks,
+            "lag_seconds": seconds,
+            "peers": [],
+        }
+        if self.alarm is not None:
+            status["alarm"] = self.alarm
+        return status
 
     def _degrade(self, reason: str, check: str | None = None) -> None:
         if self.reason is None:
@@ -299,16 +343,22 @@ class Follower:
             except asyncio.CancelledError:
                 raise
             except BlockRejected as exc:
+                found = await self._equivocation(exc) if exc.check == "bad_link" else None
+                check = exc.check if found is None else "equivocation"
                 if self.metrics is not None:
-                    self.metrics.sync_rejected_blocks.labels(exc.check).inc()
-                self._degrade(f"rejected block {exc.height} from the upstream: {exc.detail}", exc.check)
-                log.error(
-                    "rejected block %d from %s: %s [check: %s]",
-                    exc.height,
-                    self.upstream_display,
-                    exc.detail,
-                    exc.check,
-                )
+                    self.metrics.sync_rejected_blocks.labels(check).inc()
+                if found is not None:
+                    self._raise_alarm(found)
+                else:
+                    self._degrade(f"rejected block {exc.height} from the upstream: {exc.detail}", exc.check)
+                    log.error(
+                        "rejected block %d from %s: %s [check: %s]",
+                        exc.height,
+                        self.upstream_display,
+                        exc.detail,
+                        exc.check,
+                    )
+                self._next_upstream()
             except PeerKeyRefused as exc:
                 self._degrade(str(exc), "upstream")
                 if not self.reached and self.on_refused is not None:
@@ -316,13 +366,51 @@ class Follower:
                     self.on_refused(f"the upstream {self.upstream_display} refused --peer-key: {exc}")
                     return
                 log.warning("upstream %s: %s", self.upstream_display, exc)
+                self._next_upstream()
             except UpstreamError as exc:
                 self._degrade(str(exc), "upstream")
                 log.warning("upstream %s: %s", self.upstream_display, exc)
+                self._next_upstream()
             except Exception as exc:  # never let one bad answer end replication
                 self._degrade(f"sync failed: {type(exc).__name__}: {exc}", "internal")
                 log.exception("sync from %s failed", self.upstream_display)
             await self._pause()
+
+    # -- equivocation ----------------------------------------------------------------
+    async def _equivocation(self, exc: BlockRejected) -> Equivocation | None:
+        """After a block that does not link to this follower's chain: the equivocation it
+        reveals, if any. A block at a height this follower holds is compared directly; a block
+        beyond its tip that does not link to it means the upstream holds another block at the
+        tip's height, which is fetched and compared."""
+        block = exc.block
+        tip = self.store.tip().height
+        if block is None or block.height > tip:
+            height = min(exc.height - 1, tip)
+            if height < 1:
+                return None
+            try:
+                body = await self._get_json("/v1/chain/blocks", {"from": height, "limit": 1})
+                served = decode_blocks(body.get("blocks") if isinstance(body, dict) else None)
+            except (UpstreamError, BlockRejected) as failure:
+                log.warning("cannot fetch block %d from %s to compare: %s", height, self.upstream_display, failure)
+                return None
+            block = served[0] if served and served[0].height == height else None
+        return None if block is None else equivocation(self.store, block)
+
+    def _raise_alarm(self, found: Equivocation) -> None:
+        """Refuse the conflicting block loudly: an ERROR line naming both blocks and sealers,
+        aitbc_equivocations_total (once per conflicting block), and `alarm` on /health."""
+        if found.theirs.hash not in self._alarmed:
+            self._alarmed.add(found.theirs.hash)
+            if self.metrics is not None:
+                self.metrics.equivocations.inc()
+        self.alarm = {**found.to_dict(), "upstream": self.upstream_display, "since": _iso(self.clock())}
+        self._degrade(f"refused block {found.height} from the upstream: {found.describe()}", "equivocation")
+        log.error(
+            "EQUIVOCATION: %s; served by %s; refused (this follower keeps its chain)",
+            found.describe(),
+            self.upstream_display,
+        )
 
     async def _pause(self) -> None:
         delay = self._backoff * (0.75 + random.random() / 2)
@@ -355,6 +443,7 @@ class Follower:
                     if head > tip:
                         raise UpstreamError(f"the upstream claims height {head} but sent no block after {tip}")
                     self._healthy("live")
+                    self._made_progress()  # level with a working upstream: a later failure retries soon
                     return
                 if progress is None:
                     progress = Progress("catch-up", total=head)
@@ -490,7 +579,7 @@ class Follower:
         assert self._http is not None
         try:
             async with asyncio.timeout(deadline):
-                async with self._http.stream(method, path, params=params) as resp:
+                async with self._http.stream(method, self.upstream + path, params=params) as resp:
                     if resp.status_code != 200:
                         detail = (await _read_capped(resp, MAX_ERROR_BYTES, allow_truncate=True)).decode(
                             "utf-8", "replace"
@@ -534,9 +623,23 @@ class Follower:
 
     # -- writes sent to this follower ------------------------------------------------
     async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded:
-        """Send a request to the upstream and return its answer (see api/forward.py)."""
+        """Send a request to the upstream and return its answer (see api/forward.py). When the
+        upstream cannot be reached (nothing was sent), the other upstreams are tried in turn."""
+        n = len(self.upstreams)
+        for i in range(n):
+            upstream = self.upstreams[(self._current + i) % n]
+            try:
+                return await self._forward_to(upstream, method, path, query, headers, body)
+            except ForwardUnavailable:
+                if i == n - 1:
+                    raise
+        raise AssertionError("unreachable: there is at least one upstream")
+
+    async def _forward_to(
+        self, upstream: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Forwarded:
         assert self._http is not None
-        url = path + (f"?{query}" if query else "")
+        url = upstream + path + (f"?{query}" if query else "")
         try:
             async with asyncio.timeout(REQUEST_DEADLINE_S):
                 request = self._http.build_request(method, url, headers=headers, content=body, timeout=FORWARD_TIMEOUT)
@@ -553,7 +656,7 @@ class Follower:
             raise ForwardTimeout() from None
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise ForwardUnavailable(
-                f"the authority at {self.upstream_display} cannot be reached ({type(exc).__name__}); nothing was sent"
+                f"the authority at {display_url(upstream)} cannot be reached ({type(exc).__name__}); nothing was sent"
             ) from None
         except UpstreamError as exc:
             raise ForwardBadAnswer(str(exc)) from None
@@ -598,6 +701,11 @@ async def catch_up_from(
         finally:
             await replica.stop()
     raise UpstreamError("; ".join(failures) or "no upstream to catch up from")
+
+
+def _iso(ms: int) -> str:
+    at = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ForwardUnavailable(Exception):

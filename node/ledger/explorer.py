@@ -57,13 +57,15 @@ PRIVATE_NOTES = {
 
 
 def block_summary(block: Block | BlockHeader) -> dict[str, Any]:
-    """The spec's Block: height, hash, ISO timestamp, transaction count."""
+    """The spec's Block: height, hash, ISO timestamp, transaction count; and the key of the
+    authority that sealed it (empty for block 0, which genesis.json derives)."""
     header = block.header if isinstance(block, Block) else block
     return {
         "height": header.height,
         "hash": header.hash,
         "timestamp": iso(header.timestamp),
         "transactions": header.tx_count,
+        "proposer": header.proposer,
     }
 
 
@@ -172,7 +174,9 @@ def blocks_data(store: Store, limit: int, before: int | None) -> list[dict[str, 
 
 
 def block_data(store: Store, ref: str) -> dict[str, Any]:
-    """Every header field, the seal, its neighbours and its transactions."""
+    """Every header field, the seal and who made it ("authority 2 of 3", from the genesis list:
+    in an authority group each sequencer seals with its own key), its neighbours and its
+    transactions."""
     block = _block_ref(store, ref)
     header = block.header
     tip = store.tip().height
@@ -187,6 +191,7 @@ def block_data(store: Store, ref: str) -> dict[str, Any]:
         "tx_root": header.tx_root,
         "state_root": header.state_root,
         "proposer": header.proposer,
+        "sealer": store.genesis.authority_label(header.proposer),
         "signature": block.signature,
         "seal_valid": seal_valid,
         "size_bytes": len(block.encode()),

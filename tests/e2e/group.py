@@ -135,15 +135,16 @@ def member(
     )  # fmt: skip
 
 
-def stop_all(members: list[NodeProcess], etcd: EtcdCluster) -> None:
-    """Stop the members (waking paused ones first; collecting those already ended), then etcd."""
-    for m in members:
-        if m.proc is not None and m.proc.poll() is None:
-            m.proc.send_signal(signal.SIGCONT)
-            m.stop()
+def stop_all(nodes: list[NodeProcess], etcd: EtcdCluster | None = None) -> None:
+    """Stop every node (a paused one is resumed first; one that already ended is collected), then etcd."""
+    for node in nodes:
+        if node.proc is not None and node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGCONT)
+            node.stop()
         else:
-            m.kill9()
-    etcd.stop()
+            node.kill9()
+    if etcd is not None:
+        etcd.stop()
 
 
 @dataclass

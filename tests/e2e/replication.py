@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ def follower(base: Path, name: str, upstream: str, genesis: Path, peer_key: str 
         base / name,
         extra_args=("--follow", upstream, "--genesis", str(genesis), "--peer-key", peer_key, "--log-level", "info"),
     )
+
+
+def send_json(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """Answer a fake upstream's request with 200 and a JSON body."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def wait_until(condition: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:

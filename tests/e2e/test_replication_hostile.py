@@ -21,7 +21,7 @@ import pytest
 from chain.blocks import Block, seal_header
 from chain.transactions import Transaction
 from tests.chain.devchain import AUTHORITY, OUTSIDER, genesis_doc, job_chain
-from tests.e2e.replication import follower, health, wait_until
+from tests.e2e.replication import follower, health, send_json, wait_until
 from tests.support import run_cli
 
 
@@ -44,12 +44,7 @@ class FakeUpstream:
                 start = int(urllib.parse.parse_qs(url.query).get("from", ["1"])[0])
                 raws = [raw for height, raw in fake.served if height >= start]
                 head = {"genesis_hash": fake.genesis_hash, "height": max(h for h, _ in fake.served)}
-                body = b'{"blocks":[' + b",".join(raws) + b'],"head":' + json.dumps(head).encode() + b"}"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, b'{"blocks":[' + b",".join(raws) + b'],"head":' + json.dumps(head).encode() + b"}")
 
             def log_message(self, *args: object) -> None:
                 pass

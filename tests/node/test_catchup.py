@@ -17,13 +17,13 @@ import pytest
 
 from chain.blocks import Block, seal_header, tx_root
 from chain.context import Signers
-from chain.crypto import b64url
+from chain.crypto import NodeKey, b64url
 from chain.transactions import Transaction
 from node import sigcheck
-from node.catchup import BlockPipeline
+from node.catchup import BlockPipeline, equivocation
 from node.sigcheck import SignatureChecker
 from node.store import Store
-from tests.chain.devchain import AUTHORITY, job_chain
+from tests.chain.devchain import AUTHORITY, OUTSIDER, T0, Chain, job_chain, key_hash, make_genesis, tx
 
 CHAIN = job_chain()
 COMPLETE = next(t for t in CHAIN.blocks[2].transactions if t.type == "job.complete")
@@ -279,3 +279,69 @@ def test_a_helper_whose_parent_is_killed_exits_too(tmp_path: Path) -> None:
     while running(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not running(pid)
+
+
+# -- equivocation: another block at a height the store holds, sealed by a genesis authority --
+
+SECOND = NodeKey(bytes(range(50, 82)))
+"""A second genesis authority."""
+
+
+def two_authority_chains() -> tuple[Chain, Chain]:
+    """Two chains of one genesis with two authorities, forking at block 1: the first sealed by
+    AUTHORITY, the other by SECOND."""
+    genesis = make_genesis(authorities=[AUTHORITY.public_hex, SECOND.public_hex])
+    ours, theirs = Chain(genesis, AUTHORITY), Chain(genesis, SECOND)
+    ours.seal([tx("account.create", T0 + 990, name="a", role="client", key_hash=key_hash("a-key"))], T0 + 1_000)
+    ours.seal([tx("account.create", T0 + 1_990, name="b", role="client", key_hash=key_hash("b-key"))], T0 + 2_000)
+    theirs.seal([tx("account.create", T0 + 1_490, name="c", role="client", key_hash=key_hash("c-key"))], T0 + 1_500)
+    return ours, theirs
+
+
+def test_a_conflicting_block_sealed_by_another_authority_is_an_equivocation(tmp_path: Path) -> None:
+    ours, theirs = two_authority_chains()
+    store = Store(tmp_path / "chain", ours.genesis)
+    pipeline = BlockPipeline(store, ours.genesis)
+    try:
+        stored, rejected = pipeline.run(ours.blocks[1:])
+        assert rejected is None and len(stored) == 2
+        found = equivocation(store, theirs.blocks[1])
+        assert found is not None and found.height == 1
+        assert (found.ours.hash, found.ours.sealer, found.ours.authority) == (
+            ours.blocks[1].hash,
+            AUTHORITY.public_hex,
+            "authority 1 of 2",
+        )
+        assert (found.theirs.hash, found.theirs.sealer, found.theirs.authority) == (
+            theirs.blocks[1].hash,
+            SECOND.public_hex,
+            "authority 2 of 2",
+        )
+        assert ours.blocks[1].hash in found.describe() and theirs.blocks[1].hash in found.describe()
+        # the pipeline refuses it, naming the block, and the store keeps its own
+        _, refused = pipeline.run([theirs.blocks[1]])
+        assert refused is not None and refused.check == "bad_link" and refused.block == theirs.blocks[1]
+        assert store.tip() == ours.tip
+    finally:
+        pipeline.close()
+        store.close()
+
+
+def test_a_conflicting_block_without_a_valid_authority_seal_proves_nothing(tmp_path: Path) -> None:
+    ours, theirs = two_authority_chains()
+    store = Store(tmp_path / "chain", ours.genesis)
+    pipeline = BlockPipeline(store, ours.genesis)
+    try:
+        pipeline.run(ours.blocks[1:])
+        forged = theirs.blocks[1]
+        by_outsider = Block(replace(forged.header, proposer=OUTSIDER.public_hex), "", forged.transactions)
+        by_outsider = Block(by_outsider.header, seal_header(by_outsider.header, OUTSIDER), forged.transactions)
+        bad_signature = Block(forged.header, ours.blocks[1].signature, forged.transactions)
+        assert equivocation(store, by_outsider) is None
+        assert equivocation(store, bad_signature) is None
+        assert equivocation(store, ours.blocks[1]) is None  # the same block
+        beyond = Block(replace(forged.header, height=5), forged.signature, forged.transactions)
+        assert equivocation(store, beyond) is None  # a height the store does not hold
+    finally:
+        pipeline.close()
+        store.close()

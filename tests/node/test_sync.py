@@ -19,7 +19,7 @@ from node.producer import NodeUnavailable
 from node.roles import FollowerRole, sequencer_of, signing_key_of
 from node.runtime import Node
 from node.store import Store
-from node.sync import Follower, display_url, validate_upstream
+from node.sync import Follower, display_url, validate_upstream, validate_upstreams
 from tests.chain.devchain import genesis_doc, job_chain
 
 CHAIN = job_chain()
@@ -91,6 +91,28 @@ def test_upstream_url_is_checked_and_shown_without_credentials() -> None:
     for bad in ("ftp://x", "127.0.0.1:8001", "http://x/?a=1"):
         with pytest.raises(ValueError):
             validate_upstream(bad)
+
+
+def test_several_upstreams_are_checked_and_the_follower_moves_to_the_next_after_a_failure(tmp_path: Path) -> None:
+    assert validate_upstreams("http://a:1/, http://b:2") == ["http://a:1", "http://b:2"]
+    for bad in ("", " , ", "http://a:1,http://a:1/", "http://a:1,ftp://b"):
+        with pytest.raises(ValueError):
+            validate_upstreams(bad)
+    store = Store(tmp_path / "chain", CHAIN.genesis)
+    f = Follower(store, BlockFeed(), "http://127.0.0.1:9,http://u:p@127.0.0.1:10", "peer-key-0000000000000000")
+    try:
+        assert f.upstream == "http://127.0.0.1:9"
+        f._next_upstream()
+        health = f.health()
+        assert health["upstream"] == "http://127.0.0.1:10" and health["upstreams"] == [
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:10",
+        ]
+        f._next_upstream()
+        assert f.upstream == "http://127.0.0.1:9"
+    finally:
+        f._pipeline.close()
+        store.close()
 
 
 def test_fresh_follower_data_dir_needs_an_effective_genesis(tmp_path: Path, genesis_file: Path) -> None:
