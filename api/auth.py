@@ -16,6 +16,8 @@ from node.ledger.accounts import AccountCache, Principal
 HEADER = "x-api-key"
 RAW_HEADER = HEADER.encode("latin-1")
 MAX_KEY_CHARS = 512
+PRINCIPAL = "aitbc.principal"
+"""The request scope's entry holding its authenticated principal."""
 
 
 def refuse(request: Request, detail: str) -> NoReturn:
@@ -30,8 +32,22 @@ def refuse(request: Request, detail: str) -> NoReturn:
 def authenticate(request: Request, *roles: str) -> Principal:
     """The caller's account; 401 without a valid key, 403 when its role is not in roles.
 
-    admin may do everything, so it passes every role check.
+    admin may do everything, so it passes every role check. A request is looked up and charged
+    to its key's rate once, however many times it is authenticated (the Idempotency-Key wrapper,
+    then the handler it wraps).
     """
+    principal: Principal | None = request.scope.get(PRINCIPAL)
+    if principal is None:
+        principal = request.scope[PRINCIPAL] = _identify(request)
+    if roles and principal.role not in roles and not principal.is_admin:
+        raise ApiError(
+            403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden"
+        )
+    return principal
+
+
+def _identify(request: Request) -> Principal:
+    """The account of the request's X-Api-Key, its rate charged one request (401/429 if not)."""
     raw = header_value(request.scope["headers"], RAW_HEADER)
     supplied = None if raw is None else raw.decode("latin-1")
     if not supplied:
@@ -48,8 +64,4 @@ def authenticate(request: Request, *roles: str) -> Principal:
     if account["revoked"]:
         refuse(request, "this API key has been revoked")
     state.rate_limiter.take(principal.name)
-    if roles and principal.role not in roles and not principal.is_admin:
-        raise ApiError(
-            403, f"this endpoint needs the role {' or '.join(roles)}; your key has role {principal.role}", "forbidden"
-        )
     return principal

@@ -1,9 +1,10 @@
 """Idempotency-Key on writes (the IETF httpapi draft, as Stripe uses it).
 
 A write sent with `Idempotency-Key: K` is scoped to the caller's account. Its transaction
-carries the key and the hash of the request (method, path, body) on chain (chain.idempotency),
-so that every node holding the block knows the key was used, for which request and with which
-result. A retry of the same request with the same key gets the original success answer (same
+carries a hash of the key (with the account) and the hash of the request (method, path, body)
+on chain (chain.idempotency), so that every node holding the block knows the key was used, for
+which request and with which result, while the key itself, which the client chose, is on no
+chain, page or log. A retry of the same request with the same key gets the original success answer (same
 status, same body, and `Idempotent-Replayed: true`), from any member of a group, however many
 sequencers later; the same key with another request is 422. Error answers are not recorded, so
 a retry after one may succeed. A duplicate arriving while the first is still being sealed
@@ -61,10 +62,12 @@ def keyed(path: str, local: Endpoint) -> Endpoint:
         idem_key = request.headers.get(HEADER)
         if idem_key is None:
             return await local(request)
+        # The request is charged to its key's rate here, once: the handler's own authenticate
+        # finds the principal already on the request (api.auth) and charges nothing more.
+        principal = authenticate(request)
         if not idempotency.valid_key(idem_key):
             raise ApiError(400, "Idempotency-Key must be 1-255 printable ASCII characters", "validation_error")
         node = node_of(request)
-        principal = authenticate(request)
         body = await read_body(request, node.config.body_limit)
         # The handler reads the body again: Request.stream() replays a cached _body.
         request._body = body
@@ -80,7 +83,7 @@ def keyed(path: str, local: Endpoint) -> Endpoint:
             await asyncio.shield(first)  # a concurrent duplicate: wait for the first, then look again
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         _in_flight[scope] = done
-        token = IDEMPOTENCY.set({"account": principal.name, "key": idem_key, "request": fingerprint})
+        token = IDEMPOTENCY.set(idempotency.payload_record(principal.name, idem_key, fingerprint))
         try:
             return await local(request)
         except Conflict as exc:

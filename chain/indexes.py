@@ -14,6 +14,7 @@ scan and the store's pending queues read through it.
   ix/rp/{miner}/{n}                a miner's receipts                        -> receipt id
   ix/rcp/{client}/{miner}/{n}      a client's receipts from one miner        -> receipt id
   ix/seen/{last seen}/{miner id}   miners by last heartbeat                  -> empty
+  ix/idem/{expiry}/{account}/{key hash}   idempotency records by expiry      -> empty
 
 "/" stands for chain.state.SEP; numbers are 16 hex digits so that they sort numerically. The
 hot keys are concatenated from prefixes made once: the same bytes as chain.state.key(...).
@@ -34,6 +35,9 @@ PENDING_QUEUES = key("ix", "pm", "")
 """Followed by a model and SEP: that model's pending queue (node.store keeps its head)."""
 RECEIPTS = key("ix", "ra", "")
 SEEN = key("ix", "seen", "")
+IDEMPOTENCY_EXPIRY = key("ix", "idem", "")
+"""Idempotency records (the hashed form, chain.idempotency) soonest expiry first: applying a
+block deletes those expired by its time."""
 
 _JC, _JS, _JCS = key("ix", "jc", ""), key("ix", "js", ""), key("ix", "jcs", "")
 _RC, _RP, _RCP = key("ix", "rc", ""), key("ix", "rp", ""), key("ix", "rcp", "")
@@ -106,3 +110,13 @@ def receipt_entries(n: int, client: str, provider: str) -> list[bytes]:
 
 def seen(last_seen_ms: int, miner_id: str) -> bytes:
     return SEEN + _seq(last_seen_ms) + SEP + miner_id.encode("utf-8")
+
+
+def idempotency_expiry(expiry_ms: int, account: str, key_hash: str) -> bytes:
+    return IDEMPOTENCY_EXPIRY + _seq(expiry_ms) + SEP + _part(account) + key_hash.encode("ascii")
+
+
+def parse_idempotency_expiry(suffix: bytes) -> tuple[int, str, str]:
+    """(expiry, account, key hash) of an entry's key after IDEMPOTENCY_EXPIRY."""
+    expiry, account, key_hash = suffix.split(SEP)
+    return int(expiry, 16), account.decode("utf-8"), key_hash.decode("ascii")

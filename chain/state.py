@@ -8,6 +8,7 @@ Key parts are joined with NUL, which no name or id may contain.
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -39,9 +40,10 @@ class StateView(Protocol):
 class ReadableState(Protocol):
     def get(self, key: bytes) -> bytes | None: ...
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """The entries under prefix in key order, each as (key without the prefix, value).
-        The transition reads only the first few (the head of a pending queue)."""
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """The entries under prefix in key order, each as (key without the prefix, value), from
+        the first whose key without the prefix is >= start. The transition reads only the first
+        few (the head of a pending queue, the soonest idempotency expiries)."""
         ...
 
 
@@ -60,7 +62,7 @@ class EmptyState:
     def get(self, key: bytes) -> bytes | None:
         return None
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         return iter(())
 
 
@@ -104,16 +106,16 @@ class WorkingState:
             if key.startswith(prefix):
                 bisect.insort(keys, key)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """The base's entries under prefix merged with this state's writes over them (a write
-        replaces the base's value of its key; a deletion hides it), in key order."""
+        replaces the base's value of its key; a deletion hides it), in key order, from start."""
         own = self._ordered.get(prefix)
         if own is None:
             own = self._ordered[prefix] = sorted(k for k in self._writes if k.startswith(prefix))
         writes, cut = self._writes, len(prefix)
-        base = self._base.scan(prefix)
+        base = self._base.scan(prefix, start)
         below = next(base, None)
-        for key in own:
+        for key in itertools.islice(own, bisect.bisect_left(own, prefix + start), None) if start else own:
             suffix = key[cut:]
             while below is not None and below[0] < suffix:
                 yield below

@@ -63,6 +63,15 @@ def apply_tx(state: WorkingState, tx: Transaction, ctx: ApplyContext) -> dict[st
     return result
 
 
+def open_block(base: ReadableState, time_ms: int, genesis: Genesis) -> WorkingState:
+    """The working state of a block at time_ms over base, before its transactions: with the
+    idempotency records expired by then deleted (at most max_block_txs, as many as a block can
+    add; chain.idempotency). The sealing authority and every replica start a block here."""
+    state = WorkingState(base)
+    idempotency.expire(state, base, time_ms, genesis.params.max_block_txs)
+    return state
+
+
 def genesis_transactions(genesis: Genesis) -> tuple[Transaction, ...]:
     return tuple(
         Transaction(
@@ -136,7 +145,7 @@ def apply_block(
     if header.tx_root != tx_root(block.transactions):
         raise InvalidBlock(f"block {h}: tx_root does not match its transactions", error_code="bad_tx_root")
     check_seal(block, genesis.authorities)
-    state = WorkingState(base)
+    state = open_block(base, header.timestamp, genesis)
     ctx = ApplyContext(time_ms=header.timestamp, genesis=genesis, checked=checked)
     for i, tx in enumerate(block.transactions):
         try:

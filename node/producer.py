@@ -32,7 +32,7 @@ from chain.genesis import Genesis
 from chain.jobs import job_key
 from chain.state import ReadableState, WorkingState
 from chain.transactions import Transaction
-from chain.transition import apply_tx, seal_block
+from chain.transition import apply_tx, open_block, seal_block
 from node.clock import Clock, now_ms
 from node.config import BLOCK_FRAME_BYTES
 from node.events import BlockFeed
@@ -64,8 +64,8 @@ Finalize = Callable[[dict[str, Any]], dict[str, Any]]
 
 IDEMPOTENCY: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("aitbc_idempotency", default=None)
 """Set by the API (api/idempotency.py) while it serves a write sent with an Idempotency-Key:
-the record {"account", "key", "request"} that submit() puts into the write's transaction
-(chain.idempotency), so that the key is stored on chain with what it produced."""
+the record {"account", "key_hash", "request"} that submit() puts into the write's transaction
+(chain.idempotency), so that the key's hash is stored on chain with what it produced."""
 UNKEYED = frozenset(("miner.heartbeat", "job.requeue"))
 """Transactions a request causes on the side (a poll's heartbeat): they never carry its key."""
 
@@ -454,7 +454,7 @@ def apply_and_seal(
     """Apply txs over `base` (whose tip is `prev`) and seal the valid ones into a block (not yet stored)."""
     timestamp = max(clock(), prev.timestamp, max(tx.timestamp for tx in txs))
     ctx = ApplyContext(time_ms=timestamp, genesis=genesis, checked=checked)
-    state = WorkingState(base)
+    state = open_block(base, timestamp, genesis)
     accepted: list[Transaction] = []
     outcomes: list[dict[str, Any] | LedgerError] = []
     for tx in txs:

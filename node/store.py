@@ -456,9 +456,12 @@ class Store:
         if not whole:
             yield from self.iter_state(prefix, start=entries[-1][0] + SEP if entries else None)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """State entries under prefix in key order (keys without the prefix); a pending queue's
-        come from memory (Store.queue), as the transition reads them for job.claim_next."""
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """State entries under prefix in key order (keys without the prefix), from start; a
+        pending queue's come from memory (Store.queue), as the transition reads them for
+        job.claim_next."""
+        if start:
+            return self.iter_state(prefix, start=start)
         family = self._queues.family
         if prefix.startswith(family) and prefix.find(SEP, len(family)) == len(prefix) - 1:
             return self._queue(prefix)

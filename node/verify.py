@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from chain.blocks import Block, BlockHeader
 from chain.errors import EncodingError, LedgerError
-from chain.indexes import PENDING_QUEUES
+from chain.indexes import IDEMPOTENCY_EXPIRY, PENDING_QUEUES
 from chain.state import EmptyState
 from chain.transition import apply_block, genesis_block
 from node.datadir import DataDir
@@ -34,13 +34,16 @@ class VerifyReport:
 
 
 class MemoryState:
-    """Committed state in a dict, as verify re-derives it. The keys of the pending queues are
-    also kept sorted, for the scans the transition makes (job.claim_next)."""
+    """Committed state in a dict, as verify re-derives it. The keys of the indexes the
+    transition scans (the pending queues for job.claim_next, the idempotency expiries every
+    block) are also kept sorted, so that a scan costs no more as the state grows."""
+
+    SCANNED = (PENDING_QUEUES, IDEMPOTENCY_EXPIRY)
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-        self._queued: list[bytes] = []
-        """The keys under chain.indexes.PENDING_QUEUES, sorted."""
+        self._sorted: dict[bytes, list[bytes]] = {family: [] for family in self.SCANNED}
+        """The keys under each of SCANNED, sorted."""
 
     @classmethod
     def holding(cls, data: dict[bytes, bytes]) -> MemoryState:
@@ -52,24 +55,33 @@ class MemoryState:
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if prefix.startswith(PENDING_QUEUES):
-            keys = self._queued
-            at = bisect.bisect_left(keys, prefix)
-            found = list(itertools.takewhile(lambda k: k.startswith(prefix), itertools.islice(keys, at, None)))
+    def _family(self, key: bytes) -> list[bytes] | None:
+        for family, keys in self._sorted.items():
+            if key.startswith(family):
+                return keys
+        return None
+
+    def scan(self, prefix: bytes, start: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Read lazily from the sorted keys (the transition takes the first few of an index
+        that may hold many): a block's scans are done before its changes are applied here."""
+        keys = self._family(prefix)
+        found: Iterable[bytes]
+        if keys is not None:
+            at = bisect.bisect_left(keys, prefix + start)
+            found = itertools.takewhile(lambda k: k.startswith(prefix), itertools.islice(keys, at, None))
         else:
-            found = sorted(k for k in self.data if k.startswith(prefix))
+            found = sorted(k for k in self.data if k.startswith(prefix) and k >= prefix + start)
         return ((k[len(prefix) :], self.data[k]) for k in found)
 
     def apply(self, changes: list[tuple[bytes, bytes | None]]) -> None:
         for k, v in changes:
-            queued = k.startswith(PENDING_QUEUES)
+            keys = self._family(k)
             if v is None:
-                if self.data.pop(k, None) is not None and queued:
-                    del self._queued[bisect.bisect_left(self._queued, k)]
+                if self.data.pop(k, None) is not None and keys is not None:
+                    del keys[bisect.bisect_left(keys, k)]
             else:
-                if queued and k not in self.data:
-                    bisect.insort(self._queued, k)
+                if keys is not None and k not in self.data:
+                    bisect.insort(keys, k)
                 self.data[k] = v
 
 

@@ -3,7 +3,7 @@
 Each `*_data` function builds the data of one page. The JSON endpoints (api/explorer.py)
 and the website (explorer_ui/web.py) both call it, so a page and its JSON never differ.
 Every read is a few indexed lookups. Nothing private leaves this module: prompts, results,
-failure texts and key hashes are withheld from every transaction shown.
+failure texts, key hashes and idempotency records are withheld from every transaction shown.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ PRIVATE_NOTES = {
     "result": "the job's result",
     "key_hash": "the account's API key hash",
     "error": "the miner's failure text",
+    "idempotency": "the Idempotency-Key this write was sent with",
 }
 
 

@@ -12,7 +12,7 @@ from chain.crypto import NodeKey, hash_hex
 from chain.genesis import Genesis, parse_genesis
 from chain.state import EmptyState, WorkingState
 from chain.transactions import Transaction
-from chain.transition import apply_tx, genesis_block, seal_block
+from chain.transition import apply_tx, genesis_block, open_block, seal_block
 from node.verify import MemoryState  # the committed state verify replays into
 
 AUTHORITY = NodeKey(bytes(range(32)))
@@ -80,7 +80,7 @@ class Chain:
 
     def seal(self, transactions: Sequence[Transaction], timestamp: int) -> Block:
         """The authority's side: apply each transaction, seal, commit."""
-        working = WorkingState(self.state)
+        working = open_block(self.state, timestamp, self.genesis)
         ctx = ApplyContext(time_ms=timestamp, genesis=self.genesis)
         for t in transactions:
             apply_tx(working, t, ctx)
