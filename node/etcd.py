@@ -7,12 +7,16 @@ strings; a field at its zero value is left out of answers.
 
 Several endpoints may be given: a request goes to the one that answered last, and on a
 connection failure or timeout to the next. When none answers, EtcdUnavailable (a
-node.producer.NodeUnavailable: writes get 503 with Retry-After) is raised. An error answer from
+node.producer.NodeUnavailable: writes get 503 with Retry-After) is raised. A call may be given
+a deadline (`within` seconds, across all its endpoints): one that is no use once it is late (a
+lease's keep-alive, a fenced append) then gives up in time even when every endpoint is a black
+hole, rather than after the timeout of each in turn. An error answer from
 etcd itself (a request too large, a compacted revision) is EtcdError.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -121,18 +125,26 @@ class EtcdClient:
             raise ValueError("etcd needs at least one endpoint URL")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self._current = 0
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 1.0)))
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(timeout=_timeout(timeout))
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, path: str, body: Mapping[str, object]) -> dict[str, object]:
-        """POST body to /v3/path on the endpoints in turn, from the one that answered last."""
+    async def _call(self, path: str, body: Mapping[str, object], within: float | None = None) -> dict[str, object]:
+        """POST body to /v3/path on the endpoints in turn, from the one that answered last;
+        within: seconds for the whole call (None: the timeout of each endpoint in turn)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
         errors = []
         for i in range(len(self.endpoints)):
             at = (self._current + i) % len(self.endpoints)
+            timeout = self.timeout if deadline is None else min(self.timeout, deadline - loop.time())
+            if timeout <= 0:
+                errors.append(f"no answer within {within:.2f} s")
+                break
             try:
-                resp = await self._http.post(self.endpoints[at] + "/v3/" + path, json=body)
+                resp = await self._http.post(self.endpoints[at] + "/v3/" + path, json=body, timeout=_timeout(timeout))
             except httpx.HTTPError as exc:
                 errors.append(f"{self.endpoints[at]}: {type(exc).__name__}")
                 continue
@@ -159,15 +171,15 @@ class EtcdClient:
         answer = await self._call("lease/grant", {"TTL": str(ttl)})
         return int(str(answer["ID"]))
 
-    async def keepalive(self, lease: int) -> int:
+    async def keepalive(self, lease: int, *, within: float | None = None) -> int:
         """Refresh the lease; its remaining TTL in seconds (0: the lease has expired)."""
-        answer = await self._call("lease/keepalive", {"ID": str(lease)})
+        answer = await self._call("lease/keepalive", {"ID": str(lease)}, within)
         result = answer.get("result")
         return int(str(result.get("TTL", 0))) if isinstance(result, dict) else 0
 
-    async def revoke(self, lease: int) -> None:
+    async def revoke(self, lease: int, *, within: float | None = None) -> None:
         try:
-            await self._call("lease/revoke", {"ID": str(lease)})
+            await self._call("lease/revoke", {"ID": str(lease)}, within)
         except EtcdError:
             pass  # already expired
 
@@ -197,7 +209,12 @@ class EtcdClient:
         await self._call("kv/deleterange", Delete(key, range_end).to_json()["request_delete_range"])
 
     async def txn(
-        self, compare: Sequence[Compare], success: Sequence[Operation], failure: Sequence[Operation] = ()
+        self,
+        compare: Sequence[Compare],
+        success: Sequence[Operation],
+        failure: Sequence[Operation] = (),
+        *,
+        within: float | None = None,
     ) -> TxnResult:
         """All of `success` if every compare holds, else all of `failure`, atomically."""
         body = {
@@ -205,7 +222,7 @@ class EtcdClient:
             "success": [op.to_json() for op in success],
             "failure": [op.to_json() for op in failure],
         }
-        answer = await self._call("kv/txn", body)
+        answer = await self._call("kv/txn", body, within)
         ranges = []
         responses = answer.get("responses")
         for response in responses if isinstance(responses, list) else []:
@@ -233,6 +250,11 @@ class EtcdClient:
 def prefix_end(prefix: bytes) -> bytes:
     """The end of the key range holding every key that starts with prefix."""
     return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def _timeout(seconds: float) -> httpx.Timeout:
+    """seconds for the request, and at most 1 s of it to connect."""
+    return httpx.Timeout(seconds, connect=min(seconds, 1.0))
 
 
 def _b64(raw: bytes) -> str:

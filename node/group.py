@@ -128,9 +128,13 @@ class EtcdLog:
         ]
         if h > group.tail_blocks:  # everything below the tail (one key, or more if the tail was shortened)
             ops.append(Delete(block_key(group.prefix, 0), block_key(group.prefix, h - group.tail_blocks + 1)))
+        left = group.lease_left()
+        if left <= 0:  # not renewed in time: etcd has let the lease go, and the append would be fenced
+            self.lose(f"the lease ran out before block {h} could be committed")
+            raise NodeUnavailable("this node is no longer the sequencer; retry shortly", error_code="unavailable")
         started = time.perf_counter()
         try:
-            result = await group.etcd.txn(compare, ops)
+            result = await group.etcd.txn(compare, ops, within=left)
         except (EtcdUnavailable, EtcdError) as exc:
             # The block may or may not be in etcd: this node must not build on it either way.
             self.lose(f"etcd did not take block {h}: {exc}")
@@ -296,7 +300,7 @@ class Group:
                 if self.etcd_ok:
                     log.warning("%s", exc.detail)
                 self.etcd_ok = False
-                if self.leadership is not None and time.monotonic() - self._renewed > self.lease_ttl:
+                if self.leadership is not None and self.lease_left() <= 0:
                     await self._step_down("etcd unreachable for longer than the lease")
                 await self._sleep(POLL_S * 4)
             except asyncio.CancelledError:
@@ -318,8 +322,9 @@ class Group:
         if found is None and self.halted is None and self.behind is None:
             await self._campaign()
         elif found is not None and self.leader is not None and self.leader.key == self.key.public_hex:
-            # This node's own leadership from before a restart: give it up at once.
-            log.info("revoking the leadership this node held before it restarted")
+            # This node's own leadership from before a restart, or from before it stepped down
+            # while etcd was out of reach (the revoke failed then): give it up at once.
+            log.info("revoking the leadership this node held before it restarted or stepped down")
             await self.etcd.revoke(found.lease)
 
     async def _sequencer_round(self) -> None:
@@ -328,13 +333,26 @@ class Group:
         if self.log is not None and self.log.lost:
             await self._step_down("fenced")
             return
-        ttl = await self.etcd.keepalive(lead.lease)
+        left = self.lease_left()
+        if left <= 0:
+            await self._step_down("the lease ran out before it could be renewed")
+            return
+        # A keep-alive that answers after the lease ran out is of no use: give up then, not
+        # after the timeout of each etcd endpoint in turn (EtcdUnavailable, handled by _run).
+        sent = time.monotonic()
+        ttl = await self.etcd.keepalive(lead.lease, within=left)
         self.etcd_ok = True
         if ttl <= 0:
             await self._step_down("the lease expired")
             return
-        self._renewed = time.monotonic()
+        self._renewed = sent
         await self._sleep(self.lease_ttl / 3)
+
+    def lease_left(self) -> float:
+        """Seconds until this sequencer's lease may run out in etcd unless it is renewed: counted
+        from when the last keep-alive (or the grant) was sent, since etcd renewed it after that.
+        Past it the sequencer neither appends nor keeps on leading."""
+        return self._renewed + self.lease_ttl - time.monotonic()
 
     def _see_leader(self, found: KeyValue | None) -> None:
         if found is None:
@@ -356,6 +374,7 @@ class Group:
     async def _campaign(self) -> None:
         leader_key = self.prefix + b"leader"
         value = json.dumps({"key": self.key.public_hex, "url": self.node.url}, sort_keys=True).encode()
+        granted = time.monotonic()
         lease = await self.etcd.grant(self.lease_ttl)
         try:
             result = await self.etcd.txn(
@@ -369,7 +388,7 @@ class Group:
             self._see_leader(result.ranges[0][0] if result.ranges and result.ranges[0] else None)
             return
         lead = Leadership(result.revision, lease, value)
-        self._renewed = time.monotonic()
+        self._renewed = granted
         try:
             ready = await self._prepare_to_lead(lead)
         except BaseException:
@@ -422,8 +441,8 @@ class Group:
         self.leader = None
         self.node.metrics.sequencer_changes.inc()
         await self.node.become_standby(self.key)
-        try:
-            await self.etcd.revoke(lead.lease)
+        try:  # so that another member takes over at once; past its TTL the lease is gone anyway
+            await self.etcd.revoke(lead.lease, within=self.lease_ttl)
         except EtcdUnavailable:
             pass  # the lease expires by itself
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -79,6 +81,29 @@ class EtcdCluster:
                 continue
         return False
 
+    def member_healthy(self, i: int) -> bool:
+        """Whether member i is up and part of a cluster with a quorum."""
+        try:
+            return bool(httpx.get(self.urls[i] + "/health", timeout=1).json().get("health") == "true")
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def leader(self) -> int:
+        """The index of the member that leads the etcd cluster now (waiting until one does)."""
+
+        def find() -> list[int]:
+            for i, url in enumerate(self.urls):
+                try:
+                    status = httpx.post(url + "/v3/maintenance/status", json={}, timeout=1).json()
+                except (httpx.HTTPError, ValueError):
+                    continue
+                if status.get("leader") and status["leader"] == status.get("header", {}).get("member_id"):
+                    return [i]
+            return []
+
+        found: list[int] = wait_until(find, "etcd to have a leader", 30)
+        return found[0]
+
     def kill(self, i: int) -> None:
         proc = self.procs[i]
         if proc is not None and proc.poll() is None:
@@ -93,6 +118,133 @@ class EtcdCluster:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     self.kill(i)
+
+
+Cut = Literal["refuse", "blackhole"]
+
+
+class _Link:
+    """One proxy port on 127.0.0.1 in front of one etcd member's client port."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = 0
+        self.cut: Cut | None = None
+        self.server: asyncio.Server | None = None
+        self.open: set[asyncio.StreamWriter] = set()
+        """Both ends of every connection passing through, and the held (blackholed) ones."""
+
+    async def listen(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut == "refuse":
+            writer.transport.abort()  # a reset: the client fails at once
+            return
+        self.open.add(writer)
+        if self.cut == "blackhole":
+            return  # accepted and never answered: the client waits for its own timeout
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:  # the etcd member is down
+            self._drop(writer)
+            return
+        self.open.add(up_writer)
+        if self.cut is not None:  # cut while connecting
+            self._drop(writer, up_writer)
+            return
+        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        self._drop(writer, up_writer)
+
+    def _drop(self, *writers: asyncio.StreamWriter) -> None:
+        for w in writers:
+            w.transport.abort()
+            self.open.discard(w)
+
+    def drop_all(self) -> None:
+        self._drop(*self.open)
+
+
+async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    except OSError:
+        pass
+    finally:
+        dst.transport.abort()
+
+
+class EtcdProxies:
+    """TCP proxies on 127.0.0.1 between the group members and etcd, which the test controls: one
+    listening port per etcd member per group member, so that member i's --etcd URLs
+    (urls(i)) all go through ports of its own.
+
+    cut(i) drops member i's open connections to etcd, then resets its new ones ("refuse") or
+    accepts them and never answers ("blackhole", as a hung network path does) until
+    restore(i). The proxies run on an asyncio loop in one daemon thread; close() (or leaving the
+    `with` block) stops it."""
+
+    def __init__(self, etcd: EtcdCluster, members: int) -> None:
+        self._links = [[_Link(port) for port in etcd.client_ports] for _ in range(members)]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="etcd-proxies", daemon=True)
+
+    def __enter__(self) -> EtcdProxies:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the etcd proxies did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def urls(self, member: int) -> list[str]:
+        return [f"http://127.0.0.1:{link.port}" for link in self._links[member]]
+
+    def cut(self, member: int, how: Cut = "blackhole") -> None:
+        self._call(member, how)
+
+    def restore(self, member: int) -> None:
+        self._call(member, None)
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            raise RuntimeError("the etcd proxies did not stop")
+
+    def _call(self, member: int, cut: Cut | None) -> None:
+        """Set member's links to cut (None: pass traffic) and drop their connections, on the loop."""
+
+        async def apply() -> None:
+            for link in self._links[member]:
+                link.cut = cut
+                link.drop_all()
+
+        assert self._loop is not None
+        asyncio.run_coroutine_threadsafe(apply(), self._loop).result(timeout=10)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        links = [link for member in self._links for link in member]
+        for link in links:
+            await link.listen()
+        self._ready.set()
+        await self._stop.wait()
+        for link in links:
+            assert link.server is not None
+            link.server.close()
+            link.drop_all()
+        for link in links:
+            assert link.server is not None
+            await link.server.wait_closed()
 
 
 def group_genesis(base: Path, n: int = 3, **params: Any) -> tuple[Path, list[Path]]:
@@ -116,15 +268,23 @@ def group_genesis(base: Path, n: int = 3, **params: Any) -> tuple[Path, list[Pat
 
 
 def member(
-    base: Path, i: int, genesis: Path, key_file: Path, etcd: EtcdCluster, *args: str, peer_key: bool = True
+    base: Path,
+    i: int,
+    genesis: Path,
+    key_file: Path,
+    etcd: EtcdCluster | Sequence[str],
+    *args: str,
+    peer_key: bool = True,
 ) -> NodeProcess:
-    """Group member i; peer_key=False starts it without --peer-key (it cannot catch up over HTTP)."""
+    """Group member i, reaching etcd at the cluster's URLs (or the URLs given, e.g. proxies');
+    peer_key=False starts it without --peer-key (it cannot catch up over HTTP)."""
+    etcd_urls = etcd.urls if isinstance(etcd, EtcdCluster) else etcd
     return NodeProcess(
         base / f"member-{i}",
         extra_args=(
             "--genesis", str(genesis),
             "--node-key", str(key_file),
-            "--etcd", ",".join(etcd.urls),
+            "--etcd", ",".join(etcd_urls),
             "--lease-ttl", str(LEASE_TTL),
             *(("--peer-key", PEER["key"]) if peer_key else ()),
             "--rate-limit", "0",

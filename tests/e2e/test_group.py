@@ -1,8 +1,11 @@
 """An authority group on a real 3-member etcd: election, fencing, failover, idempotent retries,
-and a bounded fault-injection run (kill -9 and SIGSTOP of the sequencer under a write load)."""
+and a bounded fault-injection run under a write load: kill -9 of the sequencer, SIGSTOP past its
+lease, the sequencer cut off etcd through a proxy, one etcd member killed, etcd's quorum lost and
+restored. AITBC_FAULT_KILLS, AITBC_FAULT_STOPS and AITBC_FAULT_CUTS change the counts."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -21,7 +24,9 @@ import pytest
 from tests.e2e.group import (
     ETCD,
     LEASE_TTL,
+    Cut,
     EtcdCluster,
+    EtcdProxies,
     group_genesis,
     member,
     role_of,
@@ -34,8 +39,9 @@ from tests.support import CLIENT_A, NodeProcess, run_cli
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd is not installed (apt-get install etcd-server)")
 
-KILLS = int(os.environ.get("AITBC_FAULT_KILLS", "3"))
-STOPS = int(os.environ.get("AITBC_FAULT_STOPS", "2"))
+KILLS = int(os.environ.get("AITBC_FAULT_KILLS", "10"))
+STOPS = int(os.environ.get("AITBC_FAULT_STOPS", "5"))
+CUTS = int(os.environ.get("AITBC_FAULT_CUTS", "3"))
 
 
 @dataclass
@@ -43,22 +49,41 @@ class Group:
     base: Path
     etcd: EtcdCluster
     members: list[NodeProcess] = field(default_factory=list)
+    proxies: EtcdProxies | None = None
+    """When set, each member reaches etcd through proxies the test can cut."""
 
     def live(self) -> list[NodeProcess]:
         return [m for m in self.members if m.proc is not None and m.proc.poll() is None]
 
 
+@contextlib.contextmanager
+def running_group(base: Path, proxied: bool) -> Iterator[Group]:
+    etcd = EtcdCluster(base).start()
+    genesis, keys = group_genesis(base)
+    with contextlib.ExitStack() as stack:
+        stack.callback(etcd.stop)
+        proxies = stack.enter_context(EtcdProxies(etcd, 3)) if proxied else None
+        urls = [proxies.urls(i) if proxies is not None else etcd.urls for i in range(3)]
+        g = Group(base, etcd, [member(base, i, genesis, keys[i], urls[i]) for i in range(3)], proxies)
+        try:
+            for m in g.members:
+                m.start()
+            yield g
+        finally:
+            stop_all(g.members)
+
+
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[Group]:
-    etcd = EtcdCluster(tmp_path).start()
-    genesis, keys = group_genesis(tmp_path)
-    g = Group(tmp_path, etcd, [member(tmp_path, i, genesis, keys[i], etcd) for i in range(3)])
-    try:
-        for m in g.members:
-            m.start()
+    with running_group(tmp_path, proxied=False) as g:
         yield g
-    finally:
-        stop_all(g.members, etcd)
+
+
+@pytest.fixture
+def proxied_group(tmp_path: Path) -> Iterator[Group]:
+    """A group whose members reach etcd through proxies the test controls (Group.proxies)."""
+    with running_group(tmp_path, proxied=True) as g:
+        yield g
 
 
 def submit(node: NodeProcess, prompt: str, key: str | None = None, timeout: float = 10) -> httpx.Response:
@@ -119,6 +144,15 @@ def test_several_authorities_without_etcd_are_refused(tmp_path: Path) -> None:
     assert result.returncode != 0 and "--etcd" in result.stderr and "Traceback" not in result.stderr
 
 
+@dataclass(frozen=True)
+class Answer:
+    sent: float
+    answered: float
+    status: int
+    replayed: bool
+    """Idempotent-Replayed: the original answer of a write made durable before."""
+
+
 class Load:
     """Writers submitting jobs with idempotency keys, retrying each through failures and failovers."""
 
@@ -126,7 +160,7 @@ class Load:
         self.group = group
         self.acked: dict[str, str] = {}
         """prompt -> job_id of every acknowledged write."""
-        self.attempts = 0
+        self.answers: list[Answer] = []
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._write, args=(i,), daemon=True) for i in range(writers)]
@@ -140,19 +174,27 @@ class Load:
                 live = self.group.live()
                 if not live:
                     continue
-                self.attempts += 1
+                sent = time.monotonic()
                 try:
                     r = submit(random.choice(live), prompt, key=key, timeout=4)
                 except httpx.HTTPError:
                     continue
-                if r.status_code == 201:
-                    with self.lock:
+                with self.lock:
+                    replayed = r.headers.get("idempotent-replayed") == "true"
+                    self.answers.append(Answer(sent, time.monotonic(), r.status_code, replayed))
+                    if r.status_code == 201:
                         self.acked[prompt] = r.json()["job_id"]
+                if r.status_code == 201:
                     break
                 assert r.status_code in (502, 503, 504), r.text  # never a 4xx or 500 for a good write
                 if self.stop.is_set():
                     break
             n += 1
+
+    def acks_after(self, count: int, what: str) -> None:
+        """Wait until `count` more writes are acknowledged."""
+        before = len(self.acked)
+        wait_until(lambda: len(self.acked) >= before + count, what, 60)
 
     def __enter__(self) -> Load:
         for t in self.threads:
@@ -169,8 +211,10 @@ def is_standby(node: NodeProcess) -> bool:
     return role_of(node) == "standby"
 
 
-def probe_write(group: Group, exclude: NodeProcess) -> float:
-    """Seconds until a write is acknowledged again, through the members other than `exclude`."""
+def probe_write(group: Group, exclude: NodeProcess | None = None) -> float:
+    """Seconds until a write is acknowledged again, through the members other than `exclude`.
+    Each try gives up after 1 s (a write takes milliseconds), so that one held by a standby
+    still forwarding to a paused sequencer adds little to the figure."""
     started = time.monotonic()
     key = str(uuid.uuid4())
 
@@ -179,7 +223,7 @@ def probe_write(group: Group, exclude: NodeProcess) -> float:
             if m is exclude:
                 continue
             try:
-                if submit(m, "probe " + key, key=key, timeout=2).status_code == 201:
+                if submit(m, "probe " + key, key=key, timeout=1).status_code == 201:
                     return True
             except httpx.HTTPError:
                 pass
@@ -189,25 +233,134 @@ def probe_write(group: Group, exclude: NodeProcess) -> float:
     return time.monotonic() - started
 
 
-def test_faults_lose_no_acknowledged_write_duplicate_none_and_never_fork(group: Group) -> None:
+def assert_refused(r: httpx.Response) -> None:
+    """A write refused while the group cannot commit: 503 unavailable, with Retry-After."""
+    assert r.status_code == 503, r.text
+    assert r.headers.get("retry-after") and set(r.json()) >= {"detail", "error_code"}, (r.headers, r.text)
+
+
+def rejoined(node: NodeProcess, lead: NodeProcess, height: int) -> bool:
+    """node is a standby that sees etcd and the sequencer `lead` again, and has applied the
+    blocks up to `height`."""
+    try:
+        health = httpx.get(node.url + "/health", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    seen = health.get("group") or {}
+    return (
+        health.get("role") == "standby"
+        and seen.get("etcd") == "ok"
+        and (seen.get("sequencer") or {}).get("url") == lead.url
+        and tip_hash(node)[0] >= height
+    )
+
+
+def kill_sequencer(group: Group) -> float:
+    lead = sequencer(group.live())
+    lead.kill9()
+    outage = probe_write(group, lead)
+    lead.start()  # it comes back as a standby and catches up from etcd
+    return outage
+
+
+def pause_sequencer(group: Group) -> float:
+    lead = sequencer(group.live())
+    assert lead.proc is not None
+    lead.proc.send_signal(signal.SIGSTOP)
+    outage = probe_write(group, lead)  # its lease ran out: another member is elected and serving
+    lead.proc.send_signal(signal.SIGCONT)  # the paused one wakes up deposed
+    wait_until(functools.partial(is_standby, lead), "the paused sequencer to step down", 30)
+    return outage
+
+
+def cut_sequencer(group: Group, how: Cut) -> float:
+    """Cut the sequencer off etcd: another member takes over, the cut one refuses writes (503),
+    steps down, and rejoins as a standby once restored."""
+    assert group.proxies is not None
+    lead = sequencer(group.live())
+    group.proxies.cut(group.members.index(lead), how)
+    outage = probe_write(group, lead)
+    assert_refused(submit(lead, "to the cut-off member", key=str(uuid.uuid4()), timeout=30))
+    wait_until(functools.partial(is_standby, lead), "the cut-off sequencer to step down", 30)
+    group.proxies.restore(group.members.index(lead))
+    now = sequencer([m for m in group.live() if m is not lead])
+    rejoin = functools.partial(rejoined, lead, now, tip_hash(now)[0])
+    wait_until(rejoin, "the cut-off member to rejoin as a standby", 30)
+    return outage
+
+
+def lose_one_etcd_member(group: Group, load: Load) -> None:
+    """Kill etcd's leader: the other two elect another, and writes keep being acknowledged."""
+    down = group.etcd.leader()
+    group.etcd.kill(down)
+    load.acks_after(10, "writes with one etcd member down")
+    group.etcd.start(down)
+    wait_until(functools.partial(group.etcd.member_healthy, down), "the etcd member to rejoin", 30)
+
+
+def lose_etcd_quorum(group: Group, load: Load) -> float:
+    """Kill two of the three etcd members: no write is acknowledged until they are back, reads
+    keep working; then restore them. Seconds from the restore to the next acknowledged write."""
+    down = [group.etcd.leader()]
+    down.append(next(i for i in range(len(group.etcd.names)) if i not in down))
+    for i in down:
+        group.etcd.kill(i)
+    wait_until(
+        lambda: all(role_of(m) == "standby" for m in group.live()), "the sequencer to step down without a quorum", 30
+    )
+    refusing = time.monotonic()  # from here on, no write may be acknowledged until etcd is back
+    acked = list(load.acked.items())[:5]
+    for m in group.live():
+        assert_refused(submit(m, "without a quorum", key=str(uuid.uuid4()), timeout=30))
+        with m.client(CLIENT_A["key"]) as http:
+            assert http.get("/v1/chain/head").status_code == 200
+            assert all(http.get(f"/v1/jobs/{job_id}").status_code == 200 for _, job_id in acked)
+    restoring = time.monotonic()
+    for i in down:
+        group.etcd.start(i)
+    outage = probe_write(group)
+    with load.lock:
+        # A replayed answer is the original answer of a write made durable before the quorum went.
+        acked_meanwhile = [
+            a
+            for a in load.answers
+            if a.sent > refusing and a.answered < restoring and 200 <= a.status < 300 and not a.replayed
+        ]
+        refused = sum(a.sent > refusing and a.answered < restoring for a in load.answers)
+    assert acked_meanwhile == [] and refused > 0, (acked_meanwhile, refused)
+    for i in down:
+        wait_until(functools.partial(group.etcd.member_healthy, i), "the etcd members to rejoin", 30)
+    return outage
+
+
+def median_max(seconds: list[float]) -> str:
+    return f"median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s" if seconds else "none"
+
+
+def test_faults_lose_no_acknowledged_write_duplicate_none_and_never_fork(proxied_group: Group) -> None:
+    group = proxied_group
     sequencer(group.members)
-    outages: list[float] = []
+    outages: dict[str, list[float]] = {}
     with Load(group) as load:
         wait_until(lambda: len(load.acked) >= 20, "the load to get going")
-        for _ in range(KILLS):
-            lead = sequencer(group.live())
-            lead.kill9()
-            outages.append(probe_write(group, lead))
-            lead.start()  # it comes back as a standby and catches up from etcd
-        for _ in range(STOPS):
-            lead = sequencer(group.live())
-            assert lead.proc is not None
-            lead.proc.send_signal(signal.SIGSTOP)
-            outages.append(probe_write(group, lead))  # another member is elected and serving
-            lead.proc.send_signal(signal.SIGCONT)  # the paused one wakes up deposed
-            wait_until(functools.partial(is_standby, lead), "the paused sequencer to step down", 30)
-        before = len(load.acked)
-        wait_until(lambda: len(load.acked) >= before + 10, "writes after the faults")
+        phases, mark = [], time.monotonic()
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            phases.append(f"{name} {time.monotonic() - mark:.0f} s")
+            mark = time.monotonic()
+
+        outages["kill -9"] = [kill_sequencer(group) for _ in range(KILLS)]
+        phase("kills")
+        outages["SIGSTOP"] = [pause_sequencer(group) for _ in range(STOPS)]
+        phase("stops")
+        outages["cut off etcd"] = [cut_sequencer(group, "refuse" if n % 2 else "blackhole") for n in range(CUTS)]
+        phase("cuts")
+        lose_one_etcd_member(group, load)
+        phase("one etcd member down")
+        quorum_back = lose_etcd_quorum(group, load)
+        phase("etcd quorum lost and restored")
+        load.acks_after(10, "writes after the faults")
     assert len(group.live()) == 3
     wait_until(lambda: len({tip_hash(m) for m in group.members}) == 1, "every member to hold the same tip", 60)
     tips = {tip_hash(m) for m in group.members}
@@ -226,11 +379,16 @@ def test_faults_lose_no_acknowledged_write_duplicate_none_and_never_fork(group: 
     for m in group.members:
         m.stop()
     verified = [run_cli("verify", "--data-dir", str(m.data_dir), "--quiet", timeout=120) for m in group.members]
+    every = [s for kind in outages.values() for s in kind]
+    by_kind = "; ".join(f"{kind} {median_max(s)}" for kind, s in outages.items() if s)
     print(
-        f"\nfaults: {KILLS} kill -9, {STOPS} SIGSTOP/SIGCONT; {len(load.acked)} writes acknowledged "
-        f"({load.attempts} attempts); acknowledged writes lost {len(lost)}, duplicate effects {duplicates}, "
-        f"forks {forks}; failover unavailability median {statistics.median(outages):.2f} s, "
-        f"max {max(outages):.2f} s (lease TTL {LEASE_TTL} s, target {2 * LEASE_TTL + 1} s)"
+        f"\nfaults ({', '.join(phases)}): {KILLS} kill -9, {STOPS} SIGSTOP/SIGCONT, {CUTS} cut off etcd "
+        f"of the sequencer, 1 etcd member killed, 2 etcd members killed and restored; "
+        f"{len(load.acked)} writes acknowledged ({len(load.answers)} answers); "
+        f"acknowledged writes lost {len(lost)}, duplicate effects {duplicates}, forks {forks}; "
+        f"failover unavailability {median_max(every)} ({by_kind}; lease TTL {LEASE_TTL} s, "
+        f"target {2 * LEASE_TTL + 1} s); "
+        f"writes acknowledged {quorum_back:.2f} s after etcd's quorum was restored"
     )
     assert lost == [] and duplicates == 0 and forks == 0
     assert all(v.returncode == 0 for v in verified), [v.stderr for v in verified]

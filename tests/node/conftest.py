@@ -9,6 +9,7 @@ import pytest
 from chain.crypto import NodeKey
 from chain.genesis import Genesis
 from node.store import Store
+from tests.e2e.group import EtcdCluster
 from tests.support import make_genesis
 
 
@@ -34,3 +35,14 @@ def store(store_path: Path, genesis: Genesis) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    """A single-member etcd on a free loopback port, for a module's tests (skip the module
+    where etcd is not installed: tests.e2e.group.ETCD is None)."""
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), n=1).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

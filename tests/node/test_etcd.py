@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,15 +16,6 @@ from tests.e2e.group import ETCD, EtcdCluster
 from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(ETCD is None, reason="etcd is not installed (apt-get install etcd-server)")
-
-
-@pytest.fixture(scope="module")
-def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), n=1).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def run(coro: object) -> object:
@@ -107,5 +100,31 @@ def test_a_dead_endpoint_is_skipped(etcd: EtcdCluster) -> None:
             assert (await client.get(b"t4/a")) is not None
         finally:
             await client.aclose()
+
+    run(go())
+
+
+@contextlib.contextmanager
+def black_holes(n: int) -> Iterator[list[str]]:
+    """n endpoints that take connections and never answer (listening sockets never accepted from:
+    the kernel completes the handshake, nobody reads the request), as a hung network path."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.create_server(("127.0.0.1", 0), backlog=16)) for _ in range(n)]
+        yield [f"http://127.0.0.1:{s.getsockname()[1]}" for s in socks]
+
+
+def test_a_call_with_a_deadline_gives_up_by_it_when_every_endpoint_is_a_black_hole() -> None:
+    async def go() -> None:
+        with black_holes(3) as urls:
+            client = EtcdClient(urls, timeout=5)
+            try:
+                # Without the deadline this call takes 3 x 5 s; the liveness bound is generous.
+                with pytest.raises(EtcdUnavailable) as caught:
+                    await asyncio.wait_for(client.keepalive(1, within=0.3), timeout=4)
+                assert "no answer within" in caught.value.detail or "ReadTimeout" in caught.value.detail
+                with pytest.raises(EtcdUnavailable):
+                    await asyncio.wait_for(client.txn([], [Put(b"t5/x", b"1")], within=0.3), timeout=4)
+            finally:
+                await client.aclose()
 
     run(go())
