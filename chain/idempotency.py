@@ -6,15 +6,15 @@ every node holding the block can answer a retry of the same request with the ori
 and refuse the key for a different request. A key expires 24 h after the block that recorded
 it, by block time.
 
-The record has two forms (both 0.3.0), and every block ever sealed stays valid with its own:
+The record has two forms, and every block ever sealed stays valid with its own:
 
-- {"account", "key_hash", "request"}, as nodes seal it now: the chain holds only
+- {"account", "key_hash", "request"}, from 0.4.0: the chain holds only
   key_hash(account, key), never the key, which the client chose and may not want published.
   The record is stored under "idemh" and listed in the expiry index
   (chain.indexes.IDEMPOTENCY_EXPIRY); applying a block first deletes the records expired by its
   time, at most max_block_txs of them (as many as one block can add), so the state holds about
   a day of keys, not every key ever used.
-- {"account", "key", "request"}, as the first 0.3.0 builds sealed it: the raw key, stored under
+- {"account", "key", "request"}, as 0.3.0 sealed it: the raw key, stored under
   "idem" and never deleted (no index lists it, and deleting it now would change the state
   roots of blocks already sealed). Reads treat it as absent once expired, as they do the
   hashed form.
@@ -52,7 +52,7 @@ class Claim:
     key_hash: str | None
     """key_hash(account, key): the form sealed now."""
     legacy_key: str | None
-    """The raw key: the form of the first 0.3.0 builds."""
+    """The raw key: the form 0.3.0 sealed."""
     request: str
 
     @property

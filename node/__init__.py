@@ -1,3 +1,3 @@
 """The AITBC node process: configuration, CLI, LevelDB store, block producer."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
