@@ -249,6 +249,26 @@ def init(data_dir: Path, genesis: Path | None, node_key: Path | None) -> None:
     run_guarded(go)
 
 
+@cli.command("group-init", context_settings=CONTEXT)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--members", type=click.IntRange(1, 64), default=3, show_default=True, help="Authorities in the group.")
+@genesis_option
+def group_init(directory: Path, members: int, genesis: Path | None) -> None:
+    """Create an authority group's files in DIRECTORY: genesis.json naming N new authorities,
+    member-N.key (each member's --node-key), admin.key and peer.key (API keys, mode 0600).
+
+    --genesis takes the chain id and params from a genesis that names no authority (default:
+    the bundled one). Copy genesis.json and one member key to each member's machine.
+    """
+    from node.datadir import create_group_files
+
+    files = run_guarded(create_group_files, directory, members, genesis)
+    click.echo(f"wrote {files.genesis} naming {members} authorities")
+    for n, path in enumerate(files.member_keys):
+        click.echo(f"member {n}: --node-key {path}")
+    click.echo(f"admin API key in {files.admin_key}, peer API key (--peer-key) in {files.peer_key}")
+
+
 @cli.command(context_settings=CONTEXT)
 @data_dir_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")

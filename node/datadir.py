@@ -112,6 +112,58 @@ def write_private(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 @dataclass(frozen=True)
+class GroupFiles:
+    """What `aitbc-node group-init` wrote: the group's genesis and each member's key file."""
+
+    genesis: Path
+    member_keys: list[Path]
+    admin_key: Path
+    peer_key: Path
+
+
+GROUP_ADMIN_NAME = "group-admin"
+GROUP_PEER_NAME = "group-peer"
+
+
+def create_group_files(out: Path, members: int, source: Path | None = None) -> GroupFiles:
+    """A new authority group's files in out: genesis.json naming `members` new authority keys and
+    two accounts, an admin (to create further keys through any member) and a peer (--peer-key,
+    for a member catching up over HTTP); member-N.key with member N's seed; admin.key and
+    peer.key with the API keys. Secrets are written 0600; out must not hold any of these files."""
+    if not 1 <= members <= 64:
+        raise DataDirError(f"a group has 1 to 64 members, not {members}")
+    base = load_genesis_file(source or BUNDLED_GENESIS)
+    if base.authorities:
+        raise DataDirError(f"{source} already names its authorities; start from a genesis that names none")
+    files = GroupFiles(
+        out / "genesis.json",
+        [out / f"member-{n}.key" for n in range(members)],
+        out / "admin.key",
+        out / "peer.key",
+    )
+    existing = [p for p in (files.genesis, *files.member_keys, files.admin_key, files.peer_key) if p.exists()]
+    if existing:
+        raise DataDirError(f"{existing[0]} exists; group-init never overwrites a group's files (choose a new DIR)")
+    keys = [NodeKey(secrets.token_bytes(32)) for _ in range(members)]
+    admin_key, peer_key = new_api_key(), new_api_key()
+    accounts = [
+        {"name": GROUP_ADMIN_NAME, "role": "admin", "key_hash": api_key_hash(admin_key)},
+        {"name": GROUP_PEER_NAME, "role": "peer", "key_hash": api_key_hash(peer_key)},
+    ]
+    try:
+        genesis = base.with_authorities([k.public_hex for k in keys], accounts)
+    except InvalidGenesis as exc:
+        raise DataDirError(f"cannot make the group's genesis: {exc.detail}") from None
+    make_dir(out)
+    for key, path in zip(keys, files.member_keys, strict=True):
+        write_private(path, key.seed.hex() + "\n")
+    write_private(files.admin_key, admin_key + "\n")
+    write_private(files.peer_key, peer_key + "\n")
+    write_private(files.genesis, json.dumps(genesis.raw, indent=2, sort_keys=True) + "\n", 0o644)
+    return files
+
+
+@dataclass(frozen=True)
 class InitResult:
     genesis: Genesis
     created: bool
