@@ -117,10 +117,15 @@ class EtcdLog:
         ]
         if h > TAIL_BLOCKS:
             ops.append(Delete(block_key(group.prefix, h - TAIL_BLOCKS)))
+        # LevelDB's batch is built while etcd takes the block, and written only once etcd has it.
+        prepared = asyncio.ensure_future(asyncio.to_thread(group.store.prepare_block, block, changes))
         started = time.perf_counter()
         try:
             result = await group.etcd.txn(compare, ops)
-        except (EtcdUnavailable, EtcdError) as exc:
+        except BaseException as exc:
+            await _settled(prepared)
+            if not isinstance(exc, EtcdUnavailable | EtcdError):
+                raise
             # The block may or may not be in etcd: this node must not build on it either way.
             self.lose(f"etcd did not take block {h}: {exc}")
             raise NodeUnavailable(
@@ -128,6 +133,7 @@ class EtcdLog:
             ) from None
         group.node.metrics.etcd_commit.observe(time.perf_counter() - started)
         if not result.succeeded:
+            await _settled(prepared)
             self.lose(f"fenced at block {h}: another member leads, or the lease expired")
             raise NodeUnavailable(
                 "this node lost the sequencer role before the block was committed; nothing of it was applied, "
@@ -136,7 +142,7 @@ class EtcdLog:
             )
         if h % COMPACT_EVERY == 0 and result.revision > TAIL_BLOCKS:
             group.spawn(group.etcd.compact(result.revision - TAIL_BLOCKS))
-        await asyncio.to_thread(group.store.write_block, block, changes)
+        await asyncio.to_thread(group.store.commit, await prepared)
 
     def lose(self, reason: str) -> None:
         if not self.lost:
@@ -463,6 +469,13 @@ class Group:
         if self.halted is not None:
             info["halted"] = self.halted
         return info
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
+    """Wait for a block's batch that will not be written (no thread is left reading the store)."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so that asyncio does not log it: an unwritten batch does not matter
 
 
 async def _quietly(work: Any) -> None:
