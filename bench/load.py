@@ -73,6 +73,8 @@ ANSWER = "A prince avenges his father and nearly everyone dies."
 class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refusals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Unexpected answers by request and status, e.g. "POST claim 504"."""
     load_cpu: float = float("nan")
     """CPU time of this load generator over the run's wall time: near 1.0, it is the bottleneck."""
     server_cpu: float = float("nan")
@@ -242,6 +244,8 @@ async def timed(
     async with session.request(method, url, **kwargs) as r:
         body = await r.read()
         rec.add(name, time.perf_counter() - t0, r.status == expect)
+        if r.status != expect:
+            rec.refusals[f"{name} {r.status}"] += 1
         return json.loads(body) if parse and body else None
 
 
@@ -632,8 +636,10 @@ class GroupPass:
     """Mean time of the sequencer's fenced etcd append per block (nan on a single node)."""
     server_cpu: float
     """Share of a core the single node, or the sequencer, used."""
-    others_cpu: float
-    """Share of a core the standbys and etcd members used together (nan on a single node)."""
+    standbys_cpu: float
+    """Share of a core the standbys used together (nan on a single node)."""
+    etcd_cpu: float
+    """Share of a core the etcd members used together (nan on a single node)."""
     load_cpu: float
 
     @property
@@ -648,7 +654,8 @@ async def lifecycle_pass(
     base_of: Callable[[int], str],
     sealer: str,
     sealer_pid: int,
-    others: list[int],
+    standbys: list[int],
+    etcd_pids: list[int],
 ) -> GroupPass:
     """Warm up, then drive the job lifecycle for args.seconds; the block figures come from the
     node that seals (`sealer`), the CPU figures from /proc."""
@@ -657,9 +664,12 @@ async def lifecycle_pass(
     height = await _height(s, sealer)
     commit = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
     etcd = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
-    others_before = sum(cpu_seconds(p) for p in others)
+    before = [sum(cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
     rec, elapsed, requests = await drive(args.concurrency, args.seconds, args.max_requests, step, sealer_pid)
-    others_cpu = (sum(cpu_seconds(p) for p in others) - others_before) / elapsed if others else float("nan")
+    standbys_cpu, etcd_cpu = (
+        (sum(cpu_seconds(p) for p in pids) - used) / elapsed if pids else float("nan")
+        for pids, used in zip((standbys, etcd_pids), before, strict=True)
+    )
     blocks = await _height(s, sealer) - height
     commit_after = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
     etcd_after = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
@@ -679,12 +689,14 @@ async def lifecycle_pass(
         mean_ms(commit, commit_after),
         mean_ms(etcd, etcd_after),
         rec.server_cpu / elapsed,
-        others_cpu,
+        standbys_cpu,
+        etcd_cpu,
         rec.load_cpu,
     )
     print(
         f"[group] {setup:26} {result.rate:8.1f} lifecycles/s, p50 {percentile(result.lifecycles, 50) * 1000:6.1f} ms, "
-        f"p99 {percentile(result.lifecycles, 99) * 1000:6.1f} ms, errors {result.errors}",
+        f"p99 {percentile(result.lifecycles, 99) * 1000:6.1f} ms, errors {result.errors}"
+        + (f" ({', '.join(f'{k}: {n}' for k, n in sorted(rec.refusals.items()))})" if rec.refusals else ""),
         flush=True,
     )
     return result
@@ -763,15 +775,15 @@ async def run_group(args: argparse.Namespace) -> list[GroupPass]:
             lead = await wait_for_sequencer(s, urls)
             sequencer = urls[lead]
             pin_process(pids[lead], SERVER_CPU)
-            others = [p for i, p in enumerate(pids) if i != lead] + group.etcd.pids()
+            standbys, etcd = [p for i, p in enumerate(pids) if i != lead], group.etcd.pids()
             await register_miners(s, base, args.concurrency)
             await register_miners(s, sequencer, args.concurrency)
             for number in range(1, args.rounds + 1):
                 print(f"[group] round {number} of {args.rounds}", flush=True)
-                passes.append(await lifecycle_pass(args, s, "single node", lambda i: base, base, single.pid, []))
+                passes.append(await lifecycle_pass(args, s, "single node", lambda i: base, base, single.pid, [], []))
                 passes.append(
                     await lifecycle_pass(
-                        args, s, "group, to the sequencer", lambda i: sequencer, sequencer, pids[lead], others
+                        args, s, "group, to the sequencer", lambda i: sequencer, sequencer, pids[lead], standbys, etcd
                     )
                 )
                 passes.append(
@@ -782,7 +794,8 @@ async def run_group(args: argparse.Namespace) -> list[GroupPass]:
                         lambda i: urls[i % GROUP_SIZE],
                         sequencer,
                         pids[lead],
-                        others,
+                        standbys,
+                        etcd,
                     )
                 )
             if await wait_for_sequencer(s, urls) != lead:
@@ -825,14 +838,15 @@ def report_group(passes: list[GroupPass], concurrency: int) -> None:
     )
     print(
         f"{'setup':28} {'lifecycles/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'writes/block':>12} "
-        f"{'blocks/s':>8} {'commit ms':>9} {'etcd ms':>8} {'sealer cpu':>10} {'etcd+standbys cpu':>17} {'load cpu':>8}"
+        f"{'blocks/s':>8} {'commit ms':>9} {'etcd ms':>8} {'sealer cpu':>10} {'standbys cpu':>13} {'etcd cpu':>9} "
+        f"{'load cpu':>8}"
     )
     for p in passes:
         print(
             f"{p.setup:28} {p.rate:12.1f} {percentile(p.lifecycles, 50) * 1000:7.1f} "
             f"{percentile(p.lifecycles, 99) * 1000:7.1f} {p.errors:6d} {p.writes / max(p.blocks, 1):12.1f} "
             f"{p.blocks / p.seconds:8.0f} {p.commit_ms:9.2f} {p.etcd_ms:8.2f} {100 * p.server_cpu:9.0f}% "
-            f"{100 * p.others_cpu:16.0f}% {100 * p.load_cpu:7.0f}%"
+            f"{100 * p.standbys_cpu:12.0f}% {100 * p.etcd_cpu:8.0f}% {100 * p.load_cpu:7.0f}%"
         )
     singles = [p for p in passes if p.setup == "single node"]
     print()
