@@ -9,6 +9,7 @@ sched_setaffinity). Every run is bounded in time and request count and talks onl
   python -m bench load --rounds 3            # three sittings in one: medians of the target ratios
   python -m bench load --workload lifecycle --profile /tmp/prof   # and where the event loop's time went
   python -m bench load --workload contended  # 8, 16, 64 miners on one model, three ways (below)
+  python -m bench load --workload group --seconds 5   # a 3-member authority group against one node (below)
 
 The contended workload runs, for N = 8, 16 and 64 workers on one node: the uncontended
 lifecycle (each worker submits a job for its own model, then polls, claims and completes it),
@@ -17,6 +18,18 @@ a claim refused with 409 sends the worker back to available), and the same with 
 It prints lifecycles/s, the 409s, and the p50/p99 of a lifecycle as the issue's table counts
 it, a miner's loop (its first poll or claim-next to its completion acknowledged), and beside it
 the p99 from the worker's submit to the completion (the client's wait added).
+
+The group workload (not part of `all`: it needs the `etcd` binary, Debian's etcd-server) runs
+the job lifecycle in one sitting on a single node and on an authority group: 3 etcd members and
+3 nodes with --etcd (lease TTL GROUP_LEASE_TTL), started by the bench on 127.0.0.1. Once the
+election is known, the sequencer is pinned to CPU 0, like the single node; the standbys and etcd
+run on either CPU. The group is driven with every request sent to the sequencer, then with
+worker i talking to member i mod 3 (standbys forward writes and offers to the sequencer). The
+three setups alternate --rounds times (default 3), all of them running throughout. For each
+pass it prints lifecycles/s, the p50/p99 of a lifecycle, writes per block, the mean block
+commit and etcd append times and the CPU used; then the medians, and the group's lifecycles/s
+against the single node's of the same round (target >= 0.7x: etcd costs one round trip per
+block, which group commit spreads over the block's writes).
 """
 
 from __future__ import annotations
@@ -40,10 +53,12 @@ from typing import Any
 
 import aiohttp
 
+from bench.etcd_cluster import EtcdCluster, write_group_genesis
 from bench.procstat import cpu_seconds, thread_cpu, thread_shares
 from bench.pyspy import Recording
 from bench.pyspy import report as profile_report
 from bench.syncs import start_sync_counter, stop_sync_counter
+from chain.crypto import hash_hex
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CPU, LOAD_CPU = 0, 1
@@ -60,6 +75,8 @@ ANSWER = "A prince avenges his father and nearly everyone dies."
 class Recorder:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refusals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Unexpected answers by request and status, e.g. "POST claim 504"."""
     load_cpu: float = float("nan")
     """CPU time of this load generator over the run's wall time: near 1.0, it is the bottleneck."""
     server_cpu: float = float("nan")
@@ -229,6 +246,8 @@ async def timed(
     async with session.request(method, url, **kwargs) as r:
         body = await r.read()
         rec.add(name, time.perf_counter() - t0, r.status == expect)
+        if r.status != expect:
+            rec.refusals[f"{name} {r.status}"] += 1
         return json.loads(body) if parse and body else None
 
 
@@ -262,6 +281,46 @@ def summarise(rec: Recorder, elapsed: float, prefix: str = "") -> list[Result]:
             )
         )
     return out
+
+
+async def register_miners(s: aiohttp.ClientSession, base: str, n: int) -> None:
+    """Miners w0..w(n-1), worker i's serving model bench-(i mod BENCH_MODELS)."""
+    for i in range(n):
+        reg = {"miner_id": f"w{i}", "capabilities": [f"bench-{i % BENCH_MODELS}"]}
+        async with s.post(base + "/v1/miners/register", json=reg, headers={"X-Api-Key": MINER_KEY}) as r:
+            assert r.status == 201, await r.text()
+
+
+async def job_lifecycle(s: aiohttp.ClientSession, base_of: Callable[[int], str], i: int, rec: Recorder) -> int:
+    """Worker i, at the node base_of(i): submits a job for its model, finds it as miner w{i}
+    (available), claims and completes it. Each request is timed, and the whole lifecycle as
+    "lifecycles". Returns the requests made."""
+    base = base_of(i)
+    client, miner = {"X-Api-Key": CLIENT_KEY}, {"X-Api-Key": MINER_KEY}
+    started = time.perf_counter()
+    job = {"prompt": HAMLET, "model": f"bench-{i % BENCH_MODELS}"}
+    await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
+    found = await timed(
+        s,
+        rec,
+        "GET /v1/jobs/available",
+        "GET",
+        base + "/v1/jobs/available",
+        200,
+        parse=True,
+        params={"miner_id": f"w{i}"},
+        headers=miner,
+    )
+    if not isinstance(found, dict) or "job_id" not in found:
+        return 2
+    jid = found["job_id"]
+    await timed(
+        s, rec, "POST claim", "POST", f"{base}/v1/jobs/{jid}/claim", 200, json={"miner_id": f"w{i}"}, headers=miner
+    )
+    body = {"miner_id": f"w{i}", "result": ANSWER}
+    await timed(s, rec, "POST complete", "POST", f"{base}/v1/jobs/{jid}/complete", 200, json=body, headers=miner)
+    rec.add("lifecycles", time.perf_counter() - started, True)
+    return 4
 
 
 async def run_ceiling(args: argparse.Namespace) -> list[Result]:
@@ -300,60 +359,18 @@ async def run_node(args: argparse.Namespace, workloads: list[str]) -> list[Resul
     proc = start_node(port, workdir)
     base = f"http://127.0.0.1:{port}"
     client = {"X-Api-Key": CLIENT_KEY}
-    miner = {"X-Api-Key": MINER_KEY}
     results: list[Result] = []
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
             await wait_ready(s, base + "/health", proc)
-            for i in range(args.concurrency):
-                reg = {"miner_id": f"w{i}", "capabilities": [f"bench-{i % BENCH_MODELS}"]}
-                async with s.post(base + "/v1/miners/register", json=reg, headers=miner) as r:
-                    assert r.status == 201, await r.text()
+            await register_miners(s, base, args.concurrency)
 
             async def submit_step(i: int, rec: Recorder) -> int:
                 job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
                 await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
                 return 1
 
-            async def lifecycle_step(i: int, rec: Recorder) -> int:
-                job = {"prompt": "Summarise the plot of Hamlet in one sentence.", "model": f"bench-{i % BENCH_MODELS}"}
-                await timed(s, rec, "POST /v1/jobs", "POST", base + "/v1/jobs", 201, json=job, headers=client)
-                found = await timed(
-                    s,
-                    rec,
-                    "GET /v1/jobs/available",
-                    "GET",
-                    base + "/v1/jobs/available",
-                    200,
-                    parse=True,
-                    params={"miner_id": f"w{i}"},
-                    headers=miner,
-                )
-                if not isinstance(found, dict) or "job_id" not in found:
-                    return 2
-                jid = found["job_id"]
-                await timed(
-                    s,
-                    rec,
-                    "POST claim",
-                    "POST",
-                    f"{base}/v1/jobs/{jid}/claim",
-                    200,
-                    json={"miner_id": f"w{i}"},
-                    headers=miner,
-                )
-                await timed(
-                    s,
-                    rec,
-                    "POST complete",
-                    "POST",
-                    f"{base}/v1/jobs/{jid}/complete",
-                    200,
-                    json={"miner_id": f"w{i}", "result": "A prince avenges his father and nearly everyone dies."},
-                    headers=miner,
-                )
-                rec.add("lifecycles", 0.0, True)
-                return 4
+            lifecycle_step = functools.partial(job_lifecycle, s, lambda i: base)
 
             async def get_step(
                 name: str, path: str, headers: dict[str, str]
@@ -583,6 +600,283 @@ def report_contended(results: list[Contended]) -> None:
         print(f"available + claim: {100 * refused / claims:.2f}% of claims refused with 409 (target < 1%)")
 
 
+GROUP_SIZE = 3
+GROUP_LEASE_TTL = 3
+"""Seconds of the sequencer's etcd lease in the group workload (the node's default)."""
+
+
+def pin_process(pid: int, cpu: int) -> None:
+    """Move every thread of a running process to one CPU (threads it starts later inherit it)."""
+    if (os.cpu_count() or 1) < 2:
+        return
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), {cpu})
+        except OSError:
+            pass  # the thread ended meanwhile
+
+
+async def histogram_totals(s: aiohttp.ClientSession, base: str, name: str) -> tuple[float, float]:
+    """The _sum and _count of a histogram in a node's /metrics."""
+    async with s.get(base + "/metrics") as r:
+        text = await r.text()
+    values = dict(
+        line.split(" ", 1) for line in text.splitlines() if line.startswith((name + "_sum ", name + "_count "))
+    )
+    return float(values.get(name + "_sum", 0)), float(values.get(name + "_count", 0))
+
+
+@dataclass
+class GroupPass:
+    """One timed run of the job lifecycle against a single node or the group."""
+
+    setup: str
+    lifecycles: list[float]
+    seconds: float
+    requests: int
+    errors: int
+    writes: int
+    blocks: int
+    commit_ms: float
+    """Mean time to seal and durably commit a block (aitbc_group_commit_duration_seconds)."""
+    etcd_ms: float
+    """Mean time of the sequencer's fenced etcd append per block (nan on a single node)."""
+    server_cpu: float
+    """Share of a core the single node, or the sequencer, used."""
+    standbys_cpu: float
+    """Share of a core the standbys used together (nan on a single node)."""
+    etcd_cpu: float
+    """Share of a core the etcd members used together (nan on a single node)."""
+    load_cpu: float
+
+    @property
+    def rate(self) -> float:
+        return len(self.lifecycles) / self.seconds if self.seconds else 0.0
+
+
+async def lifecycle_pass(
+    args: argparse.Namespace,
+    s: aiohttp.ClientSession,
+    setup: str,
+    base_of: Callable[[int], str],
+    sealer: str,
+    sealer_pid: int,
+    standbys: list[int],
+    etcd_pids: list[int],
+) -> GroupPass:
+    """Warm up, then drive the job lifecycle for args.seconds; the block figures come from the
+    node that seals (`sealer`), the CPU figures from /proc."""
+    step = functools.partial(job_lifecycle, s, base_of)
+    await warm_up(args.concurrency, step)
+    height = await _height(s, sealer)
+    commit = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
+    etcd = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
+    before = [sum(cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
+    rec, elapsed, requests = await drive(args.concurrency, args.seconds, args.max_requests, step, sealer_pid)
+    standbys_cpu, etcd_cpu = (
+        (sum(cpu_seconds(p) for p in pids) - used) / elapsed if pids else float("nan")
+        for pids, used in zip((standbys, etcd_pids), before, strict=True)
+    )
+    blocks = await _height(s, sealer) - height
+    commit_after = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
+    etcd_after = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
+
+    def mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
+        count = after[1] - before[1]
+        return 1000 * (after[0] - before[0]) / count if count else float("nan")
+
+    result = GroupPass(
+        setup,
+        rec.latencies.get("lifecycles", []),
+        elapsed,
+        requests,
+        sum(rec.errors.values()),
+        sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST")),
+        blocks,
+        mean_ms(commit, commit_after),
+        mean_ms(etcd, etcd_after),
+        rec.server_cpu / elapsed,
+        standbys_cpu,
+        etcd_cpu,
+        rec.load_cpu,
+    )
+    print(
+        f"[group] {setup:26} {result.rate:8.1f} lifecycles/s, p50 {percentile(result.lifecycles, 50) * 1000:6.1f} ms, "
+        f"p99 {percentile(result.lifecycles, 99) * 1000:6.1f} ms, errors {result.errors}"
+        + (f" ({', '.join(f'{k}: {n}' for k, n in sorted(rec.refusals.items()))})" if rec.refusals else ""),
+        flush=True,
+    )
+    return result
+
+
+def group_member(port: int, workdir: Path, i: int, genesis: Path, key_file: Path, etcd: EtcdCluster) -> list[str]:
+    """The command line of group member i (unpinned: it is placed once the election is known)."""
+    return [
+        sys.executable, "-m", "node", "start",
+        "--data-dir", str(workdir / f"member-{i}"),
+        "--port", str(port),
+        "--genesis", str(genesis),
+        "--node-key", str(key_file),
+        "--etcd", ",".join(etcd.urls),
+        "--lease-ttl", str(GROUP_LEASE_TTL),
+        "--log-level", "warning",
+        "--rate-limit", "0",
+    ]  # fmt: skip
+
+
+@dataclass
+class RunningGroup:
+    """A running authority group for the bench: its etcd cluster and member processes."""
+
+    etcd: EtcdCluster
+    members: list[subprocess.Popen[bytes]]
+    urls: list[str]
+
+    def stop(self) -> None:
+        for proc in self.members:
+            proc.terminate()
+        for proc in self.members:
+            proc.wait(timeout=60)
+        self.etcd.stop()
+
+
+def start_group(workdir: Path) -> RunningGroup:
+    """GROUP_SIZE etcd members, then GROUP_SIZE nodes with --etcd on a genesis naming their keys
+    and the bench's client and miner accounts (a group provisions no --api-keys)."""
+    etcd = EtcdCluster(workdir, GROUP_SIZE).start()
+    members: list[subprocess.Popen[bytes]] = []
+    try:
+        doc = json.loads(bench_genesis(workdir / "genesis.json").read_text())
+        doc["accounts"] = [
+            {"name": "bench-client", "role": "client", "key_hash": hash_hex(CLIENT_KEY.encode())},
+            {"name": "bench-miner", "role": "miner", "key_hash": hash_hex(MINER_KEY.encode())},
+        ]
+        genesis, key_files = write_group_genesis(workdir, doc, GROUP_SIZE)
+        ports = [free_port() for _ in range(GROUP_SIZE)]
+        for i, port in enumerate(ports):
+            cmd = group_member(port, workdir, i, genesis, key_files[i], etcd)
+            members.append(subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL))
+    except BaseException:
+        RunningGroup(etcd, members, []).stop()
+        raise
+    return RunningGroup(etcd, members, [f"http://127.0.0.1:{p}" for p in ports])
+
+
+async def run_group(args: argparse.Namespace) -> list[GroupPass]:
+    """A single node and a 3-member group, both started once, then `rounds` alternations of:
+    the job lifecycle on the single node, on the group with every request sent to the
+    sequencer, and on the group with the workers spread over the members."""
+    passes: list[GroupPass] = []
+    workdir = Path(tempfile.mkdtemp(prefix="aitbc-bench-group-"))
+    (workdir / "single").mkdir()
+    port = free_port()
+    single, base = start_node(port, workdir / "single"), f"http://127.0.0.1:{port}"
+    group: RunningGroup | None = None
+    try:
+        group = start_group(workdir)
+        urls, pids = group.urls, [p.pid for p in group.members]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
+            await wait_ready(s, base + "/health", single)
+            for url, proc in zip(urls, group.members, strict=True):
+                await wait_ready(s, url + "/health", proc)
+            lead = await wait_for_sequencer(s, urls)
+            sequencer = urls[lead]
+            pin_process(pids[lead], SERVER_CPU)
+            standbys, etcd = [p for i, p in enumerate(pids) if i != lead], group.etcd.pids()
+            await register_miners(s, base, args.concurrency)
+            await register_miners(s, sequencer, args.concurrency)
+            for number in range(1, args.rounds + 1):
+                print(f"[group] round {number} of {args.rounds}", flush=True)
+                passes.append(await lifecycle_pass(args, s, "single node", lambda i: base, base, single.pid, [], []))
+                passes.append(
+                    await lifecycle_pass(
+                        args, s, "group, to the sequencer", lambda i: sequencer, sequencer, pids[lead], standbys, etcd
+                    )
+                )
+                passes.append(
+                    await lifecycle_pass(
+                        args,
+                        s,
+                        "group, spread over members",
+                        lambda i: urls[i % GROUP_SIZE],
+                        sequencer,
+                        pids[lead],
+                        standbys,
+                        etcd,
+                    )
+                )
+            if await wait_for_sequencer(s, urls) != lead:
+                print("[group] the sequencer changed during the run: its figures mix two sequencers", flush=True)
+    finally:
+        single.terminate()
+        single.wait(timeout=60)
+        if group is not None:
+            group.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return passes
+
+
+async def wait_for_sequencer(s: aiohttp.ClientSession, urls: list[str], limit_s: float = 60) -> int:
+    """The index of the member that reports role sequencer, once one does."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        for i, url in enumerate(urls):
+            try:
+                async with s.get(url + "/health") as r:
+                    if (await r.json()).get("role") == "sequencer":
+                        return i
+            except (aiohttp.ClientError, ValueError):
+                pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"no group member became sequencer within {limit_s} s")
+
+
+def report_group(passes: list[GroupPass], concurrency: int) -> None:
+    """Each pass, then the medians of each setup over the rounds and of the group's ratio to the
+    single node's pass of the same round."""
+    print(
+        f"job lifecycle (submit, available, claim, complete: 4 requests), {concurrency} workers, p50/p99 of a "
+        f"whole lifecycle. single node: one node on CPU {SERVER_CPU}. group: {GROUP_SIZE} etcd members and "
+        f"{GROUP_SIZE} nodes (lease TTL {GROUP_LEASE_TTL} s); the sequencer is pinned to CPU {SERVER_CPU} like the "
+        f"single node, the standbys and etcd run on either CPU. 'to the sequencer': every request goes to the "
+        f"sequencer; 'spread': worker i talks to member i mod {GROUP_SIZE} (a standby forwards writes and offers "
+        "to the sequencer, and answers a write once it holds its block). The setups alternate, all running "
+        "throughout (the idle group's standbys poll etcd meanwhile)."
+    )
+    print(
+        f"{'setup':28} {'lifecycles/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'writes/block':>12} "
+        f"{'blocks/s':>8} {'commit ms':>9} {'etcd ms':>8} {'sealer cpu':>10} {'standbys cpu':>13} {'etcd cpu':>9} "
+        f"{'load cpu':>8}"
+    )
+    for p in passes:
+        print(
+            f"{p.setup:28} {p.rate:12.1f} {percentile(p.lifecycles, 50) * 1000:7.1f} "
+            f"{percentile(p.lifecycles, 99) * 1000:7.1f} {p.errors:6d} {p.writes / max(p.blocks, 1):12.1f} "
+            f"{p.blocks / p.seconds:8.0f} {p.commit_ms:9.2f} {p.etcd_ms:8.2f} {100 * p.server_cpu:9.0f}% "
+            f"{100 * p.standbys_cpu:12.0f}% {100 * p.etcd_cpu:8.0f}% {100 * p.load_cpu:7.0f}%"
+        )
+    singles = [p for p in passes if p.setup == "single node"]
+    print()
+    for setup in ("single node", "group, to the sequencer", "group, spread over members"):
+        runs = [p for p in passes if p.setup == setup]
+        if not runs:
+            continue
+        rates = [p.rate for p in runs]
+        line = f"{setup:28} median {statistics.median(rates):8.1f} lifecycles/s"
+        if setup != "single node":
+            ratios = [p.rate / b.rate for p, b in zip(runs, singles, strict=True) if b.rate]
+            if ratios:
+                ratio = statistics.median(ratios)
+                line += f", {ratio:.2f} x the single node (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+                if setup == "group, to the sequencer":
+                    line += f"; target >= 0.7: {'met' if ratio >= 0.7 else 'not met'}"
+        print(line)
+
+
 async def _height(s: aiohttp.ClientSession, base: str) -> int:
     async with s.get(base + "/health") as r:
         return int((await r.json())["height"])
@@ -638,15 +932,21 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    parser.add_argument(
+        "--workload",
+        choices=[*WORKLOADS, "group", "all"],
+        default="all",
+        help="all: every workload but group (which needs the etcd binary)",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each workload")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request budget of each workload")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="repeat everything (ceiling included) this many times and print the median of each target's figure",
+        default=None,
+        help="repeat everything (ceiling included) this many times and print the median of each target's figure "
+        "(default 1; for the group workload, the number of alternations of single node and group, default 3)",
     )
     parser.add_argument(
         "--profile",
@@ -665,6 +965,16 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {LOAD_CPU})
+    if args.workload == "group":
+        args.rounds = args.rounds or 3
+        passes = asyncio.run(run_group(args))
+        print(
+            f"\nmachine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; load on CPU {LOAD_CPU}; "
+            f"{args.concurrency} connections, {args.seconds:g} s per pass, {args.rounds} rounds\n"
+        )
+        report_group(passes, args.concurrency)
+        return 0
+    args.rounds = args.rounds or 1
     chosen = list(WORKLOADS) if args.workload == "all" else [args.workload]
     wait = json.loads((ROOT / "genesis.json").read_text())["params"]["block_max_wait_ms"]
     rounds: list[dict[str, tuple[float, str]]] = []

@@ -132,10 +132,15 @@ class EtcdLog:
         if left <= 0:  # not renewed in time: etcd has let the lease go, and the append would be fenced
             self.lose(f"the lease ran out before block {h} could be committed")
             raise NodeUnavailable("this node is no longer the sequencer; retry shortly", error_code="unavailable")
+        # LevelDB's batch is built while etcd takes the block, and written only once etcd has it.
+        prepared = asyncio.ensure_future(asyncio.to_thread(group.store.prepare_block, block, changes))
         started = time.perf_counter()
         try:
             result = await group.etcd.txn(compare, ops, within=left)
-        except (EtcdUnavailable, EtcdError) as exc:
+        except BaseException as exc:
+            await _settled(prepared)
+            if not isinstance(exc, EtcdUnavailable | EtcdError):
+                raise
             # The block may or may not be in etcd: this node must not build on it either way.
             self.lose(f"etcd did not take block {h}: {exc}")
             raise NodeUnavailable(
@@ -143,6 +148,7 @@ class EtcdLog:
             ) from None
         group.node.metrics.etcd_commit.observe(time.perf_counter() - started)
         if not result.succeeded:
+            await _settled(prepared)
             self.lose(f"fenced at block {h}: another member leads, or the lease expired")
             raise NodeUnavailable(
                 "this node lost the sequencer role before the block was committed; nothing of it was applied, "
@@ -151,7 +157,7 @@ class EtcdLog:
             )
         if h % COMPACT_EVERY == 0 and result.revision > group.tail_blocks:
             group.spawn(group.etcd.compact(result.revision - group.tail_blocks))
-        await asyncio.to_thread(group.store.write_block, block, changes)
+        await asyncio.to_thread(group.store.commit, await prepared)
 
     def lose(self, reason: str) -> None:
         if not self.lost:
@@ -574,6 +580,13 @@ class Group:
         elif self.behind is not None and self.catch_up_error is not None:
             info["halted"] = f"{self.behind}; cannot catch up: {self.catch_up_error}"
         return info
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
+    """Wait for a block's batch that will not be written (no thread is left reading the store)."""
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # retrieved, so that asyncio does not log it: an unwritten batch does not matter
 
 
 async def _quietly(work: Any) -> None:

@@ -3,18 +3,30 @@ rendered as text, one fact per line."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chain.jobs import STATUSES
-
-if TYPE_CHECKING:
-    pass
 
 
 def _age(seconds: float) -> str:
     from node.progress import format_duration
 
     return format_duration(seconds) if seconds >= 1 else f"{seconds:.1f}s"
+
+
+def _group_rows(group: dict[str, Any], this_node: bool) -> list[tuple[str, str]]:
+    """An authority group member's view (node.group.Group.health): who seals, in which term,
+    and whether this member reaches etcd."""
+    leader = group.get("sequencer")
+    if isinstance(leader, dict):
+        who = f"{leader.get('url', '?')} (key {str(leader.get('key', ''))[:16]}…)"
+        sequencer = f"{who}{', this node' if this_node else ''}, term {group.get('term', '?')}"
+    else:
+        sequencer = "none elected (writes get 503 until one is)"
+    rows = [("sequencer", sequencer), ("etcd", str(group.get("etcd", "?")))]
+    if group.get("halted"):
+        rows.append(("halted", str(group["halted"])))
+    return rows
 
 
 def render_status(status: dict[str, Any], node_url: str) -> str:
@@ -32,8 +44,10 @@ def render_status(status: dict[str, Any], node_url: str) -> str:
         ),
         ("mempool", f"{status.get('mempool_size', 0)} transactions"),
     ]
-    sync = status.get("sync")
-    if isinstance(sync, dict):
+    sync, group = status.get("sync"), status.get("group")
+    if isinstance(group, dict):
+        rows += _group_rows(group, this_node=status.get("role") == "sequencer")
+    elif isinstance(sync, dict):
         if sync.get("upstream"):
             lag = f"{sync.get('lag_blocks', '?')} blocks"
             if sync.get("lag_seconds") is not None:

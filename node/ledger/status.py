@@ -11,6 +11,7 @@ from typing import Any
 from chain.jobs import STATUSES, counter_key
 from node.ledger.reads import active_miners
 from node.ledger.views import iso
+from node.roles import SequencerRole, StandbyRole
 from node.runtime import Node
 
 
@@ -40,4 +41,7 @@ def node_status(node: Node) -> dict[str, Any]:
         # Filled in by replication: {"upstream": url | None, "lag_blocks": int,
         # "lag_seconds": float, "peers": [{"name", "height", "lag_blocks"}]}.
         "sync": node.sync_status(),
+        # In an authority group (node.group.Group.health): {"sequencer": {"key", "url"} | None,
+        # "term": int | None, "etcd": "ok" | "unreachable", "halted"?: str}; None outside one.
+        "group": node.role.group.health() if isinstance(node.role, SequencerRole | StandbyRole) else None,
     }

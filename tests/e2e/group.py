@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -18,106 +16,25 @@ from typing import Any, Literal
 
 import httpx
 
-from chain.crypto import NodeKey, hash_hex
+from bench.etcd_cluster import ETCD, EtcdCluster, write_group_genesis
+from chain.crypto import hash_hex
 from chain.genesis import parse_genesis
 from tests.e2e.replication import PEER, wait_until
-from tests.support import ALL_KEYS, REPO_GENESIS, NodeProcess, free_port
+from tests.support import ALL_KEYS, REPO_GENESIS, NodeProcess
 
-ETCD = shutil.which("etcd")
+__all__ = [
+    "ETCD",
+    "EtcdCluster",
+    "LEASE_TTL",
+    "group_genesis",
+    "member",
+    "monotonic_s",
+    "role_of",
+    "sequencer",
+    "tip_hash",
+]
+
 LEASE_TTL = 2
-
-
-class EtcdCluster:
-    """n etcd members on free loopback ports, each with its own data dir under base, with etcd's
-    default request limit (1.5 MiB): the group keeps its blocks under it (--max-block-bytes)."""
-
-    def __init__(self, base: Path, n: int = 3) -> None:
-        assert ETCD is not None
-        self.base = base
-        self.names = [f"e{i}" for i in range(n)]
-        self.client_ports = [free_port() for _ in range(n)]
-        self.peer_ports = [free_port() for _ in range(n)]
-        self.procs: list[subprocess.Popen[bytes] | None] = [None] * n
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}" for p in self.client_ports]
-
-    def start(self, i: int | None = None) -> EtcdCluster:
-        cluster = ",".join(
-            f"{name}=http://127.0.0.1:{port}" for name, port in zip(self.names, self.peer_ports, strict=True)
-        )
-        for j in range(len(self.names)) if i is None else [i]:
-            data = self.base / f"etcd-{self.names[j]}"
-            log = open(self.base / f"etcd-{self.names[j]}.log", "ab")  # noqa: SIM115
-            self.procs[j] = subprocess.Popen(
-                [
-                    ETCD or "etcd",
-                    "--name", self.names[j],
-                    "--data-dir", str(data),
-                    "--listen-client-urls", self.urls[j],
-                    "--advertise-client-urls", self.urls[j],
-                    "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[j]}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[j]}",
-                    "--initial-cluster", cluster,
-                    "--initial-cluster-state", "new",
-                    "--initial-cluster-token", "aitbc-test",
-                    "--heartbeat-interval", "50",
-                    "--election-timeout", "500",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-            log.close()
-        wait_until(self.healthy, "etcd to have a quorum", 30)
-        return self
-
-    def healthy(self) -> bool:
-        for url in self.urls:
-            try:
-                if httpx.get(url + "/health", timeout=1).json().get("health") == "true":
-                    return True
-            except (httpx.HTTPError, ValueError):
-                continue
-        return False
-
-    def member_healthy(self, i: int) -> bool:
-        """Whether member i is up and part of a cluster with a quorum."""
-        try:
-            return bool(httpx.get(self.urls[i] + "/health", timeout=1).json().get("health") == "true")
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    def leader(self) -> int:
-        """The index of the member that leads the etcd cluster now (waiting until one does)."""
-
-        def find() -> list[int]:
-            for i, url in enumerate(self.urls):
-                try:
-                    status = httpx.post(url + "/v3/maintenance/status", json={}, timeout=1).json()
-                except (httpx.HTTPError, ValueError):
-                    continue
-                if status.get("leader") and status["leader"] == status.get("header", {}).get("member_id"):
-                    return [i]
-            return []
-
-        found: list[int] = wait_until(find, "etcd to have a leader", 30)
-        return found[0]
-
-    def kill(self, i: int) -> None:
-        proc = self.procs[i]
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        for i, proc in enumerate(self.procs):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.kill(i)
 
 
 Cut = Literal["refuse", "blackhole"]
@@ -250,21 +167,11 @@ class EtcdProxies:
 def group_genesis(base: Path, n: int = 3, **params: Any) -> tuple[Path, list[Path]]:
     """A genesis naming n authorities (and the test accounts, a peer among them), and their key files."""
     raw: dict[str, Any] = json.loads(REPO_GENESIS.read_text(encoding="utf-8"))
-    keys = [NodeKey(bytes([i + 1]) * 32) for i in range(n)]
-    raw["authorities"] = [k.public_hex for k in keys]
     raw["params"] = {**raw["params"], **params}
     raw["accounts"] = [
         {"name": a["name"], "role": a["role"], "key_hash": hash_hex(a["key"].encode())} for a in [*ALL_KEYS, PEER]
     ]
-    genesis = base / "group-genesis.json"
-    genesis.write_text(json.dumps(raw))
-    key_files = []
-    for i, k in enumerate(keys):
-        path = base / f"member-{i}.key"
-        path.write_text(k.seed.hex())
-        path.chmod(0o600)
-        key_files.append(path)
-    return genesis, key_files
+    return write_group_genesis(base, raw, n)
 
 
 def member(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import random
 import signal
@@ -108,6 +109,27 @@ def test_one_sequencer_is_elected_and_every_member_takes_writes_and_serves_reads
     assert health["group"]["sequencer"]["url"] == lead.url and health["group"]["etcd"] == "ok"
     status = run_cli("status", "--node", lead.url, "--json")
     assert status.returncode == 0 and '"sequencer"' in status.stdout
+
+
+def test_status_names_the_role_the_sequencer_and_etcd_on_every_member(group: Group) -> None:
+    lead = sequencer(group.members)
+
+    def status_rows(m: NodeProcess) -> dict[str, str] | None:
+        """The member's `aitbc-node status` rows, once it has seen the sequencer's leader key."""
+        text = run_cli("status", "--node", m.url)
+        assert text.returncode == 0, text.stderr
+        rows = dict(line.split(None, 1) for line in text.stdout.splitlines())
+        return rows if rows["sequencer"].startswith(lead.url) else None
+
+    for m in group.members:
+        rows = wait_until(functools.partial(status_rows, m), "the member to see the sequencer")
+        assert rows["role"] == ("sequencer" if m is lead else "standby")
+        assert rows["sequencer"].startswith(f"{lead.url} (key ")
+        assert ", term " in rows["sequencer"]
+        assert rows["etcd"] == "ok"
+        assert "halted" not in rows and "upstream" not in rows
+        as_json = json.loads(run_cli("status", "--node", m.url, "--json").stdout)
+        assert as_json["group"]["sequencer"]["url"] == lead.url and as_json["group"]["etcd"] == "ok"
 
 
 def test_idempotent_retries_replay_from_any_member_and_a_reused_key_is_refused(group: Group) -> None:
