@@ -106,9 +106,11 @@ def equivocation(store: Store, block: Block) -> Equivocation | None:
 class BlockPipeline:
     """Verifies and stores blocks in order for one store; reusable across runs, then close()."""
 
-    def __init__(self, store: Store, genesis: Genesis) -> None:
+    def __init__(self, store: Store, genesis: Genesis, *, synced: bool = True) -> None:
         self.store = store
         self.genesis = genesis
+        self.synced = synced
+        """Whether each block's batch waits for the disk (not for a group member: Store.prepare_block)."""
         self._checker = SignatureChecker()
         self.closed = False
         self.share = 1.0
@@ -167,7 +169,7 @@ class BlockPipeline:
                     state.rebase(self.store)  # the block below is in the store now
                 # Prepared here, once the block below is stored (the batch derives from it);
                 # committed on the writer thread while the next block is applied.
-                prepared = self.store.prepare_block(block, state.changes())
+                prepared = self.store.prepare_block(block, state.changes(), synced=self.synced)
                 writing = (block, self._writer.submit(self.store.commit, prepared))
                 base, prev = state, block.header
             return stored, None

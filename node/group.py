@@ -132,8 +132,9 @@ class EtcdLog:
         if left <= 0:  # not renewed in time: etcd has let the lease go, and the append would be fenced
             self.lose(f"the lease ran out before block {h} could be committed")
             raise NodeUnavailable("this node is no longer the sequencer; retry shortly", error_code="unavailable")
-        # LevelDB's batch is built while etcd takes the block, and written only once etcd has it.
-        prepared = asyncio.ensure_future(asyncio.to_thread(group.store.prepare_block, block, changes))
+        # LevelDB's batch is built while etcd takes the block, and written only once etcd has it;
+        # written without waiting for the disk, since etcd holding the block is what makes it durable.
+        prepared = asyncio.ensure_future(asyncio.to_thread(group.store.prepare_block, block, changes, synced=False))
         started = time.perf_counter()
         try:
             result = await group.etcd.txn(compare, ops, within=left)
@@ -241,7 +242,7 @@ class Group:
         self._catch_up_at = 0.0
         self._catch_up_wait = CATCH_UP_RETRY_S
         self._registered = False
-        self._pipeline = BlockPipeline(node.store, node.store.genesis)
+        self._pipeline = BlockPipeline(node.store, node.store.genesis, synced=False)  # etcd holds the blocks
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake = asyncio.Event()

@@ -554,11 +554,16 @@ class Store:
         self.commit(self.prepare_block(block, changes, extra=extra))
 
     def prepare_block(
-        self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None
+        self, block: Block, changes: Changes, *, extra: dict[bytes, bytes] | None = None, synced: bool = True
     ) -> PreparedBlock:
         """Build the block's one batch, without writing it. The block below must be stored:
-        the batch carries the new transaction count and block-tree nodes derived from it."""
-        batch = self._db.write_batch(sync=True)
+        the batch carries the new transaction count and block-tree nodes derived from it.
+
+        synced=False: the batch is written without waiting for the disk, for a group member,
+        whose blocks are durable in etcd before they are stored. LevelDB keeps its batches in
+        order, so a power cut loses at most the last few whole blocks, which the member applies
+        again from etcd (or catches up over HTTP) when it starts."""
+        batch = self._db.write_batch(sync=synced)
         batch.put(BLOCK + _height(block.height), block.encode())
         deletions = self._put_derived(batch, block, changes)
         batch.put(META_TIP, canonical(block.header.to_dict()))
@@ -569,8 +574,8 @@ class Store:
         return PreparedBlock(block.header, batch, changes, deletions)
 
     def commit(self, prepared: PreparedBlock) -> None:
-        """Write a prepared block's batch, synced. (LevelDB does this without Python's GIL, so
-        another thread may prepare or apply the next block meanwhile.) If anything raised while
+        """Write a prepared block's batch, synced unless prepared otherwise. (LevelDB does this
+        without Python's GIL, so another thread may prepare or apply the next block meanwhile.) If anything raised while
         the batch was being prepared, it is simply never committed: nothing of it is written."""
         prepared.batch.write()
         self._written(prepared.changes, prepared.index_deletions)
