@@ -449,3 +449,29 @@ def test_verify_receipt_refuses_a_file_that_is_not_json(tmp_path: Path) -> None:
     assert "cannot read" in assert_clean_failure(
         invoke("verify-receipt", str(junk), "--public-key", SAMPLE["verify_key_hex"])
     )
+
+
+def test_group_init_writes_a_group_genesis_and_private_keys_and_never_overwrites(tmp_path: Path) -> None:
+    from node.datadir import api_key_hash
+
+    out = tmp_path / "grp"
+    first = CliRunner().invoke(node.cli.cli, ["group-init", str(out), "--members", "2"])
+    assert first.exit_code == 0, first.output
+    genesis = parse_genesis(json.loads((out / "genesis.json").read_text()))
+    seeds = [NodeKey.from_seed_hex((out / f"member-{n}.key").read_text()) for n in range(2)]
+    assert list(genesis.authorities) == [k.public_hex for k in seeds]
+    roles = {a["role"]: a["key_hash"] for a in genesis.raw["accounts"]}
+    assert roles == {
+        "admin": api_key_hash((out / "admin.key").read_text().strip()),
+        "peer": api_key_hash((out / "peer.key").read_text().strip()),
+    }
+    for name in ("member-0.key", "member-1.key", "admin.key", "peer.key"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600
+    before = (out / "admin.key").read_text()
+    again = CliRunner().invoke(node.cli.cli, ["group-init", str(out)])
+    assert again.exit_code == 1 and "never overwrites" in again.output and "Traceback" not in again.output
+    assert (out / "admin.key").read_text() == before
+    named = CliRunner().invoke(
+        node.cli.cli, ["group-init", str(tmp_path / "g2"), "--genesis", str(out / "genesis.json")]
+    )
+    assert named.exit_code == 1 and "already names its authorities" in named.output
