@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import aiohttp
 
 from chain.blocks import Block
 from chain.crypto import NodeKey
@@ -168,24 +168,28 @@ class EtcdLog:
 
 
 class Relay:
-    """A standby's writes: forwarded to the sequencer the leader key names."""
+    """A standby's writes: forwarded to the sequencer the leader key names.
+
+    Over aiohttp rather than httpx: with tens of writes in flight, httpx's connection pool spent
+    most of a standby's core assigning requests to connections (docs/performance.md)."""
 
     def __init__(self, group: Group) -> None:
         self.group = group
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=FORWARD_TIMEOUT,
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256),
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT.read, connect=FORWARD_TIMEOUT.connect),
                 headers={"Accept-Encoding": "identity"},
-                limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
-                follow_redirects=False,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
             )
 
     async def stop(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded:
@@ -196,17 +200,18 @@ class Relay:
         assert self._http is not None
         url = leader.url + path + (f"?{query}" if query else "")
         try:
-            resp = await self._http.request(method, url, headers=headers, content=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            async with self._http.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+                content = await resp.content.read(MAX_FORWARD_BYTES + 1)
+                answer = forwarded_answer(resp.status, resp.headers, content)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise ForwardUnavailable(
                 f"the sequencer at {leader.url} cannot be reached ({type(exc).__name__}); nothing was sent"
             ) from None
-        except httpx.HTTPError:
+        except (aiohttp.ClientError, TimeoutError):  # sent, but no whole answer: it may have been applied
             raise ForwardTimeout() from None
-        content = resp.content[: MAX_FORWARD_BYTES + 1]
         if len(content) > MAX_FORWARD_BYTES:
             raise ForwardTimeout()
-        return forwarded_answer(resp, content)
+        return answer
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this standby has applied block `height` (a forwarded write's block)."""
@@ -299,8 +304,10 @@ class Group:
         while not self._stopping:
             try:
                 if self.leadership is None:
+                    tip = self.store.tip().height
                     await self._standby_round()
-                    await self._sleep(POLL_S)
+                    if self.store.tip().height == tip:  # nothing new: wait; otherwise more may be there
+                        await self._sleep(POLL_S)
                 else:
                     await self._sequencer_round()
             except EtcdUnavailable as exc:
@@ -554,12 +561,15 @@ class Group:
         return urls
 
     async def wait_for_height(self, height: int, timeout: float) -> bool:
+        """Wait until this member has applied block `height`, which the sequencer has committed to
+        etcd already: the apply loop looks for it at once rather than at its next poll."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.store.tip().height < height:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
+            self.wake()
             try:
                 await asyncio.wait_for(self._advanced.wait(), timeout=remaining)
             except TimeoutError:

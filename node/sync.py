@@ -21,7 +21,7 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -140,16 +140,17 @@ class Forwarded:
     """The upstream answered an idempotent retry with the original answer (Idempotent-Replayed)."""
 
 
-def forwarded_answer(resp: httpx.Response, content: bytes) -> Forwarded:
-    """The answer to a forwarded request, as relayed: its status, body and the headers that matter."""
-    height_header = resp.headers.get("x-aitbc-height", "")
+def forwarded_answer(status: int, headers: Mapping[str, str], content: bytes) -> Forwarded:
+    """The answer to a forwarded request, as relayed: its status, body and the headers that matter
+    (headers: a case-insensitive mapping, as httpx and aiohttp give)."""
+    height_header = headers.get("x-aitbc-height", "")
     return Forwarded(
-        resp.status_code,
+        status,
         content,
-        resp.headers.get("content-type", "application/json"),
+        headers.get("content-type", "application/json"),
         int(height_header) if height_header.isdigit() else None,
-        resp.headers.get("retry-after"),
-        resp.headers.get("idempotent-replayed") == "true",
+        headers.get("retry-after"),
+        headers.get("idempotent-replayed") == "true",
     )
 
 
@@ -662,7 +663,7 @@ class Follower:
             raise ForwardBadAnswer(str(exc)) from None
         except httpx.HTTPError:
             raise ForwardTimeout() from None
-        return forwarded_answer(resp, content)
+        return forwarded_answer(resp.status_code, resp.headers, content)
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this follower has stored block `height` (a forwarded write's block)."""
