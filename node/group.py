@@ -39,8 +39,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
 from chain.blocks import Block
 from chain.crypto import NodeKey
 from chain.errors import LedgerError
@@ -49,14 +47,11 @@ from node.etcd import Compare, Delete, EtcdClient, EtcdError, EtcdUnavailable, G
 from node.producer import NodeUnavailable
 from node.store import Changes, Store
 from node.sync import (
-    FORWARD_TIMEOUT,
-    MAX_FORWARD_BYTES,
     Forwarded,
-    ForwardTimeout,
+    Forwarder,
     ForwardUnavailable,
     UpstreamError,
     catch_up_from,
-    forwarded_answer,
 )
 
 if TYPE_CHECKING:
@@ -168,50 +163,23 @@ class EtcdLog:
 
 
 class Relay:
-    """A standby's writes: forwarded to the sequencer the leader key names.
-
-    Over aiohttp rather than httpx: with tens of writes in flight, httpx's connection pool spent
-    most of a standby's core assigning requests to connections (docs/performance.md)."""
+    """A standby's writes: forwarded to the sequencer the leader key names."""
 
     def __init__(self, group: Group) -> None:
         self.group = group
-        self._http: aiohttp.ClientSession | None = None
-
-    def start(self) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256),
-                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT.read, connect=FORWARD_TIMEOUT.connect),
-                headers={"Accept-Encoding": "identity"},
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
-            )
+        self._forwarder = Forwarder()
 
     async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        await self._forwarder.close()
 
     async def forward(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes) -> Forwarded:
         leader = self.group.leader
         if leader is None or leader.key == self.group.key.public_hex:
             raise ForwardUnavailable("no sequencer is elected right now; retry shortly")
-        self.start()
-        assert self._http is not None
-        url = leader.url + path + (f"?{query}" if query else "")
         try:
-            async with self._http.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
-                content = await resp.content.read(MAX_FORWARD_BYTES + 1)
-                answer = forwarded_answer(resp.status, resp.headers, content)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise ForwardUnavailable(
-                f"the sequencer at {leader.url} cannot be reached ({type(exc).__name__}); nothing was sent"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError):  # sent, but no whole answer: it may have been applied
-            raise ForwardTimeout() from None
-        if len(content) > MAX_FORWARD_BYTES:
-            raise ForwardTimeout()
-        return answer
+            return await self._forwarder.send(leader.url, method, path, query, headers, body)
+        except ForwardUnavailable as exc:
+            raise ForwardUnavailable(f"the sequencer at {exc}") from None
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this standby has applied block `height` (a forwarded write's block)."""

@@ -250,10 +250,9 @@ class Node:
     def _start_role(role: Role) -> None:
         if isinstance(role, AuthorityRole | SequencerRole):
             role.sequencer.start()
-        elif isinstance(role, StandbyRole):
-            role.relay.start()
-        else:
+        elif isinstance(role, FollowerRole):
             role.replica.start()
+        # A standby's relay opens its connections with its first forwarded request.
 
     @staticmethod
     async def _stop_role(role: Role) -> None:

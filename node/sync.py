@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import websockets
 from websockets.asyncio.client import connect as ws_connect
@@ -154,6 +155,54 @@ def forwarded_answer(status: int, headers: Mapping[str, str], content: bytes) ->
     )
 
 
+class Forwarder:
+    """Sends requests forwarded to an upstream (a follower's authority, a standby's sequencer)
+    with the caller's own headers, over aiohttp: with tens of requests in flight, httpx's
+    connection pool took most of a forwarding node's core (docs/performance.md).
+
+    Answers are read raw (never decompressed: a compressed answer could expand past the cap) and
+    capped at MAX_FORWARD_BYTES; redirects are not followed."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(
+        self, upstream: str, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
+    ) -> Forwarded:
+        """The upstream's answer. ForwardUnavailable: it could not be reached, nothing was sent;
+        ForwardTimeout: sent, but no whole answer came (it may have been applied);
+        ForwardBadAnswer: the answer is over the cap."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256),
+                timeout=aiohttp.ClientTimeout(
+                    total=REQUEST_DEADLINE_S, sock_connect=FORWARD_TIMEOUT.connect, sock_read=FORWARD_TIMEOUT.read
+                ),
+                headers={"Accept-Encoding": "identity"},
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent",),
+            )
+        url = upstream + path + (f"?{query}" if query else "")
+        try:
+            async with self._session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
+                content = await resp.content.read(MAX_FORWARD_BYTES + 1)
+                answer = forwarded_answer(resp.status, resp.headers, content)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ForwardUnavailable(
+                f"{display_url(upstream)} cannot be reached ({type(exc).__name__}); nothing was sent"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError):
+            raise ForwardTimeout() from None
+        if len(content) > MAX_FORWARD_BYTES:
+            raise ForwardBadAnswer(f"the upstream's answer is over the {MAX_FORWARD_BYTES}-byte cap")
+        return answer
+
+
 class Follower:
     def __init__(
         self,
@@ -201,6 +250,7 @@ class Follower:
         answering: a wrong --peer-key, which retrying will not fix. (Refused later, as when
         the key is revoked, the follower keeps retrying and says why in /health.)"""
         self._http: httpx.AsyncClient | None = None
+        self._forwarder = Forwarder()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._wake = asyncio.Event()
@@ -254,6 +304,7 @@ class Follower:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        await self._forwarder.close()
         if self._owns_pipeline:
             self._pipeline.close()
 
@@ -639,31 +690,11 @@ class Follower:
     async def _forward_to(
         self, upstream: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> Forwarded:
-        assert self._http is not None
-        url = upstream + path + (f"?{query}" if query else "")
+        # The caller's key (in headers), not the peer key, authenticates a forwarded request.
         try:
-            async with asyncio.timeout(REQUEST_DEADLINE_S):
-                request = self._http.build_request(method, url, headers=headers, content=body, timeout=FORWARD_TIMEOUT)
-                # The caller's key, not the peer key, authenticates a forwarded request.
-                request.headers["X-Api-Key"] = headers.get("x-api-key", "")
-                if "x-api-key" not in headers:
-                    del request.headers["X-Api-Key"]
-                resp = await self._http.send(request, stream=True)
-                try:
-                    content = await _read_capped(resp, MAX_FORWARD_BYTES)
-                finally:
-                    await resp.aclose()
-        except TimeoutError:
-            raise ForwardTimeout() from None
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ForwardUnavailable(
-                f"the authority at {display_url(upstream)} cannot be reached ({type(exc).__name__}); nothing was sent"
-            ) from None
-        except UpstreamError as exc:
-            raise ForwardBadAnswer(str(exc)) from None
-        except httpx.HTTPError:
-            raise ForwardTimeout() from None
-        return forwarded_answer(resp.status_code, resp.headers, content)
+            return await self._forwarder.send(upstream, method, path, query, headers, body)
+        except ForwardUnavailable as exc:
+            raise ForwardUnavailable(f"the authority at {exc}") from None
 
     async def wait_for_height(self, height: int, timeout: float = WAIT_FOR_WRITE_S) -> bool:
         """Wait until this follower has stored block `height` (a forwarded write's block)."""
