@@ -190,7 +190,7 @@ class Forwarder:
         url = upstream + path + (f"?{query}" if query else "")
         try:
             async with self._session.request(method, url, headers=headers, data=body, allow_redirects=False) as resp:
-                content = await resp.content.read(MAX_FORWARD_BYTES + 1)
+                content = await _read_all_capped(resp.content, MAX_FORWARD_BYTES)
                 answer = forwarded_answer(resp.status, resp.headers, content)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise ForwardUnavailable(
@@ -201,6 +201,19 @@ class Forwarder:
         if len(content) > MAX_FORWARD_BYTES:
             raise ForwardBadAnswer(f"the upstream's answer is over the {MAX_FORWARD_BYTES}-byte cap")
         return answer
+
+
+async def _read_all_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
+    """The whole body, or its first cap + 1 bytes when it is longer (StreamReader.read(n) returns
+    what has arrived so far, not n bytes)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > cap:
+            break
+    return b"".join(chunks)[: cap + 1]
 
 
 class Follower:
