@@ -52,10 +52,10 @@ MAX_FORWARD_BYTES = 16 * 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 REQUEST_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 """Per-operation timeouts (connect, each read, each write)."""
-FORWARD_TIMEOUT = httpx.Timeout(15.0 + MAX_WAIT_S, connect=5.0)
-"""A forwarded request may be a long poll, whose answer comes up to MAX_WAIT_S later."""
 REQUEST_DEADLINE_S = 60.0
-"""Overall deadline of one catch-up request, however slowly the bytes trickle in."""
+"""Overall deadline of one catch-up or forwarded request, however slowly the bytes trickle in."""
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=REQUEST_DEADLINE_S, sock_connect=5.0, sock_read=15.0 + MAX_WAIT_S)
+"""A forwarded request may be a long poll, whose answer comes up to MAX_WAIT_S later."""
 LONG_POLL_S = 20
 """How long one long-poll waits upstream for a new block."""
 LONG_POLL_ROUND_S = 300.0
@@ -180,9 +180,7 @@ class Forwarder:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256),
-                timeout=aiohttp.ClientTimeout(
-                    total=REQUEST_DEADLINE_S, sock_connect=FORWARD_TIMEOUT.connect, sock_read=FORWARD_TIMEOUT.read
-                ),
+                timeout=FORWARD_TIMEOUT,
                 headers={"Accept-Encoding": "identity"},
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
