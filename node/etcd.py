@@ -1,4 +1,6 @@
-"""A thin etcd v3 client over etcd's JSON gateway (POST /v3/... on the client port), with httpx.
+"""A thin etcd v3 client over etcd's JSON gateway (POST /v3/... on the client port), with aiohttp
+(a request through it costs about a third of the CPU it takes through httpx: the sequencer makes
+one for every block).
 
 No maintained Python client speaks etcd's v3 API, and the node needs little of it: leases
 (grant, keep-alive, revoke), single keys and ranges (put, range, delete), transactions with
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import httpx
+import aiohttp
 
 from node.producer import NodeUnavailable
 
@@ -126,10 +129,25 @@ class EtcdClient:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self._current = 0
         self.timeout = timeout
-        self._http = httpx.AsyncClient(timeout=_timeout(timeout))
+        self._http: aiohttp.ClientSession | None = None
+        """Opened on the first call, on the event loop that makes it."""
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def _post(self, url: str, body: Mapping[str, object], timeout: float) -> tuple[int, bytes]:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), raise_for_status=False)
+        data = json.dumps(body, separators=(",", ":")).encode()
+        async with self._http.post(
+            url,
+            data=data,
+            headers={"Content-Type": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 1.0)),
+        ) as resp:
+            return resp.status, await resp.read()
 
     async def _call(self, path: str, body: Mapping[str, object], within: float | None = None) -> dict[str, object]:
         """POST body to /v3/path on the endpoints in turn, from the one that answered last;
@@ -144,24 +162,29 @@ class EtcdClient:
                 errors.append(f"no answer within {within:.2f} s")
                 break
             try:
-                resp = await self._http.post(self.endpoints[at] + "/v3/" + path, json=body, timeout=_timeout(timeout))
-            except httpx.HTTPError as exc:
+                status, raw = await self._post(self.endpoints[at] + "/v3/" + path, body, timeout)
+            except TimeoutError:
+                errors.append(f"{self.endpoints[at]}: no answer within {timeout:.2f} s")
+                continue
+            except aiohttp.ClientError as exc:
                 errors.append(f"{self.endpoints[at]}: {type(exc).__name__}")
                 continue
-            if resp.status_code >= 500 and resp.status_code != 503:
-                errors.append(f"{self.endpoints[at]}: {resp.status_code}")
+            if status >= 500 and status != 503:
+                errors.append(f"{self.endpoints[at]}: {status}")
                 continue
             try:
-                answer = resp.json()
+                answer = json.loads(raw)
             except ValueError:
                 errors.append(f"{self.endpoints[at]}: an answer that is not JSON")
                 continue
-            if resp.status_code == 503 or (isinstance(answer, dict) and answer.get("code") == 14):
-                errors.append(f"{self.endpoints[at]}: {answer.get('message', 'unavailable')}")
+            if status == 503 or (isinstance(answer, dict) and answer.get("code") == 14):
+                message = answer.get("message", "unavailable") if isinstance(answer, dict) else "unavailable"
+                errors.append(f"{self.endpoints[at]}: {message}")
                 continue  # this member has no quorum or no leader: another may
-            if resp.status_code != 200 or not isinstance(answer, dict) or "error" in answer:
-                message = answer.get("message", resp.text) if isinstance(answer, dict) else resp.text
-                raise EtcdError(resp.status_code, str(message))
+            if status != 200 or not isinstance(answer, dict) or "error" in answer:
+                text = raw.decode("utf-8", "replace")
+                message = answer.get("message", text) if isinstance(answer, dict) else text
+                raise EtcdError(status, str(message))
             self._current = at
             return answer
         raise EtcdUnavailable("; ".join(errors))
@@ -250,11 +273,6 @@ class EtcdClient:
 def prefix_end(prefix: bytes) -> bytes:
     """The end of the key range holding every key that starts with prefix."""
     return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-def _timeout(seconds: float) -> httpx.Timeout:
-    """seconds for the request, and at most 1 s of it to connect."""
-    return httpx.Timeout(seconds, connect=min(seconds, 1.0))
 
 
 def _b64(raw: bytes) -> str:

@@ -43,9 +43,20 @@ from chain.blocks import Block
 from chain.crypto import NodeKey
 from chain.errors import LedgerError
 from node.catchup import BlockPipeline
-from node.etcd import Compare, Delete, EtcdClient, EtcdError, EtcdUnavailable, Get, KeyValue, Put, prefix_end
+from node.etcd import (
+    Compare,
+    Delete,
+    EtcdClient,
+    EtcdError,
+    EtcdUnavailable,
+    Get,
+    KeyValue,
+    Put,
+    TxnResult,
+    prefix_end,
+)
 from node.producer import NodeUnavailable
-from node.store import Changes, Store
+from node.store import Changes, PreparedBlock, Store
 from node.sync import (
     Forwarded,
     Forwarder,
@@ -98,41 +109,68 @@ class Leader:
 
 class EtcdLog:
     """The sequencer's commit step in a group (node.producer.BlockLog): the fenced etcd append,
-    then the local LevelDB write."""
+    then the local LevelDB write.
+
+    Two blocks may be on their way at once (depth 2): block h+1 is sent to etcd while h's append
+    is still a round trip away, so that one block's etcd latency no longer holds the next block
+    back. etcd applies them in the order they reach it. If h+1 overtakes h, its compare on the
+    head fails while the leader key is still this node's: it is sent again once h is in. Each
+    block is written to the store after the block below it, and fails if that one failed."""
+
+    depth = 2
 
     def __init__(self, group: Group, leadership: Leadership) -> None:
         self.group = group
         self.leadership = leadership
         self.lost = False
+        self._stored: asyncio.Future[bool] | None = None
+        """The last block given to commit: resolved True once it is in the store, False if it failed."""
 
     async def commit(self, block: Block, changes: Changes) -> None:
+        previous, stored = self._stored, asyncio.get_running_loop().create_future()
+        self._stored = stored
+        try:
+            await self._commit(block, changes, previous)
+        except BaseException:
+            stored.set_result(False)
+            raise
+        stored.set_result(True)
+
+    async def _commit(self, block: Block, changes: Changes, previous: asyncio.Future[bool] | None) -> None:
         group, lead = self.group, self.leadership
         if self.lost:
             raise NodeUnavailable("this node is no longer the sequencer; retry shortly", error_code="unavailable")
         h = block.height
-        leader = group.prefix + b"leader"
+        leader, head = group.prefix + b"leader", group.prefix + b"head"
         compare = [
             Compare(leader, "CREATE", lead.term),
             Compare(leader, "VALUE", lead.value),
             Compare(block_key(group.prefix, h), "CREATE", 0),
-            Compare(group.prefix + b"head", "VALUE", b"%d" % (h - 1)),
+            Compare(head, "VALUE", b"%d" % (h - 1)),
         ]
-        ops: list[Put | Delete] = [
-            Put(block_key(group.prefix, h), block.encode()),
-            Put(group.prefix + b"head", b"%d" % h),
-        ]
+        ops: list[Put | Delete] = [Put(block_key(group.prefix, h), block.encode()), Put(head, b"%d" % h)]
         if h > group.tail_blocks:  # everything below the tail (one key, or more if the tail was shortened)
             ops.append(Delete(block_key(group.prefix, 0), block_key(group.prefix, h - group.tail_blocks + 1)))
-        left = group.lease_left()
-        if left <= 0:  # not renewed in time: etcd has let the lease go, and the append would be fenced
-            self.lose(f"the lease ran out before block {h} could be committed")
-            raise NodeUnavailable("this node is no longer the sequencer; retry shortly", error_code="unavailable")
-        # LevelDB's batch is built while etcd takes the block, and written only once etcd has it;
-        # written without waiting for the disk, since etcd holding the block is what makes it durable.
-        prepared = asyncio.ensure_future(asyncio.to_thread(group.store.prepare_block, block, changes, synced=False))
+        # LevelDB's batch is built while etcd takes the block (once the block below is stored: the
+        # batch derives from it), and written only once etcd has it; written without waiting for
+        # the disk, since etcd holding the block is what makes it durable.
+        prepared = asyncio.ensure_future(self._prepare(block, changes, previous))
         started = time.perf_counter()
         try:
-            result = await group.etcd.txn(compare, ops, within=left)
+            while True:
+                left = group.lease_left()
+                if left <= 0:  # not renewed in time: etcd has let the lease go, and the append would be fenced
+                    self.lose(f"the lease ran out before block {h} could be committed")
+                    raise NodeUnavailable(
+                        "this node is no longer the sequencer; retry shortly", error_code="unavailable"
+                    )
+                result = await group.etcd.txn(compare, ops, [Get(leader), Get(head)], within=left)
+                if result.succeeded or not self._overtaken(result, h, previous):
+                    break
+                assert previous is not None  # _overtaken says so
+                await asyncio.wait([previous])  # block h-1 is still on its way: h goes once it is in
+                if not previous.result():
+                    break  # h-1 failed: h, built on it, fails with it (below)
         except BaseException as exc:
             await _settled(prepared)
             if not isinstance(exc, EtcdUnavailable | EtcdError):
@@ -153,7 +191,46 @@ class EtcdLog:
             )
         if h % COMPACT_EVERY == 0 and result.revision > group.tail_blocks:
             group.spawn(group.etcd.compact(result.revision - group.tail_blocks))
-        await asyncio.to_thread(group.store.commit, await prepared)
+        batch = await prepared
+        if (
+            batch is None
+        ):  # in etcd, but the block below it did not reach the store: etcd's copy is applied as a standby
+            self.lose(f"block {h} is in etcd but block {h - 1} did not reach the store")
+            raise NodeUnavailable(
+                f"block {h} was committed but this node could not store the block below it; retry shortly",
+                error_code="unavailable",
+            )
+        try:
+            await asyncio.to_thread(group.store.commit, batch)
+        except Exception as exc:  # in etcd, not in the store: this node must not build on its own state
+            self.lose(f"block {h} is in etcd but could not be stored: {exc}")
+            raise
+
+    async def _prepare(
+        self, block: Block, changes: Changes, previous: asyncio.Future[bool] | None
+    ) -> PreparedBlock | None:
+        """The block's LevelDB batch, once the block below is in the store (None: it failed)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+            if not previous.result():
+                return None
+        return await asyncio.to_thread(self.group.store.prepare_block, block, changes, synced=False)
+
+    def _overtaken(self, result: TxnResult, h: int, previous: asyncio.Future[bool] | None) -> bool:
+        """Whether block h's append was refused only because h-1's, sent just before, has not
+        reached etcd yet: the leader key is still the one this node was elected with, and the
+        head is h-2."""
+        if previous is None or self.lost or len(result.ranges) != 2:
+            return False
+        leader, head = result.ranges
+        lead = self.leadership
+        return (
+            len(leader) == 1
+            and leader[0].create_revision == lead.term
+            and leader[0].value == lead.value
+            and len(head) == 1
+            and head[0].value == b"%d" % (h - 2)
+        )
 
     def lose(self, reason: str) -> None:
         if not self.lost:

@@ -3,7 +3,8 @@
 A request is answered only after the block holding its transaction is durable. Many
 concurrent submissions share one block, bounded by params.max_block_txs and
 params.block_max_wait_ms; a block is sealed sooner once submissions pause (QUIET_S) while
-no other block is being written, since waiting longer would only delay its answers. An idle
+the log has room for it (BlockLog.depth: one block committing at a time on a single
+authority, two in a group), since waiting longer would only delay its answers. An idle
 node seals nothing, except lease expiries when due.
 
 A block's encoding is also kept within max_block_bytes (a group's blocks must fit in one etcd
@@ -75,13 +76,22 @@ class BlockLog(Protocol):
     answered. LocalLog writes it to the store; node.group.EtcdLog first appends it to etcd,
     fenced by the leadership the node was elected with, then writes it to the store."""
 
+    depth: int
+    """How many sealed blocks may be committing at once. Above 1, commit is called for the next
+    block while the one before is still committing: the log keeps them in order, and a block
+    whose predecessor failed fails too (it was built on it)."""
+
     async def commit(self, block: Block, changes: Changes) -> None:
         """Make the block durable, or raise (NodeUnavailable: nothing of it is acknowledged)."""
         ...
 
 
 class LocalLog:
-    """A single authority: the block is durable once its synced LevelDB batch is written."""
+    """A single authority: the block is durable once its synced LevelDB batch is written. One
+    block at a time: the next block's batch derives from the stored one (its counts, its
+    block-tree nodes), and a local fsync leaves little to overlap."""
+
+    depth = 1
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -214,22 +224,27 @@ class Producer:
 
     # -- the loop --------------------------------------------------------------------
     async def _run(self) -> None:
-        """Collect, apply and seal on the event loop; write in a thread, one block in flight.
+        """Collect, apply and seal on the event loop; commit through self.log, up to its depth
+        of blocks at once.
 
-        While block N is being written (fsync), block N+1 is collected and applied on top of
-        N's changes; N+1's write starts only once N is durable, and each block's requests are
-        answered only when that block is on disk.
+        While block N is being committed, block N+1 is collected and applied on top of N's
+        changes (its state reads through N's). With depth 1 (a local fsync), N+1's commit
+        starts once N is durable; with depth 2 (etcd, a network round trip away), N+1 is sent
+        while N is on its way, and the log keeps them in order. Each block's requests are
+        answered only when that block is durable. When a block fails, those sealed on top of it
+        fail with it, and the block being built is built again on the store.
         """
         assert self._mempool is not None
         mempool = self._mempool
-        inflight: asyncio.Task[bool] | None = None
-        inflight_state: WorkingState | None = None
+        depth = max(1, self.log.depth)
+        writes: deque[tuple[asyncio.Task[bool], WorkingState]] = deque()
+        """Blocks being committed, oldest first, with the state each was sealed with."""
         tip = self.store.tip()
         while not self._stopping:
-            batch = await self._collect(mempool, inflight)
+            batch = await self._collect(mempool, writes[0][0] if len(writes) >= depth else None)
             batch = [p for p in batch if p.future is not None and not p.future.done()]
             # Expired leases go first, so a claim in the same block sees the job pending again.
-            batch = self._due_requeues(len(batch), inflight_state or self.store) + batch
+            batch = self._due_requeues(len(batch), writes[-1][1] if writes else self.store) + batch
             if not batch:
                 continue
             started = time.perf_counter()
@@ -238,27 +253,32 @@ class Producer:
                 continue
             txs, checked = [p.tx for p in batch], checked_at_signing(batch)
             outcomes, block, state = apply_and_seal(
-                inflight_state or self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
+                writes[-1][1] if writes else self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
             )
             self._note_claims(batch, outcomes)
-            if inflight is not None:
-                written = await inflight
-                inflight, inflight_state = None, None
-                if not written:  # block N failed to store: N+1 was built on it, so rebuild it on the store
-                    tip = self.store.tip()
-                    outcomes, block, state = apply_and_seal(
-                        self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
-                    )
-                    self._note_claims(batch, outcomes)
-                state.rebase(self.store)  # N's changes are in the store now
+            # Settle the commits that are over, and the oldest while `depth` are under way; all of
+            # them when nothing is sealed (the refusals were decided on their state: they are
+            # answered once it is durable).
+            failed = False
+            while writes and (writes[0][0].done() or len(writes) >= depth or block is None or failed):
+                written = await writes.popleft()[0]
+                if not written:
+                    failed = True
+                elif not failed:  # the block above reads the store from now on
+                    (writes[0][1] if writes else state).rebase(self.store)
+            if failed:  # this batch was built on a block that was not committed: build it on the store
+                tip = self.store.tip()
+                outcomes, block, state = apply_and_seal(
+                    self.store, tip, self.store.genesis, self.key, txs, self.clock, checked
+                )
+                self._note_claims(batch, outcomes)
             if block is None:
                 self._answer(batch, outcomes)
                 continue
             tip = block.header
-            inflight_state = state
-            inflight = asyncio.create_task(self._write_and_answer(batch, outcomes, block, state, started))
-        if inflight is not None:
-            await inflight
+            writes.append((asyncio.create_task(self._write_and_answer(batch, outcomes, block, state, started)), state))
+        while writes:
+            await writes.popleft()[0]
         while mempool:
             pending = mempool.popleft()
             if pending.future is not None and not pending.future.done():
@@ -325,11 +345,12 @@ class Producer:
         """Wait for work (or the next lease expiry), then gather up to one block's worth.
 
         After a first transaction, more are gathered until the block is full, or
-        block_max_wait_ms has passed since the wait began, or the block before (`inflight`,
-        the block being written) is durable and then a step of quiet_s brings nothing. While
-        that block is still being written, sealing could only make what arrives meanwhile wait
-        for a block more: the loop waits for the write itself, not in quiet_s steps (which cost
-        a turn of the event loop each, up to ten per block)."""
+        block_max_wait_ms has passed since the wait began, or the log has room for the block
+        (`inflight`: the oldest block being committed when the log's depth is taken, else None)
+        and then a step of quiet_s brings nothing. While that block is still being committed,
+        sealing could only make what arrives meanwhile wait for a block more: the loop waits for
+        the commit itself, not in quiet_s steps (which cost a turn of the event loop each, up to
+        ten per block)."""
         if not mempool:
             self._idle = True
             try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -434,3 +434,134 @@ def test_expired_lease_is_requeued_without_any_submission(lease_store: Store, no
         ("job.requeue", {"job_id": "job-1", "lease_deadline": claimed["lease_deadline"]})
     ]
     assert block.header.timestamp >= claimed["lease_deadline"]
+
+
+class HeldLog:
+    """A BlockLog of depth 2 whose commits the test releases (or fails) one by one. Like
+    node.group.EtcdLog, it stores each block after the one below it, and fails a block whose
+    predecessor failed (it was built on it); a block built again on the store follows none."""
+
+    depth = 2
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.started: list[int] = []
+        self.gates: dict[int, asyncio.Future[bool]] = {}
+        """Per commit, in the order they began: resolved by the test, True to commit, False to fail."""
+        self.began = asyncio.Event()
+        self._stored: tuple[int, asyncio.Future[bool]] | None = None
+
+    def gate(self, n: int) -> asyncio.Future[bool]:
+        return self.gates.setdefault(n, asyncio.get_running_loop().create_future())
+
+    def release_all(self) -> None:
+        """Let every commit, begun or to come, go (as the test ends, pass or fail)."""
+        for n in range(len(self.started) + 64):
+            if not self.gate(n).done():
+                self.gate(n).set_result(True)
+
+    async def commit(self, block: Block, changes: Any) -> None:
+        below, stored = self._stored, asyncio.get_running_loop().create_future()
+        previous = below[1] if below is not None and below[0] == block.height - 1 else None
+        self._stored = (block.height, stored)
+        self.started.append(block.height)
+        self.began.set()
+        try:
+            ok = await self.gate(len(self.started) - 1)
+            if previous is not None:
+                await asyncio.wait([previous])
+                ok = ok and previous.result()
+            if not ok:
+                raise NodeUnavailable(f"block {block.height} was not committed", error_code="unavailable")
+            self.store.write_block(block, changes)
+        except BaseException:
+            stored.set_result(False)
+            raise
+        stored.set_result(True)
+
+    async def until_started(self, count: int) -> None:
+        while len(self.started) < count:
+            self.began.clear()
+            await asyncio.wait_for(self.began.wait(), timeout=10)
+
+
+def with_held_log(
+    tmp_path: Path, node_key: NodeKey, steps: Callable[[Producer, HeldLog, int], Awaitable[None]]
+) -> list[list[str]]:
+    """Run steps(producer, log, start height) on a producer committing through a HeldLog (every
+    commit let go as it ends); the names of the accounts in each block stored, in order."""
+    store = Store(tmp_path / "held", make_genesis(node_key.public_hex, max_block_txs=10, block_max_wait_ms=10_000))
+    start = store.tip().height
+
+    async def scenario() -> None:
+        held = HeldLog(store)
+        producer = Producer(store, node_key, log=held)
+        producer.start()
+        try:
+            await steps(producer, held, start)
+        finally:
+            held.release_all()
+            await producer.stop()
+
+    try:
+        asyncio.run(scenario())
+        return [[tx.payload["name"] for tx in blk.transactions] for blk in stored_blocks(store, start)]
+    finally:
+        store.close()
+
+
+def test_with_a_log_of_depth_two_the_next_block_commits_while_the_one_below_is_under_way(
+    tmp_path: Path, node_key: NodeKey
+) -> None:
+    """Block 1 is held in its commit; B is sealed into block 2, whose commit starts meanwhile;
+    C then waits, the log's depth being taken, until block 1 is in. Each is answered only once
+    its own block is stored, and the blocks are stored in order."""
+
+    async def steps(producer: Producer, held: HeldLog, start: int) -> None:
+        a = asyncio.ensure_future(producer.submit("account.create", account("a")))
+        await held.until_started(1)
+        b = asyncio.ensure_future(producer.submit("account.create", account("b")))
+        await held.until_started(2)  # block 2's commit began while block 1's is under way
+        assert held.started == [start + 1, start + 2] and not a.done() and not b.done()
+        c = asyncio.ensure_future(producer.submit("account.create", account("c")))
+        await asyncio.sleep(0)
+        held.gate(1).set_result(True)  # block 2 may go, but it waits for block 1 to be stored
+        for _ in range(20):  # turns of the loop: C would be sealed and block 2 stored in fewer
+            await asyncio.sleep(0)
+        assert not b.done() and held.started == [start + 1, start + 2]  # C is not sealed: depth 2 is taken
+        held.gate(0).set_result(True)
+        await asyncio.wait_for(asyncio.gather(a, b), timeout=10)
+        await held.until_started(3)
+        assert held.started[2] == start + 3
+        held.gate(2).set_result(True)
+        await asyncio.wait_for(c, timeout=10)
+
+    assert with_held_log(tmp_path, node_key, steps) == [["a"], ["b"], ["c"]]
+
+
+def test_a_failed_block_fails_the_block_sealed_on_it_and_the_next_is_built_on_the_store(
+    tmp_path: Path, node_key: NodeKey
+) -> None:
+    """Blocks 1 (A) and 2 (B, built on block 1) are both under way, and C waits for room; block 1
+    fails: B is refused with it, nothing of either is stored, and C, built on block 2's state at
+    first, is built again on the store and stored at height 1."""
+
+    async def steps(producer: Producer, held: HeldLog, start: int) -> None:
+        a = asyncio.ensure_future(producer.submit("account.create", account("a")))
+        await held.until_started(1)
+        b = asyncio.ensure_future(producer.submit("account.create", account("b")))
+        await held.until_started(2)
+        c = asyncio.ensure_future(producer.submit("account.create", account("c")))
+        for _ in range(5):
+            await asyncio.sleep(0)  # C reaches the mempool; the producer waits for block 1
+        held.gate(1).set_result(True)
+        held.gate(0).set_result(False)
+        for refused in (a, b):
+            with pytest.raises(NodeUnavailable):
+                await asyncio.wait_for(refused, timeout=10)
+        await held.until_started(3)
+        assert held.started[2] == start + 1  # C's block: built again on the store's tip
+        held.gate(2).set_result(True)
+        await asyncio.wait_for(c, timeout=10)
+
+    assert with_held_log(tmp_path, node_key, steps) == [["c"]]
