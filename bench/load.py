@@ -600,6 +600,50 @@ def report_contended(results: list[Contended]) -> None:
         print(f"available + claim: {100 * refused / claims:.2f}% of claims refused with 409 (target < 1%)")
 
 
+def report_contended_medians(rounds: list[list[Contended]]) -> None:
+    """Over several rounds: per flow and N, the median of each round's ratio to its own
+    uncontended run and of its p99s; then the targets, judged on those medians."""
+    print(f"\ncontended, medians over {len(rounds)} rounds (each ratio against the uncontended run of its own round):")
+    print(
+        f"{'miners':>6} {'flow':18} {'x uncontended':>14} {'p99 ms':>8} {'p99 from submit':>16}  rounds: x uncontended"
+    )
+    medians: dict[tuple[str, int], tuple[float, float]] = {}
+    for r in rounds[0]:
+        ratios, p99s, submitted = [], [], []
+        for results in rounds:
+            by = {(x.flow, x.miners): x for x in results}
+            found, base = by.get((r.flow, r.miners)), by.get(("uncontended", r.miners))
+            if found is None or base is None or not base.rate:
+                continue
+            ratios.append(found.rate / base.rate)
+            p99s.append(found.p99_ms)
+            submitted.append(found.submitted_p99_ms)
+        if not ratios:
+            continue
+        medians[(r.flow, r.miners)] = (statistics.median(ratios), statistics.median(p99s))
+        print(
+            f"{r.miners:6d} {r.flow:18} {statistics.median(ratios):14.2f} {statistics.median(p99s):8.1f} "
+            f"{statistics.median(submitted):16.1f}   {', '.join(f'{v:.2f}' for v in ratios)}"
+        )
+    top = max(r.miners for r in rounds[0])
+    for flow in ("available + claim", "claim-next"):
+        if (flow, top) in medians:
+            ratio, p99 = medians[(flow, top)]
+            print(
+                f"{flow} at {top} miners, medians: {ratio:.2f} x the uncontended lifecycle (target >= 0.8: "
+                f"{'met' if ratio >= 0.8 else 'not met'}); miner's lifecycle p99 {p99:.0f} ms (target <= 100 ms: "
+                f"{'met' if p99 <= 100 else 'not met'})"
+            )
+    seed = [r for results in rounds for r in results if r.flow == "available + claim"]
+    refused, claims = sum(r.refused for r in seed), sum(r.claims for r in seed)
+    if claims:
+        share = 100 * refused / claims
+        print(
+            f"available + claim, all rounds: {share:.2f}% of claims refused with 409 "
+            f"(target < 1%: {'met' if share < 1 else 'not met'})"
+        )
+
+
 GROUP_SIZE = 3
 GROUP_LEASE_TTL = 3
 """Seconds of the sequencer's etcd lease in the group workload (the node's default)."""
@@ -978,6 +1022,7 @@ def main(argv: list[str]) -> int:
     chosen = list(WORKLOADS) if args.workload == "all" else [args.workload]
     wait = json.loads((ROOT / "genesis.json").read_text())["params"]["block_max_wait_ms"]
     rounds: list[dict[str, tuple[float, str]]] = []
+    contended_rounds: list[list[Contended]] = []
     for number in range(1, args.rounds + 1):
         args.round = number
         results: list[Result] = []
@@ -996,6 +1041,7 @@ def main(argv: list[str]) -> int:
             report(results, wait)
         if contended:
             report_contended(contended)
+            contended_rounds.append(contended)
         rounds.append(verdicts(results, wait))
     if args.rounds > 1:
         print(f"\nmedians over {args.rounds} rounds (each ratio against the ceiling of its own round):")
@@ -1010,4 +1056,6 @@ def main(argv: list[str]) -> int:
                     f"  {name:10} {statistics.median(values):.1f}{unit}; "
                     f"rounds: {', '.join(f'{v:.1f}' for v in values)}"
                 )
+        if contended_rounds:
+            report_contended_medians(contended_rounds)
     return 0

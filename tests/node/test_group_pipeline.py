@@ -16,7 +16,7 @@ from chain.crypto import NodeKey, hash_hex
 from chain.transactions import Transaction
 from node.clock import now_ms
 from node.etcd import Compare, EtcdClient, EtcdUnavailable, Operation, Put, TxnResult
-from node.group import EtcdLog, Group, block_key
+from node.group import EtcdLog, Group, block_from_etcd, block_key
 from node.producer import NodeUnavailable, apply_and_seal
 from node.store import Changes, Store
 from tests.e2e.group import ETCD, EtcdCluster
@@ -107,7 +107,7 @@ def test_a_block_that_overtakes_the_one_below_it_is_sent_again_once_that_one_is_
             head = await client.get(group.prefix + b"head")
             assert head is not None and head.value == b"%d" % (h + 1)
             stored = await client.get(block_key(group.prefix, h + 1))
-            assert stored is not None and stored.value == upper.encode()
+            assert stored is not None and block_from_etcd(stored.value) == upper
         finally:
             await group.stop()
 
