@@ -102,9 +102,9 @@ def etcd_value(block: Block) -> bytes:
 
 
 def block_from_etcd(raw: bytes) -> Block:
-    """The block etcd holds: compressed (etcd_value), or plain canonical JSON as 0.4.0 wrote it.
-    A value that does not decode, or that would inflate beyond MAX_ETCD_BLOCK_BYTES, raises
-    EncodingError."""
+    """The block etcd holds: compressed (etcd_value), or plain canonical JSON as members wrote it
+    before blocks were compressed. A value that does not decode, or that would inflate beyond
+    MAX_ETCD_BLOCK_BYTES, raises EncodingError."""
     if raw[:1] == b"{":
         return Block.decode(raw)
     inflate = zlib.decompressobj()

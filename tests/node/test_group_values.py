@@ -1,5 +1,5 @@
 """How a group keeps blocks in etcd (node.group.etcd_value, block_from_etcd): compressed with zlib,
-read back whole, plain canonical JSON as 0.4.0 wrote it still read, and anything else refused
+read back whole, plain canonical JSON as earlier members wrote it still read, and anything else refused
 with EncodingError (a standby halts on it rather than apply a block it cannot read)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_a_block_is_kept_compressed_and_read_back_whole(block: Block) -> None:
     assert block_from_etcd(value).encode() == block.encode()
 
 
-def test_a_plain_block_as_0_4_0_kept_it_is_still_read(block: Block) -> None:
+def test_a_plain_block_as_earlier_members_kept_it_is_still_read(block: Block) -> None:
     assert block_from_etcd(block.encode()) == block
 
 
