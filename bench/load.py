@@ -54,7 +54,7 @@ from typing import Any
 import aiohttp
 
 from bench.etcd_cluster import EtcdCluster, write_group_genesis
-from bench.procstat import cpu_seconds, thread_cpu, thread_shares
+from bench.procstat import cpu_seconds, thread_cpu, thread_shares, tree_cpu_seconds
 from bench.pyspy import Recording
 from bench.pyspy import report as profile_report
 from bench.syncs import start_sync_counter, stop_sync_counter
@@ -719,10 +719,10 @@ async def lifecycle_pass(
     height = await _height(s, sealer)
     commit = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
     etcd = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
-    before = [sum(cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
+    before = [sum(tree_cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
     rec, elapsed, requests = await drive(args.concurrency, args.seconds, args.max_requests, step, sealer_pid)
     standbys_cpu, etcd_cpu = (
-        (sum(cpu_seconds(p) for p in pids) - used) / elapsed if pids else float("nan")
+        (sum(tree_cpu_seconds(p) for p in pids) - used) / elapsed if pids else float("nan")
         for pids, used in zip((standbys, etcd_pids), before, strict=True)
     )
     blocks = await _height(s, sealer) - height

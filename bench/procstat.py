@@ -27,6 +27,29 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes a process started, and theirs (a node's signature-check helper)."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found += [child, *descendants(child)]
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and of the live processes it started (a helper counts towards its
+    node); nan where /proc is missing."""
+    return cpu_seconds(pid) + sum(c for c in map(cpu_seconds, descendants(pid)) if not math.isnan(c))
+
+
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """Each thread of a process: its name and CPU seconds so far (empty where /proc is missing)."""
     out: dict[int, tuple[str, float]] = {}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from bench.procstat import COMPACTION_THREAD, cpu_seconds, thread_cpu, thread_shares
+from bench.procstat import COMPACTION_THREAD, cpu_seconds, descendants, thread_cpu, thread_shares, tree_cpu_seconds
 from node.store import COMPACTION_THREAD_NAME
 
 
@@ -57,3 +59,23 @@ def test_thread_shares_sorts_threads_into_event_loop_compaction_and_the_rest() -
         "LevelDB compaction": 0.0,
         "other threads": 0.0,
     }
+
+
+def test_tree_cpu_counts_the_processes_a_process_started() -> None:
+    """A child that has burnt 0.3 s of CPU and waits: it is among this process's descendants, and
+    its CPU counts towards this process's tree."""
+    burn = (
+        "import sys, time\n"
+        "t = time.process_time()\n"
+        "while time.process_time() - t < 0.3: pass\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        assert child.pid in descendants(os.getpid())
+        assert tree_cpu_seconds(os.getpid()) >= cpu_seconds(os.getpid()) + 0.25
+    finally:
+        child.communicate(timeout=30)  # closes its stdin (it exits) and its stdout
+    assert child.pid not in descendants(os.getpid())
