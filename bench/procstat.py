@@ -27,6 +27,23 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
+def runnable_wait_seconds(pid: int) -> float:
+    """Seconds a process's threads have spent runnable but waiting for a CPU, summed over its live
+    threads (/proc/<pid>/task/<tid>/schedstat: run time, wait time, timeslices); nan where /proc
+    is missing. Over a run's wall time: near 0, the process got a CPU whenever it wanted one."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return float("nan")
+    waited = 0
+    for tid in tids:
+        try:
+            waited += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile, or the kernel keeps no schedstat
+    return waited / 1e9
+
+
 def descendants(pid: int) -> list[int]:
     """The live processes a process started, and theirs (a node's signature-check helper)."""
     found: list[int] = []
