@@ -27,36 +27,37 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(f"/proc/{pid}/stat")
 
 
+def _thread_files(pid: int, name: str) -> list[tuple[int, str]] | None:
+    """(thread id, text of /proc/<pid>/task/<tid>/<name>) for each live thread of a process;
+    None where /proc is missing. A thread that ends while it is read is left out."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    found = []
+    for tid in tids:
+        try:
+            found.append((int(tid), Path(f"/proc/{pid}/task/{tid}/{name}").read_text()))
+        except OSError:
+            continue
+    return found
+
+
 def runnable_wait_seconds(pid: int) -> float:
     """Seconds a process's threads have spent runnable but waiting for a CPU, summed over its live
     threads (/proc/<pid>/task/<tid>/schedstat: run time, wait time, timeslices); nan where /proc
     is missing. Over a run's wall time: near 0, the process got a CPU whenever it wanted one."""
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    stats = _thread_files(pid, "schedstat")
+    if stats is None:
         return float("nan")
-    waited = 0
-    for tid in tids:
-        try:
-            waited += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # the thread ended meanwhile, or the kernel keeps no schedstat
-    return waited / 1e9
+    return sum(int(text.split()[1]) for _, text in stats if len(text.split()) > 1) / 1e9
 
 
 def descendants(pid: int) -> list[int]:
     """The live processes a process started, and theirs (a node's signature-check helper)."""
     found: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tids:
-        try:
-            children = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
-        except OSError:
-            continue
-        for child in map(int, children):
+    for _, children in _thread_files(pid, "children") or []:
+        for child in map(int, children.split()):
             found += [child, *descendants(child)]
     return found
 
@@ -69,18 +70,9 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     """Each thread of a process: its name and CPU seconds so far (empty where /proc is missing)."""
-    out: dict[int, tuple[str, float]] = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-        except OSError:
-            continue  # the thread ended meanwhile
-        out[int(tid)] = name, _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
-    return out
+    return {
+        tid: (name.strip(), _stat_cpu(f"/proc/{pid}/task/{tid}/stat")) for tid, name in _thread_files(pid, "comm") or []
+    }
 
 
 def thread_shares(

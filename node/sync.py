@@ -157,8 +157,8 @@ def forwarded_answer(status: int, headers: Mapping[str, str], content: bytes) ->
 
 class Forwarder:
     """Sends requests forwarded to an upstream (a follower's authority, a standby's sequencer)
-    with the caller's own headers, over aiohttp: with tens of requests in flight, httpx's
-    connection pool took most of a forwarding node's core (docs/performance.md).
+    with the caller's own headers, over aiohttp, whose connection pool stays cheap in CPU with
+    tens of requests in flight (docs/performance.md).
 
     Answers are read raw (never decompressed: a compressed answer could expand past the cap) and
     capped at MAX_FORWARD_BYTES; redirects are not followed."""
