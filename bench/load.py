@@ -28,11 +28,19 @@ where the bench may set it): it stands in for clients on machines of their own, 
 otherwise queue behind etcd and the standbys and time its own queueing (the "load wait" column
 shows what is left of that). The group is driven with every request sent to the sequencer, then
 with worker i talking to member i mod 3 (standbys forward writes and offers to the sequencer).
-The three setups alternate --rounds times (default 3), all of them running throughout. For each
-pass it prints lifecycles/s, the p50/p99 of a lifecycle, writes per block, the mean block
-commit and etcd append times, the CPU used and the CPU waited for; then the medians, and the group's lifecycles/s
-against the single node's of the same round (target >= 0.7x: etcd costs one round trip per
-block, which group commit spreads over the block's writes).
+Each setup runs at each of --group-workers (default 64 and 128 workers); the setups alternate
+--rounds times (default 3), all of them running throughout. For each pass it prints
+lifecycles/s, the p50/p99 of a lifecycle, writes per block, the mean block commit and etcd
+append times, the appends sent again, the CPU used and the CPU waited for; then the medians, and
+the group's lifecycles/s against the single node's of the same round and worker count.
+
+The target (>= 0.7x: etcd costs one round trip per block, which group commit spreads over the
+block's writes) is judged on capacity: round by round, each setup at the worker count where it
+carried most. Each worker has one request outstanding, so at a given count a setup's rate is
+the workers divided by a lifecycle's latency (Little's law). The single node's core is its bound
+from 64 workers on; at 64 the group's rate still follows its latency, in which each of a
+lifecycle's three writes waits for its block's etcd append; with more writers its blocks fill,
+and the append is spread over more of them.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -665,6 +673,10 @@ def raise_priority(nice: int) -> int:
 
 GROUP_SIZE = 3
 GROUP_LEASE_TTL = 3
+GROUP_WORKERS = (64, 128)
+"""The group workload's worker counts: 64, as in the other workloads, where the single node's core
+is already its bound, and twice that, where the group's blocks fill (see report_group)."""
+SINGLE, TO_SEQUENCER, SPREAD = "single node", "group, to the sequencer", "group, spread over members"
 """Seconds of the sequencer's etcd lease in the group workload (the node's default)."""
 
 
@@ -693,11 +705,22 @@ async def histogram_totals(s: aiohttp.ClientSession, base: str, name: str) -> tu
     return float(values.get(name + "_sum", 0)), float(values.get(name + "_count", 0))
 
 
+async def counter_total(s: aiohttp.ClientSession, base: str, name: str) -> float:
+    """The value of a counter in a node's /metrics (0 if it has none)."""
+    async with s.get(base + "/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith(name + "_total "):
+            return float(line.split(" ", 1)[1])
+    return 0.0
+
+
 @dataclass
 class GroupPass:
     """One timed run of the job lifecycle against a single node or the group."""
 
     setup: str
+    workers: int
     lifecycles: list[float]
     seconds: float
     requests: int
@@ -708,6 +731,8 @@ class GroupPass:
     """Mean time to seal and durably commit a block (aitbc_group_commit_duration_seconds)."""
     etcd_ms: float
     """Mean time of the sequencer's fenced etcd append per block (nan on a single node)."""
+    resent: float
+    """Appends sent to etcd again because they overtook the block below (0 on a single node)."""
     server_cpu: float
     """Share of a core the single node, or the sequencer, used."""
     standbys_cpu: float
@@ -730,22 +755,24 @@ async def lifecycle_pass(
     args: argparse.Namespace,
     s: aiohttp.ClientSession,
     setup: str,
+    workers: int,
     base_of: Callable[[int], str],
     sealer: str,
     sealer_pid: int,
     standbys: list[int],
     etcd_pids: list[int],
 ) -> GroupPass:
-    """Warm up, then drive the job lifecycle for args.seconds; the block figures come from the
-    node that seals (`sealer`), the CPU figures from /proc."""
+    """Warm up, then drive the job lifecycle with `workers` workers for args.seconds; the block
+    figures come from the node that seals (`sealer`), the CPU figures from /proc."""
     step = functools.partial(job_lifecycle, s, base_of)
-    await warm_up(args.concurrency, step)
+    await warm_up(workers, step)
     height = await _height(s, sealer)
     commit = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
     etcd = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
+    resent = await counter_total(s, sealer, "aitbc_etcd_appends_resent")
     before = [sum(tree_cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
     waits = runnable_wait_seconds(sealer_pid), runnable_wait_seconds(os.getpid())
-    rec, elapsed, requests = await drive(args.concurrency, args.seconds, args.max_requests, step, sealer_pid)
+    rec, elapsed, requests = await drive(workers, args.seconds, args.max_requests, step, sealer_pid)
     sealer_wait, load_wait = (
         (runnable_wait_seconds(pid) - waited) / elapsed
         for pid, waited in zip((sealer_pid, os.getpid()), waits, strict=True)
@@ -757,6 +784,7 @@ async def lifecycle_pass(
     blocks = await _height(s, sealer) - height
     commit_after = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
     etcd_after = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
+    resent = await counter_total(s, sealer, "aitbc_etcd_appends_resent") - resent
 
     def mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
         count = after[1] - before[1]
@@ -764,6 +792,7 @@ async def lifecycle_pass(
 
     result = GroupPass(
         setup,
+        workers,
         rec.latencies.get("lifecycles", []),
         elapsed,
         requests,
@@ -772,6 +801,7 @@ async def lifecycle_pass(
         blocks,
         mean_ms(commit, commit_after),
         mean_ms(etcd, etcd_after),
+        resent,
         rec.server_cpu / elapsed,
         standbys_cpu,
         etcd_cpu,
@@ -780,7 +810,8 @@ async def lifecycle_pass(
         load_wait,
     )
     print(
-        f"[group] {setup:26} {result.rate:8.1f} lifecycles/s, p50 {percentile(result.lifecycles, 50) * 1000:6.1f} ms, "
+        f"[group] {setup:26} {workers:4d} workers {result.rate:8.1f} lifecycles/s, "
+        f"p50 {percentile(result.lifecycles, 50) * 1000:6.1f} ms, "
         f"p99 {percentile(result.lifecycles, 99) * 1000:6.1f} ms, errors {result.errors}"
         + (f" ({', '.join(f'{k}: {n}' for k, n in sorted(rec.refusals.items()))})" if rec.refusals else ""),
         flush=True,
@@ -854,7 +885,8 @@ async def run_group(args: argparse.Namespace) -> list[GroupPass]:
     try:
         group = start_group(workdir)
         urls, pids = group.urls, [p.pid for p in group.members]
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as s:
+        most = max(args.group_workers)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=most)) as s:
             await wait_ready(s, base + "/health", single)
             for url, proc in zip(urls, group.members, strict=True):
                 await wait_ready(s, url + "/health", proc)
@@ -862,28 +894,22 @@ async def run_group(args: argparse.Namespace) -> list[GroupPass]:
             sequencer = urls[lead]
             pin_process(pids[lead], SERVER_CPU)
             standbys, etcd = [p for i, p in enumerate(pids) if i != lead], group.etcd.pids()
-            await register_miners(s, base, args.concurrency)
-            await register_miners(s, sequencer, args.concurrency)
+            await register_miners(s, base, most)
+            await register_miners(s, sequencer, most)
             for number in range(1, args.rounds + 1):
                 print(f"[group] round {number} of {args.rounds}", flush=True)
-                passes.append(await lifecycle_pass(args, s, "single node", lambda i: base, base, single.pid, [], []))
-                passes.append(
-                    await lifecycle_pass(
-                        args, s, "group, to the sequencer", lambda i: sequencer, sequencer, pids[lead], standbys, etcd
+                for n in args.group_workers:
+                    passes.append(await lifecycle_pass(args, s, SINGLE, n, lambda i: base, base, single.pid, [], []))
+                    passes.append(
+                        await lifecycle_pass(
+                            args, s, TO_SEQUENCER, n, lambda i: sequencer, sequencer, pids[lead], standbys, etcd
+                        )
                     )
-                )
-                passes.append(
-                    await lifecycle_pass(
-                        args,
-                        s,
-                        "group, spread over members",
-                        lambda i: urls[i % GROUP_SIZE],
-                        sequencer,
-                        pids[lead],
-                        standbys,
-                        etcd,
+                    passes.append(
+                        await lifecycle_pass(
+                            args, s, SPREAD, n, lambda i: urls[i % GROUP_SIZE], sequencer, pids[lead], standbys, etcd
+                        )
                     )
-                )
             if await wait_for_sequencer(s, urls) != lead:
                 print("[group] the sequencer changed during the run: its figures mix two sequencers", flush=True)
     finally:
@@ -910,50 +936,68 @@ async def wait_for_sequencer(s: aiohttp.ClientSession, urls: list[str], limit_s:
     raise RuntimeError(f"no group member became sequencer within {limit_s} s")
 
 
-def report_group(passes: list[GroupPass], concurrency: int) -> None:
-    """Each pass, then the medians of each setup over the rounds and of the group's ratio to the
-    single node's pass of the same round."""
+def report_group(passes: list[GroupPass], workers: Sequence[int]) -> None:
+    """Each pass; then, for each worker count, the medians of each setup over the rounds and of
+    the group's ratio to the single node's pass of the same round and count; then the same for
+    capacity: each setup at the worker count where it carried most in that round."""
     print(
-        f"job lifecycle (submit, available, claim, complete: 4 requests), {concurrency} workers, p50/p99 of a "
-        f"whole lifecycle. single node: one node on CPU {SERVER_CPU}. group: {GROUP_SIZE} etcd members and "
-        f"{GROUP_SIZE} nodes (lease TTL {GROUP_LEASE_TTL} s); the sequencer is pinned to CPU {SERVER_CPU} like the "
-        f"single node, the standbys and etcd run on either CPU, the load generator at the highest priority the "
+        f"job lifecycle (submit, available, claim, complete: 4 requests), {', '.join(map(str, workers))} workers, "
+        f"p50/p99 of a whole lifecycle. single node: one node on CPU {SERVER_CPU}. group: {GROUP_SIZE} etcd members "
+        f"and {GROUP_SIZE} nodes (lease TTL {GROUP_LEASE_TTL} s); the sequencer is pinned to CPU {SERVER_CPU} like "
+        "the single node, the standbys and etcd run on either CPU, the load generator at the highest priority the "
         "bench may give it. 'to the sequencer': every request goes to the "
         f"sequencer; 'spread': worker i talks to member i mod {GROUP_SIZE} (a standby forwards writes and offers "
         "to the sequencer, and answers a write once it holds its block). The setups alternate, all running "
-        "throughout (the idle group's standbys poll etcd meanwhile). CPU: the share of a core used (a member's "
+        "throughout (the idle group's standbys poll etcd meanwhile). resent: the share of blocks whose etcd append "
+        "was sent again (it overtook the block below). CPU: the share of a core used (a member's "
         "helper processes included); wait: the share of the run the sealer's or the load generator's threads "
         "spent runnable but waiting for a CPU."
     )
     print(
-        f"{'setup':28} {'lifecycles/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'writes/block':>12} "
-        f"{'blocks/s':>8} {'commit ms':>9} {'etcd ms':>8} {'sealer cpu':>10} {'standbys cpu':>13} {'etcd cpu':>9} "
-        f"{'load cpu':>8} {'sealer wait':>11} {'load wait':>9}"
+        f"{'setup':28} {'workers':>7} {'lifecycles/s':>12} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'writes/block':>12} {'blocks/s':>8} {'commit ms':>9} {'etcd ms':>8} {'resent':>6} {'sealer cpu':>10} "
+        f"{'standbys cpu':>13} {'etcd cpu':>9} {'load cpu':>8} {'sealer wait':>11} {'load wait':>9}"
     )
     for p in passes:
         print(
-            f"{p.setup:28} {p.rate:12.1f} {percentile(p.lifecycles, 50) * 1000:7.1f} "
+            f"{p.setup:28} {p.workers:7d} {p.rate:12.1f} {percentile(p.lifecycles, 50) * 1000:7.1f} "
             f"{percentile(p.lifecycles, 99) * 1000:7.1f} {p.errors:6d} {p.writes / max(p.blocks, 1):12.1f} "
-            f"{p.blocks / p.seconds:8.0f} {p.commit_ms:9.2f} {p.etcd_ms:8.2f} {100 * p.server_cpu:9.0f}% "
+            f"{p.blocks / p.seconds:8.0f} {p.commit_ms:9.2f} {p.etcd_ms:8.2f} "
+            f"{100 * p.resent / max(p.blocks, 1):5.1f}% {100 * p.server_cpu:9.0f}% "
             f"{100 * p.standbys_cpu:12.0f}% {100 * p.etcd_cpu:8.0f}% {100 * p.load_cpu:7.0f}% "
             f"{100 * p.sealer_wait:10.0f}% {100 * p.load_wait:8.0f}%"
         )
-    singles = [p for p in passes if p.setup == "single node"]
+    rates: dict[tuple[str, int], list[float]] = defaultdict(list)
+    """Lifecycles/s of each setup at each worker count, round by round."""
+    for p in passes:
+        rates[p.setup, p.workers].append(p.rate)
     print()
-    for setup in ("single node", "group, to the sequencer", "group, spread over members"):
-        runs = [p for p in passes if p.setup == setup]
-        if not runs:
-            continue
-        rates = [p.rate for p in runs]
-        line = f"{setup:28} median {statistics.median(rates):8.1f} lifecycles/s"
-        if setup != "single node":
-            ratios = [p.rate / b.rate for p, b in zip(runs, singles, strict=True) if b.rate]
-            if ratios:
-                ratio = statistics.median(ratios)
-                line += f", {ratio:.2f} x the single node (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
-                if setup == "group, to the sequencer":
-                    line += f"; target >= 0.7: {'met' if ratio >= 0.7 else 'not met'}"
-        print(line)
+    for n in workers:
+        for setup in (SINGLE, TO_SEQUENCER, SPREAD):
+            print(group_median_line(f"{setup}, {n} workers", rates[setup, n], rates[SINGLE, n]))
+    # Capacity: round by round, the most each setup carried over the worker counts.
+    best = {
+        setup: [max(by_round) for by_round in zip(*(rates[setup, n] for n in workers), strict=True)]
+        for setup in (SINGLE, TO_SEQUENCER, SPREAD)
+    }
+    print("\ncapacity (each setup at the worker count where it carried most, round by round):")
+    for setup in (SINGLE, TO_SEQUENCER, SPREAD):
+        print(group_median_line(setup, best[setup], best[SINGLE], target=0.7 if setup == TO_SEQUENCER else None))
+
+
+def group_median_line(label: str, rates: list[float], singles: list[float], target: float | None = None) -> str:
+    """The median of `rates` over the rounds, and unless they are the single node's own, the
+    median of their ratios to the single node's rates of the same rounds (against `target`)."""
+    line = f"{label:40} median {statistics.median(rates):8.1f} lifecycles/s"
+    if rates is singles:
+        return line
+    ratios = [r / b for r, b in zip(rates, singles, strict=True) if b]
+    if ratios:
+        ratio = statistics.median(ratios)
+        line += f", {ratio:.2f} x the single node (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
+        if target is not None:
+            line += f"; target >= {target}: {'met' if ratio >= target else 'not met'}"
+    return line
 
 
 async def _height(s: aiohttp.ClientSession, base: str) -> int:
@@ -1042,6 +1086,14 @@ def main(argv: list[str]) -> int:
         help="the contended workload's numbers of miners (default 8,16,64)",
     )
     parser.add_argument(
+        "--group-workers",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=GROUP_WORKERS,
+        metavar="N[,N…]",
+        help="the group workload's numbers of workers (default 64,128); the target is judged on the most "
+        "each setup carries over them",
+    )
+    parser.add_argument(
         "--load-nice",
         type=int,
         default=LOAD_NICE,
@@ -1059,9 +1111,9 @@ def main(argv: list[str]) -> int:
         print(
             f"\nmachine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; load on CPU {LOAD_CPU} at nice "
             f"{load_nice}; "
-            f"{args.concurrency} connections, {args.seconds:g} s per pass, {args.rounds} rounds\n"
+            f"{', '.join(map(str, args.group_workers))} workers, {args.seconds:g} s per pass, {args.rounds} rounds\n"
         )
-        report_group(passes, args.concurrency)
+        report_group(passes, args.group_workers)
         return 0
     args.rounds = args.rounds or 1
     chosen = list(WORKLOADS) if args.workload == "all" else [args.workload]

@@ -196,6 +196,7 @@ class EtcdLog:
                 if result.succeeded or not self._overtaken(result, h, previous):
                     break
                 assert previous is not None  # _overtaken says so
+                group.node.metrics.etcd_resent.inc()
                 await asyncio.wait([previous])  # block h-1 is still on its way: h goes once it is in
                 if not previous.result():
                     break  # h-1 failed: h, built on it, fails with it (below)

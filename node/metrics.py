@@ -80,6 +80,12 @@ class NodeMetrics:
             buckets=COMMIT_BUCKETS,
             registry=r,
         )
+        self.etcd_resent = Counter(
+            "aitbc_etcd_appends_resent",
+            "Block appends sent to etcd again because they reached it before the block below them "
+            "(two blocks on their way at once).",
+            registry=r,
+        )
         self.http = HttpCollector()
         r.register(self.http)
         # Fed by the replication engine on followers.

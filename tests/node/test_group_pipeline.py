@@ -102,6 +102,7 @@ def test_a_block_that_overtakes_the_one_below_it_is_sent_again_once_that_one_is_
             await asyncio.wait_for(asyncio.gather(first, second), timeout=20)
             # h+1 reached etcd first and was refused (the head was h-1), h went in, then h+1 again.
             assert client.answers == [(h + 1, False), (h, True), (h + 1, True)]
+            assert "aitbc_etcd_appends_resent_total 1.0" in member.metrics.exposition().decode().splitlines()
             assert not member.log.lost and group.health()["sequencer"] is not None
             assert store.tip().height == h + 1 and store.block(h + 1) == upper
             head = await client.get(group.prefix + b"head")
