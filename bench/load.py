@@ -673,11 +673,11 @@ def raise_priority(nice: int) -> int:
 
 GROUP_SIZE = 3
 GROUP_LEASE_TTL = 3
+"""Seconds of the sequencer's etcd lease in the group workload (the node's default)."""
 GROUP_WORKERS = (64, 128)
 """The group workload's worker counts: 64, as in the other workloads, where the single node's core
 is already its bound, and twice that, where the group's blocks fill (see report_group)."""
 SINGLE, TO_SEQUENCER, SPREAD = "single node", "group, to the sequencer", "group, spread over members"
-"""Seconds of the sequencer's etcd lease in the group workload (the node's default)."""
 
 
 def pin_process(pid: int, cpu: int) -> None:
@@ -695,21 +695,24 @@ def pin_process(pid: int, cpu: int) -> None:
             pass  # the thread ended meanwhile
 
 
+async def metrics_lines(s: aiohttp.ClientSession, base: str) -> list[str]:
+    async with s.get(base + "/metrics") as r:
+        return (await r.text()).splitlines()
+
+
 async def histogram_totals(s: aiohttp.ClientSession, base: str, name: str) -> tuple[float, float]:
     """The _sum and _count of a histogram in a node's /metrics."""
-    async with s.get(base + "/metrics") as r:
-        text = await r.text()
     values = dict(
-        line.split(" ", 1) for line in text.splitlines() if line.startswith((name + "_sum ", name + "_count "))
+        line.split(" ", 1)
+        for line in await metrics_lines(s, base)
+        if line.startswith((name + "_sum ", name + "_count "))
     )
     return float(values.get(name + "_sum", 0)), float(values.get(name + "_count", 0))
 
 
 async def counter_total(s: aiohttp.ClientSession, base: str, name: str) -> float:
     """The value of a counter in a node's /metrics (0 if it has none)."""
-    async with s.get(base + "/metrics") as r:
-        text = await r.text()
-    for line in text.splitlines():
+    for line in await metrics_lines(s, base):
         if line.startswith(name + "_total "):
             return float(line.split(" ", 1)[1])
     return 0.0
