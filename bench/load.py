@@ -1062,7 +1062,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each workload")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request budget of each workload")
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=64,
+        help="connections of the ceiling and node workloads (contended: --miners; group: --group-workers)",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
