@@ -681,6 +681,11 @@ largest."""
 SINGLE, TO_SEQUENCER, SPREAD = "single node", "group, to the sequencer", "group, spread over members"
 
 
+def counts(text: str) -> tuple[int, ...]:
+    """A command line's "N[,N…]"."""
+    return tuple(int(n) for n in text.split(","))
+
+
 def pin_process(pid: int, cpu: int) -> None:
     """Move every thread of a running process to one CPU (threads it starts later inherit it)."""
     if (os.cpu_count() or 1) < 2:
@@ -696,27 +701,36 @@ def pin_process(pid: int, cpu: int) -> None:
             pass  # the thread ended meanwhile
 
 
-async def metrics_lines(s: aiohttp.ClientSession, base: str) -> list[str]:
+COMMIT_HISTOGRAM = "aitbc_group_commit_duration_seconds"
+ETCD_HISTOGRAM = "aitbc_etcd_commit_duration_seconds"
+RESENT_COUNTER = "aitbc_etcd_appends_resent"
+
+
+@dataclass(frozen=True)
+class SealerTotals:
+    """What the sealing node's /metrics says of its block commits so far, read in one request."""
+
+    commit: tuple[float, float]
+    """_sum and _count of COMMIT_HISTOGRAM (seal to durable, a block)."""
+    etcd: tuple[float, float]
+    """_sum and _count of ETCD_HISTOGRAM (0, 0 on a single node)."""
+    resent: float
+    """RESENT_COUNTER's total (0 on a single node)."""
+
+
+async def sealer_totals(s: aiohttp.ClientSession, base: str) -> SealerTotals:
     async with s.get(base + "/metrics") as r:
-        return (await r.text()).splitlines()
+        text = await r.text()
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
 
+    def value(name: str) -> float:
+        return float(values.get(name, 0))
 
-async def histogram_totals(s: aiohttp.ClientSession, base: str, name: str) -> tuple[float, float]:
-    """The _sum and _count of a histogram in a node's /metrics."""
-    values = dict(
-        line.split(" ", 1)
-        for line in await metrics_lines(s, base)
-        if line.startswith((name + "_sum ", name + "_count "))
+    return SealerTotals(
+        (value(COMMIT_HISTOGRAM + "_sum"), value(COMMIT_HISTOGRAM + "_count")),
+        (value(ETCD_HISTOGRAM + "_sum"), value(ETCD_HISTOGRAM + "_count")),
+        value(RESENT_COUNTER + "_total"),
     )
-    return float(values.get(name + "_sum", 0)), float(values.get(name + "_count", 0))
-
-
-async def counter_total(s: aiohttp.ClientSession, base: str, name: str) -> float:
-    """The value of a counter in a node's /metrics (0 if it has none)."""
-    for line in await metrics_lines(s, base):
-        if line.startswith(name + "_total "):
-            return float(line.split(" ", 1)[1])
-    return 0.0
 
 
 @dataclass
@@ -732,7 +746,7 @@ class GroupPass:
     writes: int
     blocks: int
     commit_ms: float
-    """Mean time to seal and durably commit a block (aitbc_group_commit_duration_seconds)."""
+    """Mean time to seal and durably commit a block (COMMIT_HISTOGRAM)."""
     etcd_ms: float
     """Mean time of the sequencer's fenced etcd append per block (nan on a single node)."""
     resent: float
@@ -771,9 +785,7 @@ async def lifecycle_pass(
     step = functools.partial(job_lifecycle, s, base_of)
     await warm_up(workers, step)
     height = await _height(s, sealer)
-    commit = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
-    etcd = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
-    resent = await counter_total(s, sealer, "aitbc_etcd_appends_resent")
+    totals = await sealer_totals(s, sealer)
     before = [sum(tree_cpu_seconds(p) for p in pids) for pids in (standbys, etcd_pids)]
     waits = runnable_wait_seconds(sealer_pid), runnable_wait_seconds(os.getpid())
     rec, elapsed, requests = await drive(workers, args.seconds, args.max_requests, step, sealer_pid)
@@ -786,9 +798,7 @@ async def lifecycle_pass(
         for pids, used in zip((standbys, etcd_pids), before, strict=True)
     )
     blocks = await _height(s, sealer) - height
-    commit_after = await histogram_totals(s, sealer, "aitbc_group_commit_duration_seconds")
-    etcd_after = await histogram_totals(s, sealer, "aitbc_etcd_commit_duration_seconds")
-    resent = await counter_total(s, sealer, "aitbc_etcd_appends_resent") - resent
+    after = await sealer_totals(s, sealer)
 
     def mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float:
         count = after[1] - before[1]
@@ -803,9 +813,9 @@ async def lifecycle_pass(
         sum(rec.errors.values()),
         sum(len(v) for k, v in rec.latencies.items() if k.startswith("POST")),
         blocks,
-        mean_ms(commit, commit_after),
-        mean_ms(etcd, etcd_after),
-        resent,
+        mean_ms(totals.commit, after.commit),
+        mean_ms(totals.etcd, after.etcd),
+        after.resent - totals.resent,
         rec.server_cpu / elapsed,
         standbys_cpu,
         etcd_cpu,
@@ -979,16 +989,15 @@ def report_group(passes: list[GroupPass], workers: Sequence[int]) -> None:
     for n in workers:
         for setup in (SINGLE, TO_SEQUENCER, SPREAD):
             judged = setup == TO_SEQUENCER and n == max(workers)
-            print(
-                group_median_line(f"{setup}, {n} workers", rates[setup, n], rates[SINGLE, n], 0.7 if judged else None)
-            )
+            singles = None if setup == SINGLE else rates[SINGLE, n]
+            print(group_median_line(f"{setup}, {n} workers", rates[setup, n], singles, 0.7 if judged else None))
 
 
-def group_median_line(label: str, rates: list[float], singles: list[float], target: float | None = None) -> str:
-    """The median of `rates` over the rounds, and unless they are the single node's own, the
-    median of their ratios to the single node's rates of the same rounds (against `target`)."""
+def group_median_line(label: str, rates: list[float], singles: list[float] | None, target: float | None = None) -> str:
+    """The median of `rates` over the rounds, and given the single node's rates of the same
+    rounds, the median of the ratios to them (against `target`)."""
     line = f"{label:40} median {statistics.median(rates):8.1f} lifecycles/s"
-    if rates is singles:
+    if singles is None:
         return line
     ratios = [r / b for r, b in zip(rates, singles, strict=True) if b]
     if ratios:
@@ -1084,14 +1093,14 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--miners",
-        type=lambda text: tuple(int(n) for n in text.split(",")),
+        type=counts,
         default=CONTENDED_MINERS,
         metavar="N[,N…]",
         help="the contended workload's numbers of miners (default 8,16,64)",
     )
     parser.add_argument(
         "--group-workers",
-        type=lambda text: tuple(int(n) for n in text.split(",")),
+        type=counts,
         default=GROUP_WORKERS,
         metavar="N[,N…]",
         help="the group workload's numbers of workers (default 64,128); the target is judged at the largest",
